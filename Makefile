@@ -1,0 +1,34 @@
+# Two entry points that work on a fresh machine: `make demo` and `make test`.
+# Each installs uv with pip when it is missing, then the locked environment (uv sync --locked).
+
+# Expanded when a recipe runs, so it sees a uv that `setup` has just installed.
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint format bench clean
+
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked
+
+demo: setup
+	$(UV) run --locked wavefoundry demo
+
+test: setup
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+format: setup
+	$(UV) run --locked ruff format .
+	$(UV) run --locked ruff check --fix .
+
+bench: setup
+	$(UV) run --locked python bench/ingest.py
+
+clean:
+	rm -rf data .pytest_cache .ruff_cache

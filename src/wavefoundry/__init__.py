@@ -1,0 +1,3 @@
+"""wavefoundry: the lifecycle of audio generation models."""
+
+__version__ = "0.1.0"

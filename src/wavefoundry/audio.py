@@ -1,0 +1,134 @@
+"""Audio basics: read and write with soundfile, resample, mu-law, log-mel.
+
+Files are read with soundfile, never torchaudio.load (that needs FFmpeg through torchcodec).
+torch is imported only by the functions that need it, so data stages start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import soundfile as sf
+
+if TYPE_CHECKING:
+    import torch
+
+
+def read_audio(path: str | Path, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+    """A file as float32 mono in [-1, 1], resampled to `target_sr` when given."""
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if target_sr is not None and target_sr != sr:
+        mono = resample(mono, sr, target_sr)
+        sr = target_sr
+    return np.ascontiguousarray(mono, dtype=np.float32), sr
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write 16-bit PCM WAV; samples outside [-1, 1] are clipped, not wrapped."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    sf.write(str(path), samples, sample_rate, subtype="PCM_16", format="WAV")
+    return path
+
+
+def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
+    """The exact length torchaudio's resampler returns for `frames` input samples."""
+    g = math.gcd(orig_sr, target_sr)
+    orig, new = orig_sr // g, target_sr // g
+    return math.ceil(new * frames / orig)
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited (windowed sinc) resampling with torchaudio's resampler."""
+    import torch
+    import torchaudio.functional as AF
+
+    if orig_sr == target_sr:
+        return audio
+    tensor = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    return AF.resample(tensor, orig_sr, target_sr).numpy()
+
+
+# --- mu-law companding (WaveNet, section 2.2) ------------------------------------------------
+
+
+def mu_law_encode(audio: torch.Tensor, quantization_channels: int = 256) -> torch.Tensor:
+    """Float audio in [-1, 1] to integer classes 0 .. quantization_channels - 1."""
+    import torch
+
+    mu = quantization_channels - 1
+    x = audio.clamp(-1.0, 1.0)
+    companded = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+    return ((companded + 1) / 2 * mu + 0.5).long()
+
+
+def mu_law_decode(classes: torch.Tensor, quantization_channels: int = 256) -> torch.Tensor:
+    """Integer classes back to float audio in [-1, 1]."""
+    import torch
+
+    mu = quantization_channels - 1
+    companded = 2 * classes.float() / mu - 1
+    return torch.sign(companded) * (torch.pow(1 + mu, companded.abs()) - 1) / mu
+
+
+# --- log-mel spectrogram (HiFi-GAN's front end) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """HiFi-GAN's defaults: 22,050 Hz, n_fft 1024, hop 256, window 1024, 80 mels up to 8 kHz."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = 8000.0
+    log_floor: float = 1e-5
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_transform(cfg: MelConfig):
+    import torchaudio.transforms as T
+
+    return T.MelSpectrogram(
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        f_min=cfg.f_min,
+        f_max=cfg.f_max,
+        n_mels=cfg.n_mels,
+        power=1.0,  # magnitude, as HiFi-GAN
+        center=False,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+
+
+def log_mel(audio: torch.Tensor | np.ndarray, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+    """(..., samples) to (..., n_mels, samples // hop) natural-log magnitude mel frames.
+
+    Like HiFi-GAN, the signal is reflect-padded by (n_fft - hop) / 2 on each side and the STFT
+    is not centred, so a clip of N * hop samples gives exactly N frames.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(audio, dtype=torch.float32)
+    squeeze = x.dim() == 1
+    if squeeze:
+        x = x.unsqueeze(0)
+    pad = (cfg.n_fft - cfg.hop_length) // 2
+    x = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+    transform = _mel_transform(cfg).to(x.device)
+    mel = torch.log(torch.clamp(transform(x), min=cfg.log_floor))
+    return mel[0] if squeeze else mel

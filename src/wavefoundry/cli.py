@@ -1,0 +1,283 @@
+"""`wavefoundry`: one command per stage. Thin: parse, call the library, print what happened."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from wavefoundry import __version__, stages
+from wavefoundry.config import DATASETS, Config, load_config
+from wavefoundry.errors import UserError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DESCRIPTION = """\
+The lifecycle of audio generation models, one stage per command.
+
+Data stages, in order (each reads what the one before wrote under paths.data, default data/):
+  sample-data   generate small LJ Speech, VCTK and NSynth corpora in their official layouts
+  ingest        fetch a dataset (folder, archive, http(s) URL, s3://), list every clip, write the manifest
+  validate      run the Great Expectations suite; write report.json, summary.txt, quarantine.csv
+  store         pack usable clips into per-split int16 audio.npy + index.parquet; record the data version
+  prepare       ingest, validate and store one or all datasets
+  demo          sample-data, then prepare all three datasets: the embedded default run
+
+Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.
+A wrong key or value stops before any work, naming the key (exit 2).
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration")
+    group.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    group.add_argument("--config", type=Path, help="a recipe from configs/, merged over the params")
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set datasets.vctk.mic=mic2 (repeatable)",
+    )
+
+
+def _dataset_arg(parser: argparse.ArgumentParser, allow_all: bool = False) -> None:
+    choices = [*DATASETS, "all"] if allow_all else list(DATASETS)
+    parser.add_argument("--dataset", "-d", required=True, choices=choices, help="which dataset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wavefoundry",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wavefoundry {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace, Config], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _common(sub)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command(
+        "sample-data",
+        cmd_sample_data,
+        "generate the sample corpora in each dataset's official layout",
+    )
+    sub.add_argument(
+        "--dataset", "-d", action="append", choices=[*DATASETS, "all"], help="which (default: all)"
+    )
+    sub.add_argument("--out", type=Path, help="folder to write into (default: <paths.data>/sample)")
+    sub.add_argument(
+        "--archives", action="store_true", help="also write each corpus as its official archive"
+    )
+
+    sub = command(
+        "ingest",
+        cmd_ingest,
+        "fetch a dataset, list every clip and probe its audio into the manifest",
+    )
+    _dataset_arg(sub)
+    sub.add_argument(
+        "--source",
+        action="append",
+        metavar="SRC",
+        help="folder, archive, http(s):// URL or s3:// URI (repeatable; default: datasets.<name>.source)",
+    )
+
+    sub = command(
+        "validate", cmd_validate, "check the manifest with the dataset's Great Expectations suite"
+    )
+    _dataset_arg(sub)
+
+    sub = command(
+        "store",
+        cmd_store,
+        "pack the usable clips into the training store and record the data version",
+    )
+    _dataset_arg(sub)
+
+    sub = command("prepare", cmd_prepare, "ingest, validate and store a dataset (or all)")
+    _dataset_arg(sub, allow_all=True)
+
+    command(
+        "demo", cmd_demo, "the embedded default run: sample corpora, then prepare every dataset"
+    )
+
+    sub = command(
+        "config", cmd_config, "print the configuration after params, recipe and overrides"
+    )
+    return parser
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_sample_data(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.data.synthetic import make_archive
+
+    names = (
+        list(DATASETS)
+        if not args.dataset or "all" in args.dataset
+        else list(dict.fromkeys(args.dataset))
+    )
+    made = stages.sample_data(cfg, names, args.out)
+    for name, path in made.items():
+        out.print(f"[bold]{name}[/]: sample corpus at {path}")
+        if args.archives:
+            for archive in _archives_for(name, path):
+                make_archive(archive[0], archive[1])
+                out.print(f"  archive {archive[1]}")
+    return 0
+
+
+def _archives_for(name: str, path: Path) -> list[tuple[Path, Path]]:
+    """The official archive names: LJSpeech-1.1.tar.bz2, VCTK-Corpus-0.92.zip, nsynth-*.jsonwav.tar.gz."""
+    if name == "ljspeech":
+        return [(path, path.parent / "LJSpeech-1.1.tar.bz2")]
+    if name == "vctk":
+        return [(path, path.parent / "VCTK-Corpus-0.92.zip")]
+    return [
+        (split, path.parent / f"{split.name}.jsonwav.tar.gz")
+        for split in sorted(path.glob("nsynth-*"))
+    ]
+
+
+def _ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> None:
+    started = time.perf_counter()
+    result = stages.ingest(cfg, dataset, sources)
+    problems = ", ".join(f"{n} {status}" for status, n in sorted(result.problems.items())) or "none"
+    out.print(
+        f"[bold]{dataset}[/] ingest: {result.clips} clips ({result.hours * 60:.1f} min of audio), "
+        f"{result.usable} readable, problems: {problems} -> {result.manifest_path} "
+        f"[dim]({time.perf_counter() - started:.1f} s)[/]"
+    )
+
+
+def _validate(cfg: Config, dataset: str) -> bool:
+    from wavefoundry.validation import render_summary
+
+    result = stages.validate(cfg, dataset)
+    out.print(render_summary(result), markup=False)
+    return result.success
+
+
+def _store(cfg: Config, dataset: str) -> None:
+    started = time.perf_counter()
+    result = stages.store(cfg, dataset)
+    splits = ", ".join(
+        f"{s} {n} clips / {result.seconds[s] / 60:.1f} min" for s, n in result.clips.items()
+    )
+    out.print(
+        f"[bold]{dataset}[/] store: {splits} at {result.sample_rate} Hz -> {result.out_dir} "
+        f"(data version {result.data_version}, {result.excluded} clips left out) "
+        f"[dim]({time.perf_counter() - started:.1f} s)[/]"
+    )
+
+
+def cmd_ingest(args: argparse.Namespace, cfg: Config) -> int:
+    _ingest(cfg, args.dataset, args.source)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, cfg: Config) -> int:
+    return 0 if _validate(cfg, args.dataset) else 1
+
+
+def cmd_store(args: argparse.Namespace, cfg: Config) -> int:
+    _store(cfg, args.dataset)
+    return 0
+
+
+def _prepare(cfg: Config, datasets: Sequence[str]) -> int:
+    failed = []
+    for dataset in datasets:
+        _ingest(cfg, dataset)
+        if not _validate(cfg, dataset):
+            failed.append(dataset)
+            continue
+        _store(cfg, dataset)
+    if failed:
+        err.print(
+            f"validation failed for {', '.join(failed)}: not stored (see the summaries above)"
+        )
+        return 1
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace, cfg: Config) -> int:
+    return _prepare(cfg, list(DATASETS) if args.dataset == "all" else [args.dataset])
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    started = time.perf_counter()
+    made = stages.sample_data(cfg, list(DATASETS))
+    for name, path in made.items():
+        out.print(f"[bold]{name}[/] sample corpus: {path}")
+    code = _prepare(cfg, list(DATASETS))
+    table = Table(title="wavefoundry demo: the data stages", show_lines=False)
+    for column in (
+        "dataset",
+        "manifest",
+        "validation report",
+        "quarantine",
+        "processed",
+        "data version",
+    ):
+        table.add_column(column)
+    for name in DATASETS:
+        version_file = cfg.paths.data_version(name)
+        version = stages.read_version(version_file) if version_file.is_file() else "-"
+        table.add_row(
+            name,
+            str(cfg.paths.manifest(name)),
+            str(cfg.paths.validated(name) / "report.json"),
+            str(cfg.paths.validated(name) / "quarantine.csv"),
+            str(cfg.paths.processed(name)),
+            version,
+        )
+    out.print(table)
+    out.print(f"done in {time.perf_counter() - started:.1f} s")
+    return code
+
+
+def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
+    import yaml
+
+    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), markup=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.params, args.config, args.overrides)
+        return args.handler(args, cfg)
+    except UserError as error:
+        err.print(f"[bold red]error:[/] {escape(str(error))}")
+        return error.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Typed configuration: `params.yaml`, an optional recipe from `configs/`, and `--set` overrides.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelt key or a bad value
+stops the run before any work, with one line naming the key (see `ConfigError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wavefoundry.errors import UserError
+
+DatasetName = Literal["ljspeech", "vctk", "nsynth"]
+DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+class ConfigError(UserError):
+    """A config file or override that does not fit the schema."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(Section):
+    """Where each stage reads and writes, relative to the working directory."""
+
+    data: Path = Path("data")
+
+    @property
+    def samples(self) -> Path:
+        return self.data / "sample"
+
+    @property
+    def downloads(self) -> Path:
+        return self.data / "downloads"
+
+    def raw(self, dataset: str) -> Path:
+        return self.data / "raw" / dataset
+
+    def manifest(self, dataset: str) -> Path:
+        return self.data / "manifest" / f"{dataset}.parquet"
+
+    def validated(self, dataset: str) -> Path:
+        return self.data / "validated" / dataset
+
+    def processed(self, dataset: str) -> Path:
+        return self.data / "processed" / dataset
+
+    def data_version(self, dataset: str) -> Path:
+        # Beside the processed folder, not inside it: writing it inside would change the hash.
+        return self.data / "processed" / f"{dataset}.version.json"
+
+
+class StorageConfig(Section):
+    """Object storage for `s3://` sources. Credentials come from boto3's usual chain."""
+
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+
+class SplitConfig(Section):
+    """How clips are assigned to train/valid/test. NSynth always keeps its own splits."""
+
+    by: Literal["hash", "speaker"] = "hash"
+    valid_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    valid_speakers: list[str] = []
+    test_speakers: list[str] = []
+
+
+class DatasetConfig(Section):
+    """One dataset: where it comes from and how it is stored."""
+
+    source: list[str] = Field(
+        default_factory=list,
+        description="Directory, archive, http(s) URL or s3:// URI; several for NSynth's split archives.",
+    )
+    sha256: dict[str, str] = Field(
+        default_factory=dict, description="Expected sha256 per source (file name or URL)."
+    )
+    mic: Literal["mic1", "mic2"] = "mic1"
+    split: SplitConfig = SplitConfig()
+    store_sample_rate: int | None = Field(
+        None, gt=0, description="Resample when storing; None keeps the dataset's own rate."
+    )
+    max_archive_bytes: int = Field(
+        64 * 2**30, gt=0, description="Refuse archives expanding past this."
+    )
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ValidationRules(Section):
+    """Thresholds of one dataset's Great Expectations suite.
+
+    `*_mostly` is the fraction of clips that must pass a per-clip expectation for the suite
+    to pass; the clips that fail are quarantined either way.
+    """
+
+    sample_rate: int = Field(gt=0)
+    channels: int = 1
+    subtypes: list[str] = ["PCM_16"]
+    min_duration: float = Field(0.5, ge=0.0)
+    max_duration: float = Field(12.0, gt=0.0)
+    duration_mostly: float = Field(0.98, ge=0.0, le=1.0)
+    max_clipping: float = Field(0.001, ge=0.0, le=1.0)
+    clipping_mostly: float = Field(0.95, ge=0.0, le=1.0)
+    max_silence: float = Field(0.6, ge=0.0, le=1.0)
+    silence_mostly: float = Field(0.95, ge=0.0, le=1.0)
+    readable_mostly: float = Field(0.95, ge=0.0, le=1.0)
+    format_mostly: float = Field(0.95, ge=0.0, le=1.0)
+    require_text: bool = False
+    text_mostly: float = Field(0.98, ge=0.0, le=1.0)
+    pitch_range: tuple[int, int] | None = None
+    velocities: list[int] | None = None
+    min_clips: int = Field(1, ge=0)
+
+
+class ValidationConfig(Section):
+    ljspeech: ValidationRules = ValidationRules(
+        sample_rate=22050, min_duration=0.5, max_duration=12.0, require_text=True
+    )
+    vctk: ValidationRules = ValidationRules(
+        sample_rate=48000,
+        min_duration=0.5,
+        max_duration=20.0,
+        require_text=True,
+        # VCTK 0.92 ships p315 with no transcripts: those clips are quarantined, not the suite.
+        text_mostly=0.8,
+    )
+    nsynth: ValidationRules = ValidationRules(
+        sample_rate=16000,
+        min_duration=3.99,
+        max_duration=4.01,
+        # Notes decay to silence in their last second, and some instruments are quiet.
+        max_silence=0.9,
+        pitch_range=(21, 108),
+        velocities=[25, 50, 75, 100, 127],
+    )
+
+    def for_dataset(self, name: str) -> ValidationRules:
+        return getattr(self, name)
+
+
+class SampleDataConfig(Section):
+    """Sizes of the generated sample corpora (the demo's and the tests' data)."""
+
+    seed: int = 0
+    ljspeech_clips: int = Field(48, ge=1)
+    vctk_speakers: int = Field(6, ge=2)
+    vctk_clips_per_speaker: int = Field(8, ge=1)
+    nsynth_instruments_per_split: dict[str, int] = {"train": 6, "valid": 2, "test": 2}
+    nsynth_notes_per_instrument: int = Field(4, ge=1)
+
+
+class DatasetsConfig(Section):
+    ljspeech: DatasetConfig = DatasetConfig(source=["data/sample/LJSpeech-1.1"])
+    vctk: DatasetConfig = DatasetConfig(source=["data/sample/VCTK-Corpus-0.92"])
+    nsynth: DatasetConfig = DatasetConfig(source=["data/sample/nsynth"])
+
+    def for_dataset(self, name: str) -> DatasetConfig:
+        return getattr(self, name)
+
+
+class Config(Section):
+    """The whole configuration of a run."""
+
+    paths: PathsConfig = PathsConfig()
+    storage: StorageConfig = StorageConfig()
+    workers: int = Field(0, ge=0, description="Processes for per-clip work; 0 means one per core.")
+    sample_data: SampleDataConfig = SampleDataConfig()
+    datasets: DatasetsConfig = DatasetsConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level, found {type(data).__name__}"
+        )
+    return data
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=value` to `{"a": {"b": {"c": value}}}`, the value parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set workers=2")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(
+    params: Path | None = Path("params.yaml"),
+    recipe: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """Defaults, then `params` (if present), then `recipe`, then each `--set` override."""
+    # Start from the defaults as plain data so a partial section keeps its other defaults.
+    data: dict[str, Any] = Config().model_dump(mode="json")
+    sources = []
+    if params is not None and Path(params).exists():
+        data = _merge(data, _read_yaml(Path(params)))
+        sources.append(str(params))
+    if recipe is not None:
+        data = _merge(data, _read_yaml(Path(recipe)))
+        sources.append(str(recipe))
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    if overrides:
+        sources.append("--set")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, " + ".join(sources) or "config")) from None

@@ -1,0 +1,220 @@
+"""The manifest: one row per clip with its conditioning and per-clip audio statistics.
+
+Probing reads each file once (hash and decode from the same bytes) in a pool of processes.
+Numpy and soundfile only: workers never import torch, so the pool starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from wavefoundry.data import schema
+
+CLIP_LEVEL = 0.999  # |x| at or above this counts as clipped
+SILENCE_DB = -50.0  # a 20 ms frame quieter than this counts as silent
+FRAME_SECONDS = 0.02
+
+
+class Unreadable(Exception):
+    """A file that is not usable audio; the message becomes the manifest's reason."""
+
+
+def _wav_truncation(data: bytes) -> str | None:
+    """For RIFF/WAVE bytes, a reason if the data chunk claims more bytes than the file holds.
+
+    libsndfile quietly reads what is there, so a cut-off download would otherwise pass as a
+    shorter clip.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= len(data):
+        chunk_id, size = (
+            data[position : position + 4],
+            struct.unpack("<I", data[position + 4 : position + 8])[0],
+        )
+        body = position + 8
+        if chunk_id == b"data":
+            available = len(data) - body
+            if size > available and size != 0xFFFFFFFF:
+                return f"truncated: data chunk declares {size} bytes, file holds {available}"
+            return None
+        position = body + size + (size & 1)
+    return "truncated: no data chunk"
+
+
+def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
+    """Level statistics of (frames, channels) float audio with full scale 1.0."""
+    finite = bool(np.isfinite(audio).all())
+    if audio.size == 0:
+        return {
+            "peak": 0.0,
+            "rms_db": -np.inf,
+            "clipping": 0.0,
+            "silence": 1.0,
+            "dc_offset": 0.0,
+            "non_finite": False,
+        }
+    x = audio if finite else np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0)
+    magnitude = np.abs(x)
+    mean_square = float(np.mean(np.square(x, dtype=np.float64)))
+    mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    frame = max(1, int(sample_rate * FRAME_SECONDS))
+    frames = mono[: len(mono) // frame * frame].reshape(-1, frame)
+    if len(frames):
+        frame_power = np.mean(np.square(frames, dtype=np.float64), axis=1)
+        silence = float(np.mean(frame_power < 10 ** (SILENCE_DB / 10)))
+    else:
+        silence = 1.0
+    return {
+        "peak": float(magnitude.max()),
+        "rms_db": 10 * np.log10(mean_square) if mean_square > 0 else -np.inf,
+        "clipping": float(np.mean(magnitude >= CLIP_LEVEL)),
+        "silence": silence,
+        "dc_offset": float(mono.mean()),
+        "non_finite": not finite,
+    }
+
+
+def probe(path: str) -> dict[str, Any]:
+    """Everything the manifest records about one audio file; raises `Unreadable`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise Unreadable(f"cannot read file: {err.strerror}") from None
+    facts: dict[str, Any] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if not data:
+        raise Unreadable("empty file (0 bytes)")
+    truncated = _wav_truncation(data)
+    if truncated:
+        raise Unreadable(truncated)
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            info = {
+                "sample_rate": f.samplerate,
+                "channels": f.channels,
+                "subtype": f.subtype,
+                "declared": f.frames,
+            }
+            audio = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise Unreadable(f"not a readable audio file ({err})") from None
+    if len(audio) < info.pop("declared"):
+        raise Unreadable(
+            f"truncated: header declares more frames than the file holds ({len(audio)} read)"
+        )
+    facts.update(info)
+    facts["frames"] = len(audio)
+    facts["duration"] = len(audio) / info["sample_rate"]
+    facts.update(audio_stats(audio, info["sample_rate"]))
+    return facts
+
+
+_EMPTY_STATS: dict[str, Any] = {
+    "sample_rate": 0,
+    "channels": 0,
+    "frames": 0,
+    "duration": 0.0,
+    "subtype": "",
+    "peak": np.nan,
+    "rms_db": np.nan,
+    "clipping": np.nan,
+    "silence": np.nan,
+    "dc_offset": np.nan,
+    "non_finite": False,
+    "bytes": 0,
+    "sha256": "",
+}
+
+
+def _probe_or_reason(path: str) -> dict[str, Any]:
+    try:
+        return probe(path)
+    except Unreadable as err:
+        return {"reason": str(err)}
+
+
+def _probe_chunk(paths: list[str]) -> list[dict[str, Any]]:
+    return [_probe_or_reason(p) for p in paths]
+
+
+def probe_all(
+    paths: list[str], workers: int, on_progress: Callable[[int], None] | None = None
+) -> list[dict[str, Any]]:
+    """Probe files on `workers` processes, in order; `on_progress(n)` after each chunk of n."""
+    chunk = max(1, min(64, len(paths) // (workers * 8) or 1))
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    results: list[dict[str, Any]] = []
+    if workers <= 1 or len(chunks) <= 1:
+        mapped: Iterable[list[dict[str, Any]]] = map(_probe_chunk, chunks)
+        for part in mapped:
+            results.extend(part)
+            if on_progress:
+                on_progress(len(part))
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(_probe_chunk, chunks):
+            results.extend(part)
+            if on_progress:
+                on_progress(len(part))
+    return results
+
+
+def default_workers(configured: int = 0) -> int:
+    return configured or len(os.sched_getaffinity(0))
+
+
+def build_manifest(
+    dataset: str,
+    rows: list[dict[str, Any]],
+    workers: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Probe the audio of every listed row and return the manifest (schema.columns order).
+
+    Rows whose audio is missing keep their listing status; unreadable audio becomes
+    status "unreadable" with the decoder's reason. No row is dropped.
+    """
+    probed_at = [
+        i for i, row in enumerate(rows) if row["path"] and row["status"] != schema.MISSING_AUDIO
+    ]
+    facts = probe_all([rows[i]["path"] for i in probed_at], default_workers(workers), on_progress)
+    records = [{**row, **_EMPTY_STATS, "dataset": dataset} for row in rows]
+    for i, found in zip(probed_at, facts, strict=True):
+        if "reason" in found and len(found) == 1:
+            if records[i]["status"] == schema.OK:
+                records[i]["status"] = schema.UNREADABLE
+                records[i]["reason"] = found["reason"]
+            else:
+                records[i]["reason"] += f"; {found['reason']}"
+        else:
+            records[i].update(found)
+    frame = pd.DataFrame.from_records(records, columns=list(schema.columns(dataset)))
+    return frame.sort_values("clip_id", kind="stable", ignore_index=True)
+
+
+def write_manifest(manifest: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    manifest.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    from wavefoundry.errors import UserError
+
+    if not path.is_file():
+        raise UserError(f"no manifest at {path}: run `wavefoundry ingest` for this dataset first")
+    return pd.read_parquet(path)
