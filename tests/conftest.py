@@ -51,3 +51,20 @@ def http_server() -> Iterator[Callable[[Path], FileServer]]:
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def sample_corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three sample corpora, generated once per session. Copy before changing them."""
+    from wavefoundry.config import SampleDataConfig
+    from wavefoundry.data.synthetic import make_sample_data
+
+    cfg = SampleDataConfig(
+        ljspeech_clips=12,
+        vctk_speakers=5,
+        vctk_clips_per_speaker=3,
+        nsynth_instruments_per_split={"train": 2, "valid": 1, "test": 1},
+        nsynth_notes_per_instrument=2,
+    )
+    out = tmp_path_factory.mktemp("sample")
+    return make_sample_data(out, ["ljspeech", "vctk", "nsynth"], cfg)

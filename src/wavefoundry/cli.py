@@ -13,11 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from wavefoundry import __version__, stages
-from wavefoundry.config import DATASETS, Config, load_config
+from wavefoundry.config import DATASETS, SPLITS, Config, load_config
+from wavefoundry.data.store import StoreResult
 from wavefoundry.errors import UserError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DESCRIPTION = """\
 The lifecycle of audio generation models, one stage per command.
@@ -160,7 +161,7 @@ def _archives_for(name: str, path: Path) -> list[tuple[Path, Path]]:
     ]
 
 
-def _ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> None:
+def _ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> stages.IngestResult:
     started = time.perf_counter()
     result = stages.ingest(cfg, dataset, sources)
     problems = ", ".join(f"{n} {status}" for status, n in sorted(result.problems.items())) or "none"
@@ -169,17 +170,20 @@ def _ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> None
         f"{result.usable} readable, problems: {problems} -> {result.manifest_path} "
         f"[dim]({time.perf_counter() - started:.1f} s)[/]"
     )
+    return result
 
 
-def _validate(cfg: Config, dataset: str) -> bool:
+def _validate(cfg: Config, dataset: str):
     from wavefoundry.validation import render_summary
 
+    started = time.perf_counter()
     result = stages.validate(cfg, dataset)
     out.print(render_summary(result), markup=False)
-    return result.success
+    out.print(f"  report: {result.report_path} [dim]({time.perf_counter() - started:.1f} s)[/]")
+    return result
 
 
-def _store(cfg: Config, dataset: str) -> None:
+def _store(cfg: Config, dataset: str) -> StoreResult:
     started = time.perf_counter()
     result = stages.store(cfg, dataset)
     splits = ", ".join(
@@ -190,6 +194,7 @@ def _store(cfg: Config, dataset: str) -> None:
         f"(data version {result.data_version}, {result.excluded} clips left out) "
         f"[dim]({time.perf_counter() - started:.1f} s)[/]"
     )
+    return result
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: Config) -> int:
@@ -198,7 +203,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, cfg: Config) -> int:
-    return 0 if _validate(cfg, args.dataset) else 1
+    return 0 if _validate(cfg, args.dataset).success else 1
 
 
 def cmd_store(args: argparse.Namespace, cfg: Config) -> int:
@@ -206,14 +211,46 @@ def cmd_store(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def _prepare(cfg: Config, datasets: Sequence[str]) -> int:
+def _prepare(cfg: Config, datasets: Sequence[str]) -> tuple[Table, list[str]]:
+    """Ingest, validate and store each dataset. A dataset whose suite fails is not stored; the
+    others go on. Returns a table of what happened and the datasets that failed."""
+    table = Table(title="data stages")
     failed = []
+    for column in (
+        "dataset",
+        "clips",
+        "quarantined",
+        "stored (train/valid/test)",
+        "suite",
+        "data version",
+    ):
+        table.add_column(column)
     for dataset in datasets:
-        _ingest(cfg, dataset)
-        if not _validate(cfg, dataset):
+        ingested = _ingest(cfg, dataset)
+        validated = _validate(cfg, dataset)
+        stored = _store(cfg, dataset) if validated.success else None
+        if not validated.success:
             failed.append(dataset)
-            continue
-        _store(cfg, dataset)
+        counts = "/".join(str(stored.clips.get(s, 0)) for s in SPLITS) if stored else "not stored"
+        table.add_row(
+            dataset,
+            str(ingested.clips),
+            str(validated.quarantined),
+            counts,
+            "passed" if validated.success else "[red]FAILED[/]",
+            stored.data_version[:12] if stored else "-",
+        )
+    return table, failed
+
+
+def _report(table: Table, failed: list[str], cfg: Config, started: float) -> int:
+    out.print(table)
+    data = cfg.paths.data
+    out.print(
+        f"outputs under {data}/: manifest/NAME.parquet, validated/NAME/(report.json, summary.txt, "
+        f"quarantine.csv), processed/NAME/SPLIT/(audio.npy, index.parquet), processed/NAME.version.json"
+    )
+    out.print(f"done in {time.perf_counter() - started:.1f} s")
     if failed:
         err.print(
             f"validation failed for {', '.join(failed)}: not stored (see the summaries above)"
@@ -223,39 +260,17 @@ def _prepare(cfg: Config, datasets: Sequence[str]) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace, cfg: Config) -> int:
-    return _prepare(cfg, list(DATASETS) if args.dataset == "all" else [args.dataset])
+    started = time.perf_counter()
+    datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    return _report(*_prepare(cfg, datasets), cfg, started)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     started = time.perf_counter()
-    made = stages.sample_data(cfg, list(DATASETS))
-    for name, path in made.items():
+    for name, path in stages.sample_data(cfg, list(DATASETS)).items():
         out.print(f"[bold]{name}[/] sample corpus: {path}")
-    code = _prepare(cfg, list(DATASETS))
-    table = Table(title="wavefoundry demo: the data stages", show_lines=False)
-    for column in (
-        "dataset",
-        "manifest",
-        "validation report",
-        "quarantine",
-        "processed",
-        "data version",
-    ):
-        table.add_column(column)
-    for name in DATASETS:
-        version_file = cfg.paths.data_version(name)
-        version = stages.read_version(version_file) if version_file.is_file() else "-"
-        table.add_row(
-            name,
-            str(cfg.paths.manifest(name)),
-            str(cfg.paths.validated(name) / "report.json"),
-            str(cfg.paths.validated(name) / "quarantine.csv"),
-            str(cfg.paths.processed(name)),
-            version,
-        )
-    out.print(table)
-    out.print(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    out.print(f"[dim]sample corpora made in {time.perf_counter() - started:.1f} s[/]")
+    return _report(*_prepare(cfg, list(DATASETS)), cfg, started)
 
 
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:

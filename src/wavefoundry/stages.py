@@ -90,10 +90,3 @@ def store(cfg: Config, dataset: str) -> StoreResult:
             default_workers(cfg.workers),
             advance,
         )
-
-
-def read_version(version_file: Path) -> str:
-    """The data version a `store` recorded (DVC's directory hash)."""
-    from wavefoundry.data.store import read_data_version
-
-    return read_data_version(version_file)["data_version"]
