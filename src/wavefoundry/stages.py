@@ -87,6 +87,5 @@ def store(cfg: Config, dataset: str) -> StoreResult:
             cfg.paths.processed(dataset),
             cfg.paths.data_version(dataset),
             sample_rate,
-            default_workers(cfg.workers),
             advance,
         )

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from wavefoundry.data.manifest import build_manifest
-from wavefoundry.data.store import SegmentDataset, store_dataset
+from wavefoundry.data.store import SegmentDataset, dvc_directory_hash, store_dataset
 from wavefoundry.errors import UserError
 
 
@@ -31,14 +31,14 @@ def make_clips(tmp_path, sr=16000, lengths=(16000, 8000, 24000, 4000)):
                 "note_str": f"c{i}",
             }
         )
-    return build_manifest("nsynth", rows, workers=1)
+    return build_manifest("nsynth", rows)
 
 
 def test_store_packs_clips_back_to_back(tmp_path):
     manifest = make_clips(tmp_path)
     out = tmp_path / "processed" / "nsynth"
     result = store_dataset(
-        "nsynth", manifest, {"c1"}, out, tmp_path / "processed" / "v.json", 16000, workers=2
+        "nsynth", manifest, {"c1"}, out, tmp_path / "processed" / "v.json", 16000
     )
     assert result.clips == {"train": 2, "test": 1}
     assert result.excluded == 1
@@ -53,16 +53,16 @@ def test_store_packs_clips_back_to_back(tmp_path):
     version = json.loads((tmp_path / "processed" / "v.json").read_text())
     assert version["data_version"] == result.data_version and result.data_version.endswith(".dir")
     # The same input gives the same version; different input a different one.
-    again = store_dataset("nsynth", manifest, {"c1"}, out, tmp_path / "v2.json", 16000, workers=1)
+    again = store_dataset("nsynth", manifest, {"c1"}, out, tmp_path / "v2.json", 16000)
     assert again.data_version == result.data_version
-    other = store_dataset("nsynth", manifest, set(), out, tmp_path / "v3.json", 16000, workers=1)
+    other = store_dataset("nsynth", manifest, set(), out, tmp_path / "v3.json", 16000)
     assert other.data_version != result.data_version
 
 
 def test_store_resamples_to_the_requested_rate(tmp_path):
     manifest = make_clips(tmp_path, sr=48000, lengths=(48000, 12345))
     out = tmp_path / "p"
-    result = store_dataset("nsynth", manifest, set(), out, tmp_path / "v.json", 22050, workers=1)
+    result = store_dataset("nsynth", manifest, set(), out, tmp_path / "v.json", 22050)
     index = pd.read_parquet(out / "train" / "index.parquet")
     assert index["length"].tolist() == [22050, 5671]
     assert result.seconds["train"] == pytest.approx((22050 + 5671) / 22050)
@@ -85,7 +85,7 @@ def test_store_refuses_when_nothing_is_usable(tmp_path):
 def test_segments_are_slices_with_conditioning_and_reproducible(tmp_path):
     manifest = make_clips(tmp_path)
     out = tmp_path / "p"
-    store_dataset("nsynth", manifest, set(), out, tmp_path / "v.json", 16000, workers=1)
+    store_dataset("nsynth", manifest, set(), out, tmp_path / "v.json", 16000)
     data = SegmentDataset(out / "train", segment_length=10000, seed=3)
     assert len(data) == 3
     audio = np.load(out / "train" / "audio.npy")
@@ -117,3 +117,20 @@ def test_segments_are_slices_with_conditioning_and_reproducible(tmp_path):
 def test_a_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="run `wavefoundry store` first"):
         SegmentDataset(tmp_path / "nowhere", 100)
+
+
+def test_the_directory_hash_is_dvcs(tmp_path):
+    """The same hash dvc_data computes for the folder (DVC's own library, no subprocess)."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+    from dvc_objects.fs.memory import MemoryFileSystem
+
+    manifest = make_clips(tmp_path)
+    out = tmp_path / "p"
+    result = store_dataset("nsynth", manifest, set(), out, tmp_path / "v.json", 16000)
+    _, _, tree = build(
+        HashFileDB(MemoryFileSystem(), "/s"), str(out), LocalFileSystem(), "md5", dry_run=True
+    )
+    assert result.data_version == tree.hash_info.value
+    assert dvc_directory_hash({"a": "0" * 32}) != dvc_directory_hash({"b": "0" * 32})

@@ -30,33 +30,30 @@ class Unreadable(Exception):
     """A file that is not usable audio; the message becomes the manifest's reason."""
 
 
-def _wav_truncation(data: bytes) -> str | None:
-    """For RIFF/WAVE bytes, a reason if the data chunk claims more bytes than the file holds.
+def wav_data_chunk(data: bytes) -> tuple[int, int] | str | None:
+    """For RIFF/WAVE bytes: (offset, size) of the data chunk, or a reason it is cut short.
 
     libsndfile quietly reads what is there, so a cut-off download would otherwise pass as a
-    shorter clip.
+    shorter clip. None for anything that is not RIFF/WAVE.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     position = 12
     while position + 8 <= len(data):
-        chunk_id, size = (
-            data[position : position + 4],
-            struct.unpack("<I", data[position + 4 : position + 8])[0],
-        )
+        chunk_id = data[position : position + 4]
+        size = struct.unpack("<I", data[position + 4 : position + 8])[0]
         body = position + 8
         if chunk_id == b"data":
             available = len(data) - body
             if size > available and size != 0xFFFFFFFF:
                 return f"truncated: data chunk declares {size} bytes, file holds {available}"
-            return None
+            return body, min(size, available)
         position = body + size + (size & 1)
     return "truncated: no data chunk"
 
 
 def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
-    """Level statistics of (frames, channels) float audio with full scale 1.0."""
-    finite = bool(np.isfinite(audio).all())
+    """Level statistics of (frames, channels) float32 audio with full scale 1.0."""
     if audio.size == 0:
         return {
             "peak": 0.0,
@@ -66,25 +63,47 @@ def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
             "dc_offset": 0.0,
             "non_finite": False,
         }
+    finite = bool(np.isfinite(audio.max()) and np.isfinite(audio.min()))
     x = audio if finite else np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0)
-    magnitude = np.abs(x)
-    mean_square = float(np.mean(np.square(x, dtype=np.float64)))
+    flat = x.reshape(-1)
+    mean_square = float(np.dot(flat, flat)) / flat.size
     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     frame = max(1, int(sample_rate * FRAME_SECONDS))
     frames = mono[: len(mono) // frame * frame].reshape(-1, frame)
     if len(frames):
-        frame_power = np.mean(np.square(frames, dtype=np.float64), axis=1)
-        silence = float(np.mean(frame_power < 10 ** (SILENCE_DB / 10)))
+        frame_power = np.einsum("ij,ij->i", frames, frames) / frame
+        silence = float(np.count_nonzero(frame_power < 10 ** (SILENCE_DB / 10)) / len(frames))
     else:
         silence = 1.0
+    clipped = np.count_nonzero(flat >= CLIP_LEVEL) + np.count_nonzero(flat <= -CLIP_LEVEL)
     return {
-        "peak": float(magnitude.max()),
+        "peak": float(max(flat.max(), -flat.min())),
         "rms_db": 10 * np.log10(mean_square) if mean_square > 0 else -np.inf,
-        "clipping": float(np.mean(magnitude >= CLIP_LEVEL)),
+        "clipping": clipped / flat.size,
         "silence": silence,
         "dc_offset": float(mono.mean()),
         "non_finite": not finite,
     }
+
+
+def _decode(data: bytes, wav_data: tuple[int, int] | None) -> tuple[dict[str, Any], np.ndarray]:
+    """Header facts and (frames, channels) float32 samples."""
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        info = {"sample_rate": f.samplerate, "channels": f.channels, "subtype": f.subtype}
+        declared = f.frames
+        if wav_data is not None and f.subtype == "PCM_16" and f.format == "WAV":
+            # 16-bit WAV (LJ Speech, NSynth): view the samples in the bytes already read.
+            offset, size = wav_data
+            samples = np.frombuffer(data, dtype="<i2", count=size // 2, offset=offset)
+            audio = samples[: len(samples) // f.channels * f.channels].reshape(-1, f.channels)
+            audio = audio.astype(np.float32) * np.float32(1 / 32768)
+        else:
+            audio = f.read(dtype="float32", always_2d=True)
+    if len(audio) < declared:
+        raise Unreadable(
+            f"truncated: header declares {declared} frames, the file holds {len(audio)}"
+        )
+    return info, audio
 
 
 def probe(path: str) -> dict[str, Any]:
@@ -96,24 +115,13 @@ def probe(path: str) -> dict[str, Any]:
     facts: dict[str, Any] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     if not data:
         raise Unreadable("empty file (0 bytes)")
-    truncated = _wav_truncation(data)
-    if truncated:
-        raise Unreadable(truncated)
+    wav_data = wav_data_chunk(data)
+    if isinstance(wav_data, str):
+        raise Unreadable(wav_data)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            info = {
-                "sample_rate": f.samplerate,
-                "channels": f.channels,
-                "subtype": f.subtype,
-                "declared": f.frames,
-            }
-            audio = f.read(dtype="float32", always_2d=True)
+        info, audio = _decode(data, wav_data)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise Unreadable(f"not a readable audio file ({err})") from None
-    if len(audio) < info.pop("declared"):
-        raise Unreadable(
-            f"truncated: header declares more frames than the file holds ({len(audio)} read)"
-        )
     facts.update(info)
     facts["frames"] = len(audio)
     facts["duration"] = len(audio) / info["sample_rate"]

@@ -7,10 +7,11 @@ segment is a slice of a memmap. The dataset's DVC directory hash is its data ver
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import soundfile as sf
 from wavefoundry.audio import resample, resampled_length
 from wavefoundry.config import SPLITS
 from wavefoundry.data import schema
+from wavefoundry.data.manifest import wav_data_chunk
 from wavefoundry.errors import UserError
 
 INDEX_STATS = ("duration", "sha256")
@@ -38,29 +40,39 @@ class StoreResult:
 
 
 def _read_int16(path: str, sample_rate: int) -> np.ndarray:
-    """A clip as mono int16 at `sample_rate`; 16-bit mono input is copied without conversion."""
-    with sf.SoundFile(path) as f:
-        if f.channels == 1 and f.samplerate == sample_rate and f.subtype == "PCM_16":
+    """A clip as mono int16 at `sample_rate`; 16-bit mono WAV is copied without decoding."""
+    data = Path(path).read_bytes()
+    wav_data = wav_data_chunk(data)
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        native = f.samplerate
+        if f.channels == 1 and native == sample_rate and f.subtype == "PCM_16":
+            if isinstance(wav_data, tuple) and f.format == "WAV":
+                offset, size = wav_data
+                return np.frombuffer(data, dtype="<i2", count=size // 2, offset=offset)
             return f.read(dtype="int16")
         audio = f.read(dtype="float32", always_2d=True).mean(axis=1)
-        native = f.samplerate
     audio = resample(audio, native, sample_rate)
     return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
 
 
-def _write_clips(task: tuple[str, int, list[tuple[str, int, int]]]) -> int:
-    """Fill slices of an existing audio.npy; runs in a worker process."""
-    npy, sample_rate, clips = task
-    store = np.load(npy, mmap_mode="r+")
-    for path, offset, length in clips:
-        samples = _read_int16(path, sample_rate)
-        if len(samples) != length:
-            raise UserError(
-                f"{path} changed since the manifest was built ({len(samples)} samples, expected {length})"
-            )
-        store[offset : offset + length] = samples
-    store.flush()
-    return len(clips)
+class _HashingFile:
+    """A file being written that keeps the md5 DVC will record for it."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.md5 = hashlib.md5()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.md5.update(data)
+        return self._file.write(data)
+
+    def close(self) -> str:
+        self._file.close()
+        return self.md5.hexdigest()
+
+
+def _md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def _store_split(
@@ -68,47 +80,50 @@ def _store_split(
     split_dir: Path,
     sample_rate: int,
     conditioning: tuple[str, ...],
-    workers: int,
     on_progress: Callable[[int], None] | None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Write one split; returns its index and the md5 of each file written (for the data version).
+
+    Sequential on purpose: the clips are read from the page cache and appended while hashed,
+    which beats a memory map filled by several processes and hashed again afterwards.
+    """
     split_dir.mkdir(parents=True, exist_ok=True)
     lengths = [
         frames if sr == sample_rate else resampled_length(int(frames), int(sr), sample_rate)
         for frames, sr in zip(rows["frames"], rows["sample_rate"], strict=True)
     ]
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-    npy = split_dir / "audio.npy"
-    np.lib.format.open_memmap(npy, mode="w+", dtype=np.int16, shape=(int(offsets[-1]),)).flush()
-    clips = list(zip(rows["path"], offsets[:-1].tolist(), lengths, strict=True))
-    size = max(1, min(32, len(clips) // (workers * 4) or 1))
-    tasks = [(str(npy), sample_rate, clips[i : i + size]) for i in range(0, len(clips), size)]
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for done in pool.map(_write_clips, tasks):
-                if on_progress:
-                    on_progress(done)
-    else:
-        for task in tasks:
-            done = _write_clips(task)
-            if on_progress:
-                on_progress(done)
+    npy = _HashingFile(split_dir / "audio.npy")
+    header = {"descr": "<i2", "fortran_order": False, "shape": (int(offsets[-1]),)}
+    np.lib.format.write_array_header_1_0(npy, header)
+    for path, length in zip(rows["path"], lengths, strict=True):
+        samples = _read_int16(path, sample_rate)
+        if len(samples) != length:
+            npy.close()
+            raise UserError(
+                f"{path} changed since the manifest was built ({len(samples)} samples, expected {length})"
+            )
+        npy.write(samples.data)
+        if on_progress:
+            on_progress(1)
+    hashes = {"audio.npy": npy.close()}
     index = rows[["clip_id", *conditioning, *INDEX_STATS]].reset_index(drop=True).copy()
     index.insert(1, "offset", offsets[:-1])
     index.insert(2, "length", np.asarray(lengths, dtype=np.int64))
     index.to_parquet(split_dir / "index.parquet", index=False)
-    return index
+    hashes["index.parquet"] = _md5_of(split_dir / "index.parquet")
+    return index, hashes
 
 
-def data_version(path: Path) -> str:
-    """DVC's content hash of a directory (the `md5: ....dir` that `dvc add` and dvc.lock record)."""
-    from dvc_data.hashfile.build import build
-    from dvc_data.hashfile.db import HashFileDB
-    from dvc_objects.fs.local import LocalFileSystem
-    from dvc_objects.fs.memory import MemoryFileSystem
+def dvc_directory_hash(file_md5: dict[str, str]) -> str:
+    """DVC's content hash of a directory from its files' md5s (relative posix paths).
 
-    staging = HashFileDB(MemoryFileSystem(), "/staging")
-    _, _, tree = build(staging, str(path), LocalFileSystem(), "md5", dry_run=True)
-    return tree.hash_info.value
+    The `md5: <hex>.dir` that `dvc add` and dvc.lock record: the md5 of the JSON list of
+    {"md5", "relpath"} entries sorted by path (dvc_data's Tree.digest). A test checks it
+    against what `dvc repro` writes.
+    """
+    entries = [{"md5": md5, "relpath": relpath} for relpath, md5 in sorted(file_md5.items())]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
 def store_dataset(
@@ -118,7 +133,6 @@ def store_dataset(
     out_dir: Path,
     version_file: Path,
     sample_rate: int,
-    workers: int,
     on_progress: Callable[[int], None] | None = None,
 ) -> StoreResult:
     """Write the processed dataset from the manifest's usable, unquarantined clips."""
@@ -131,12 +145,13 @@ def store_dataset(
     conditioning = schema.CONDITIONING[dataset]
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    clips, seconds = {}, {}
+    clips, seconds, file_md5 = {}, {}, {}
     for split in SPLITS:
         rows = usable[usable["split"] == split]
         if rows.empty:
             continue
-        index = _store_split(rows, out_dir / split, sample_rate, conditioning, workers, on_progress)
+        index, hashes = _store_split(rows, out_dir / split, sample_rate, conditioning, on_progress)
+        file_md5.update({f"{split}/{name}": md5 for name, md5 in hashes.items()})
         clips[split] = len(index)
         seconds[split] = float(index["length"].sum() / sample_rate)
     meta = {
@@ -147,7 +162,8 @@ def store_dataset(
         "conditioning": list(conditioning),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    version = data_version(out_dir)
+    file_md5["meta.json"] = _md5_of(out_dir / "meta.json")
+    version = dvc_directory_hash(file_md5)
     version_file.write_text(
         json.dumps({"dataset": dataset, "data_version": version, **meta}, indent=2) + "\n"
     )
