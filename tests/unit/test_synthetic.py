@@ -169,6 +169,12 @@ def test_ljspeech_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> Non
     assert tree_digest(a)["wavs/LJ001-0001.wav"] != tree_digest(c)["wavs/LJ001-0001.wav"]
 
 
+def test_ljspeech_rendered_in_processes_is_byte_identical(tmp_path: Path) -> None:
+    serial = make_ljspeech(tmp_path / "serial", clips=5, seed=2)
+    parallel = make_ljspeech(tmp_path / "parallel", clips=5, seed=2, workers=2)
+    assert tree_digest(parallel) == tree_digest(serial)
+
+
 def test_ljspeech_hours_sets_the_amount_of_audio(tmp_path: Path) -> None:
     root = make_ljspeech(tmp_path, hours=20 / 3600)
     total = sum(sf.info(p).duration for p in (root / "wavs").glob("*.wav"))
