@@ -18,19 +18,8 @@ from wavefoundry.errors import UserError
 NAME = "nsynth"
 SAMPLE_RATE = 16000
 SPLIT_FOLDERS = {"nsynth-train": "train", "nsynth-valid": "valid", "nsynth-test": "test"}
-FIELDS = (
-    "note",
-    "pitch",
-    "velocity",
-    "instrument",
-    "instrument_str",
-    "instrument_family",
-    "instrument_family_str",
-    "instrument_source",
-    "instrument_source_str",
-    "qualities",
-    "qualities_str",
-)
+# examples.json's attributes of a note; note_str is its key.
+FIELDS = tuple(column for column in schema.CONDITIONING["nsynth"] if column != "note_str")
 
 
 def is_root(path: Path) -> bool:

@@ -15,6 +15,7 @@ CONDITIONING = {
     "vctk": ("speaker", "gender", "age", "accent", "region", "text", "mic"),
     "nsynth": (
         "note_str",
+        "note",
         "pitch",
         "velocity",
         "instrument",
