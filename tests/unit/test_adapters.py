@@ -149,3 +149,31 @@ def test_a_folder_without_the_layout_is_one_clear_error(tmp_path, dataset):
 def test_an_unknown_dataset_is_a_user_error():
     with pytest.raises(UserError, match="unknown dataset 'timit'"):
         get_adapter("timit")
+
+
+def test_vctk_can_hold_out_whole_speakers(sample_corpora):
+    speakers = sorted(manifest_of("vctk", [sample_corpora["vctk"]])["speaker"].unique())
+    split = {"by": "speaker", "valid_speakers": speakers[2:3], "test_speakers": speakers[:2]}
+    manifest = manifest_of("vctk", [sample_corpora["vctk"]], DatasetConfig(split=split))
+    by_speaker = manifest.groupby("speaker")["split"].agg(set).to_dict()
+    assert [by_speaker[s] for s in speakers[:3]] == [{"test"}, {"test"}, {"valid"}]
+    assert all(by_speaker[s] == {"train"} for s in speakers[3:]) and len(speakers) > 3
+
+
+def test_hash_splits_are_stable_and_near_the_fractions():
+    from wavefoundry.config import SplitConfig
+    from wavefoundry.data.layout import assign_split, hash_fraction
+
+    cfg = SplitConfig(valid_fraction=0.1, test_fraction=0.2)
+    ids = [f"LJ{c:03d}-{n:04d}" for c in range(1, 11) for n in range(1, 301)]
+    splits = [assign_split(i, None, cfg) for i in ids]
+    assert splits == [assign_split(i, None, cfg) for i in ids]
+    assert splits.count("test") / len(ids) == pytest.approx(0.2, abs=0.02)
+    assert splits.count("valid") / len(ids) == pytest.approx(0.1, abs=0.02)
+    # Pinned: a change of hash would silently reshuffle every split of every stored dataset.
+    assert [assign_split(i, None, cfg) for i in ("LJ001-0001", "LJ001-0002", "LJ001-0003")] == [
+        "train",
+        "train",
+        "test",
+    ]
+    assert hash_fraction("LJ001-0001") == pytest.approx(0.465134884884364)

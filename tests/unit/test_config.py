@@ -72,3 +72,12 @@ def test_the_cli_prints_one_line_and_exits_2_before_any_work(tmp_path):
     assert result.stderr.strip() == "error: --set: unknown key 'datasets.ljspeech.sauce'"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_every_recipe_in_configs_loads():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        load_config(Path(__file__).resolve().parents[2] / "params.yaml", recipe)

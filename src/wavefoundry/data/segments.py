@@ -1,0 +1,63 @@
+"""Training examples from the store: fixed-length segments with their conditioning, in O(1).
+
+Kept apart from `store.py` so that writing the store never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from wavefoundry.errors import UserError
+
+
+class SegmentDataset(Dataset):
+    """Segments of `segment_length` samples from one stored split (`processed/<dataset>/<split>`).
+
+    Item i is a segment of clip i % clips at an offset drawn from (seed, epoch, i): an epoch is
+    reproducible, so a resumed run draws the same segments. Shorter clips are zero-padded. Each
+    item is {"audio": float32 tensor in [-1, 1], "clip_id": str, <conditioning columns>}.
+    """
+
+    def __init__(
+        self, split_dir: Path, segment_length: int, seed: int = 0, items: int | None = None
+    ):
+        split_dir = Path(split_dir)
+        if not (split_dir / "index.parquet").is_file():
+            raise UserError(f"no stored split at {split_dir}: run `wavefoundry store` first")
+        self.index = pd.read_parquet(split_dir / "index.parquet")
+        if self.index.empty:
+            raise UserError(f"stored split {split_dir} has no clips")
+        if segment_length <= 0:
+            raise UserError(f"segment length must be positive, got {segment_length}")
+        self.audio = np.load(split_dir / "audio.npy", mmap_mode="r")
+        self.segment_length = segment_length
+        self.seed = seed
+        self.epoch = 0
+        self.items = items or len(self.index)
+        self._offsets = self.index["offset"].to_numpy()
+        self._lengths = self.index["length"].to_numpy()
+        self._conditioning = self.index.drop(columns=["offset", "length"]).to_dict("records")
+
+    def __len__(self) -> int:
+        return self.items
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        clip = item % len(self._offsets)
+        offset, length = int(self._offsets[clip]), int(self._lengths[clip])
+        start = 0
+        if length > self.segment_length:
+            rng = np.random.default_rng((self.seed, self.epoch, item))
+            start = int(rng.integers(0, length - self.segment_length + 1))
+        samples = self.audio[offset + start : offset + min(length, start + self.segment_length)]
+        segment = torch.zeros(self.segment_length)
+        segment[: len(samples)] = torch.from_numpy(samples.astype(np.float32) / 32768.0)
+        return {"audio": segment, **self._conditioning[clip]}
