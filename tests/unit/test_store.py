@@ -137,3 +137,16 @@ def test_the_directory_hash_is_dvcs(tmp_path):
     )
     assert result.data_version == tree.hash_info.value
     assert dvc_directory_hash({"a": "0" * 32}) != dvc_directory_hash({"b": "0" * 32})
+
+
+def test_a_clip_changed_since_the_manifest_fails_and_keeps_the_previous_store(tmp_path):
+    manifest = make_clips(tmp_path)
+    out = tmp_path / "p"
+    first = store_dataset("nsynth", manifest, set(), out, tmp_path / "v.json", 16000)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    sf.write(manifest.loc[1, "path"], np.zeros(100, dtype=np.int16), 16000, subtype="PCM_16")
+    with pytest.raises(UserError, match="changed since the manifest was built"):
+        store_dataset("nsynth", manifest, set(), out, tmp_path / "v2.json", 16000)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(tmp_path.glob(".p.partial")) and not (tmp_path / "v2.json").exists()
+    assert first.data_version.endswith(".dir")

@@ -143,17 +143,25 @@ def store_dataset(
             f"{dataset}: no usable clips to store ({len(manifest)} in the manifest, all quarantined or unreadable)"
         )
     conditioning = schema.CONDITIONING[dataset]
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    # Built beside the target and swapped in at the end: an interrupted store never leaves a
+    # half-written folder that looks like a dataset.
+    building = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(building, ignore_errors=True)
     clips, seconds, file_md5 = {}, {}, {}
-    for split in SPLITS:
-        rows = usable[usable["split"] == split]
-        if rows.empty:
-            continue
-        index, hashes = _store_split(rows, out_dir / split, sample_rate, conditioning, on_progress)
-        file_md5.update({f"{split}/{name}": md5 for name, md5 in hashes.items()})
-        clips[split] = len(index)
-        seconds[split] = float(index["length"].sum() / sample_rate)
+    try:
+        for split in SPLITS:
+            rows = usable[usable["split"] == split]
+            if rows.empty:
+                continue
+            index, hashes = _store_split(
+                rows, building / split, sample_rate, conditioning, on_progress
+            )
+            file_md5.update({f"{split}/{name}": md5 for name, md5 in hashes.items()})
+            clips[split] = len(index)
+            seconds[split] = float(index["length"].sum() / sample_rate)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     meta = {
         "dataset": dataset,
         "sample_rate": sample_rate,
@@ -161,9 +169,12 @@ def store_dataset(
         "splits": {s: {"clips": clips[s], "seconds": round(seconds[s], 3)} for s in clips},
         "conditioning": list(conditioning),
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    file_md5["meta.json"] = _md5_of(out_dir / "meta.json")
+    (building / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    file_md5["meta.json"] = _md5_of(building / "meta.json")
     version = dvc_directory_hash(file_md5)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    building.rename(out_dir)
     version_file.write_text(
         json.dumps({"dataset": dataset, "data_version": version, **meta}, indent=2) + "\n"
     )
