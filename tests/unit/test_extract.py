@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wavefoundry.data.download import MARKER, UnsafeArchiveError, extract
+from wavefoundry.data.archive import MARKER, UnsafeArchiveError, extract
 from wavefoundry.errors import UserError
 
 # ---------------------------------------------------------------- building archives
