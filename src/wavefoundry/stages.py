@@ -11,7 +11,7 @@ from pathlib import Path
 
 from wavefoundry.config import Config
 from wavefoundry.data import get_adapter, schema
-from wavefoundry.data.manifest import build_manifest, default_workers, read_manifest, write_manifest
+from wavefoundry.data.manifest import build_manifest, read_manifest, write_manifest
 from wavefoundry.data.store import StoreResult, store_dataset
 from wavefoundry.progress import progress_bar
 
@@ -49,7 +49,7 @@ def ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> Inges
     )
     rows = adapter.list_clips(dirs, dataset_cfg)
     with progress_bar(f"probing {dataset} audio", len(rows)) as advance:
-        manifest = build_manifest(dataset, rows, default_workers(cfg.workers), advance)
+        manifest = build_manifest(dataset, rows, cfg.workers, advance)
     path = write_manifest(manifest, cfg.paths.manifest(dataset))
     problems = manifest.loc[manifest["status"] != schema.OK, "status"].value_counts().to_dict()
     usable = int((manifest["status"] == schema.OK).sum())

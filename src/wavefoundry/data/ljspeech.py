@@ -22,7 +22,6 @@ from wavefoundry.data.layout import (
 
 NAME = "ljspeech"
 SAMPLE_RATE = 22050
-ROOT_NAME = "LJSpeech-1.1"
 
 
 def is_root(path: Path) -> bool:

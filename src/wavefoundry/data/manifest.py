@@ -6,11 +6,12 @@ Numpy and soundfile only: workers never import torch, so the pool starts in mill
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,14 @@ def probe_all(
     chunk = max(1, min(64, len(paths) // (workers * 8) or 1))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     results: list[dict[str, Any]] = []
-    if workers <= 1 or len(chunks) <= 1:
-        mapped: Iterable[list[dict[str, Any]]] = map(_probe_chunk, chunks)
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(chunks) > 1:
+            mapped = stack.enter_context(ProcessPoolExecutor(max_workers=workers)).map(
+                _probe_chunk, chunks
+            )
+        else:
+            mapped = map(_probe_chunk, chunks)
         for part in mapped:
-            results.extend(part)
-            if on_progress:
-                on_progress(len(part))
-        return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for part in pool.map(_probe_chunk, chunks):
             results.extend(part)
             if on_progress:
                 on_progress(len(part))

@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -179,11 +178,3 @@ def store_dataset(
         json.dumps({"dataset": dataset, "data_version": version, **meta}, indent=2) + "\n"
     )
     return StoreResult(out_dir, sample_rate, clips, seconds, len(manifest) - len(usable), version)
-
-
-def read_data_version(version_file: Path) -> dict[str, Any]:
-    if not version_file.is_file():
-        raise UserError(
-            f"no data version at {version_file}: run `wavefoundry store` for this dataset first"
-        )
-    return json.loads(version_file.read_text())

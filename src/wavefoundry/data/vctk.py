@@ -24,7 +24,6 @@ from wavefoundry.data.layout import (
 
 NAME = "vctk"
 SAMPLE_RATE = 48000
-ROOT_NAME = "VCTK-Corpus-0.92"
 AUDIO_DIR = "wav48_silence_trimmed"
 _CLIP = re.compile(r"^(?P<speaker>[a-z]+\d+)_(?P<number>\d+)_(?P<mic>mic[12])\.flac$")
 
@@ -36,8 +35,9 @@ def is_root(path: Path) -> bool:
 def read_speaker_info(path: Path) -> dict[str, dict[str, Any]]:
     """speaker id -> age, gender, accent, region. REGION may hold spaces and a (comment)."""
     speakers: dict[str, dict[str, Any]] = {}
-    text, _ = decode_utf8(path.read_bytes(), path.name)
-    for line in (text or path.read_bytes().decode("latin-1")).splitlines()[1:]:
+    data = path.read_bytes()
+    text, _ = decode_utf8(data, path.name)
+    for line in (text if text is not None else data.decode("latin-1")).splitlines()[1:]:
         fields = line.split()
         if len(fields) < 4:
             continue
