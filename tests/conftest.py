@@ -68,3 +68,70 @@ def sample_corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     out = tmp_path_factory.mktemp("sample")
     return make_sample_data(out, ["ljspeech", "vctk", "nsynth"], cfg)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real `mlflow server` (SQLite backend) whose artifacts go to the moto S3
+    server: what a team runs, on loopback. Shared by the session; use your own experiment."""
+    import boto3
+    from servers import MlflowServer
+
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": moto_server,
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket="mlflow-artifacts")
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow"), "s3://mlflow-artifacts/", env=credentials
+    )
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stored_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the three sample corpora ingested, validated and stored, as
+    `wavefoundry prepare` leaves it: <root>/data/processed/<dataset>/{train,valid,test}.
+    Read-only for tests: point `paths.data` at `<root>/data` and `paths.runs` elsewhere."""
+    from wavefoundry import stages
+    from wavefoundry.config import SampleDataConfig, load_config
+
+    root = tmp_path_factory.mktemp("stored")
+    sizes = SampleDataConfig(
+        ljspeech_clips=24,
+        vctk_speakers=4,
+        vctk_clips_per_speaker=6,
+        nsynth_instruments_per_split={"train": 3, "valid": 1, "test": 1},
+        nsynth_notes_per_instrument=3,
+    )
+    cfg = load_config(
+        None,
+        overrides=[
+            f"paths.data={root / 'data'}",
+            "workers=1",
+            f"sample_data={sizes.model_dump_json()}",
+            "datasets.ljspeech.split={by: hash, valid_fraction: 0.2, test_fraction: 0.1}",
+            "datasets.vctk.split={by: hash, valid_fraction: 0.2, test_fraction: 0.1}",
+            # The sample VCTK corpus has deliberate holes (p315 without text): keep the suite green.
+            "validation.vctk.text_mostly=0.5",
+        ],
+    )
+    corpora = stages.sample_data(cfg, ["ljspeech", "vctk", "nsynth"])
+    for dataset, path in corpora.items():
+        cfg.datasets.for_dataset(dataset).source = [str(path)]
+        stages.ingest(cfg, dataset)
+        stages.validate(cfg, dataset)
+        stages.store(cfg, dataset)
+    return root / "data"

@@ -148,18 +148,22 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class MotoServer:
-    """`python -m moto.server` on a free loopback port, as a subprocess; `stop()` ends it."""
+class ServerProcess:
+    """A server run as a subprocess on a free loopback port, up once `health_path` answers.
 
-    def __init__(self, start_timeout: float = 30.0) -> None:
-        self.port = free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+    `url` is its base URL; `log()` the tail of its output; `stop()` ends it.
+    """
+
+    name = "server"
+    health_path = "/"
+
+    def __init__(self, command: list[str], start_timeout: float, env: dict[str, str] | None = None):
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         try:
             self._wait_until_up(start_timeout)
@@ -172,29 +176,77 @@ class MotoServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"moto server exited with {self._proc.returncode}:\n{self.log()}"
+                    f"{self.name} exited with {self._proc.returncode}:\n{self.log()}"
                 )
             try:
-                requests.get(f"{self.endpoint_url}/moto-api/", timeout=1)
+                requests.get(f"{self.url}{self.health_path}", timeout=1)
                 return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto server did not answer within {timeout} s:\n{self.log()}")
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-4000:]
 
-    def reset(self) -> None:
-        """Forget every bucket and object."""
-        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=5).raise_for_status()
-
     def stop(self) -> None:
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
-                self._proc.wait(timeout=5)
+                self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
         self._log.close()
+
+
+class MotoServer(ServerProcess):
+    """`python -m moto.server`: an S3-compatible endpoint at `endpoint_url`."""
+
+    name = "moto server"
+    health_path = "/moto-api/"
+
+    def __init__(self, start_timeout: float = 30.0) -> None:
+        self.port = free_port()
+        self.url = self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        super().__init__(command, start_timeout)
+
+    def reset(self) -> None:
+        """Forget every bucket and object."""
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=5).raise_for_status()
+
+
+class MlflowServer(ServerProcess):
+    """`mlflow server` with a SQLite backend store and artifacts at `artifacts` (a folder or
+    s3://...; for s3 pass the endpoint in `env` as MLFLOW_S3_ENDPOINT_URL)."""
+
+    name = "mlflow server"
+    health_path = "/health"
+
+    def __init__(
+        self,
+        root: Path,
+        artifacts: str | None = None,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
+        mlflow = Path(sys.executable).with_name("mlflow")
+        command = [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            artifacts or str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        super().__init__(command, start_timeout, env)

@@ -6,17 +6,20 @@ stops the run before any work, with one line naming the key (see `ConfigError`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from wavefoundry.errors import UserError
 
 DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+# The model families (models/<name>.py); their configs are dataclasses in those files.
+FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
 
 
 class ConfigError(UserError):
@@ -31,6 +34,10 @@ class PathsConfig(Section):
     """Where each stage reads and writes, relative to the working directory."""
 
     data: Path = Path("data")
+    runs: Path = Path("runs")  # checkpoints and exported models, one folder per dataset-model
+
+    def run(self, dataset: str, model: str) -> Path:
+        return self.runs / f"{dataset}-{model}"
 
     @property
     def samples(self) -> Path:
@@ -171,6 +178,51 @@ class DatasetsConfig(Section):
         return getattr(self, name)
 
 
+class TrainingConfig(Section):
+    """How a training run goes, for every family. The model's own sizes, learning rate and
+    segment length are under `models.<name>` (the dataclass at the top of models/<name>.py)."""
+
+    steps: int = Field(
+        200, gt=0, description="Optimisation steps in all (a resumed run counts on)."
+    )
+    batch_size: int = Field(
+        4, gt=0, description="Segments per step and per process (DDP: per GPU)."
+    )
+    lr_schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    lr_decay: float = Field(
+        0.999, gt=0.0, le=1.0, description="Per step, for the exponential schedule."
+    )
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Where the cosine schedule ends.")
+    grad_clip: float | None = Field(
+        None, gt=0.0, description="Max gradient norm; None: no clipping."
+    )
+    amp: bool = Field(
+        True, description="Mixed precision on CUDA (bf16 where supported); no effect on CPU."
+    )
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="Keep an EMA of the weights.")
+    checkpoint_every: int = Field(100, gt=0)
+    keep_checkpoints: int = Field(2, ge=1)
+    validate_every: int = Field(100, gt=0)
+    validation_batches: int = Field(2, ge=1)
+    log_every: int = Field(10, gt=0)
+    seed: int = 0
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TrackingConfig(Section):
+    """Where runs are logged: a local SQLite file by default, an `mlflow server` at scale."""
+
+    uri: str = "sqlite:///.wavefoundry/mlflow.db"
+    experiment: str = "wavefoundry"
+    artifact_location: str | None = Field(
+        None,
+        description="For a new experiment: s3://... or a folder; None: .wavefoundry/mlartifacts "
+        "for a local store, the server's default for a server.",
+    )
+
+
 class Config(Section):
     """The whole configuration of a run."""
 
@@ -180,6 +232,41 @@ class Config(Section):
     sample_data: SampleDataConfig = SampleDataConfig()
     datasets: DatasetsConfig = DatasetsConfig()
     validation: ValidationConfig = ValidationConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per family, overrides of its config dataclass."
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _known_families(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in value:
+            if name not in FAMILIES:
+                raise ValueError(f"unknown model family '{name}' (known: {', '.join(FAMILIES)})")
+        return value
+
+
+ModelConfigT = TypeVar("ModelConfigT")
+
+
+def model_config(cfg: Config, family: str, config_class: type[ModelConfigT]) -> ModelConfigT:
+    """`models.<family>` validated against the family's config dataclass, naming a bad key."""
+    return parse_model_config(cfg.models.get(family) or {}, config_class, f"models.{family}")
+
+
+def parse_model_config(
+    data: dict[str, Any], config_class: type[ModelConfigT], where: str
+) -> ModelConfigT:
+    """A model config dataclass from plain data (YAML, JSON); unknown keys are refused."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown key '{where}.{key}' (known: {', '.join(sorted(known))})")
+    try:
+        return TypeAdapter(config_class).validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, "config", prefix=where)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -230,9 +317,9 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _describe(err: ValidationError, source: str, prefix: str = "") -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = ".".join([prefix] * bool(prefix) + [str(p) for p in first["loc"]]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
     return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"

@@ -20,12 +20,18 @@ class SegmentDataset(Dataset):
     """Segments of `segment_length` samples from one stored split (`processed/<dataset>/<split>`).
 
     Item i is a segment of clip i % clips at an offset drawn from (seed, epoch, i): an epoch is
-    reproducible, so a resumed run draws the same segments. Shorter clips are zero-padded. Each
+    reproducible, so a resumed run draws the same segments. With `random_offset=False` every
+    segment starts at its clip's first sample (a note's onset). Shorter clips are zero-padded. Each
     item is {"audio": float32 tensor in [-1, 1], "clip_id": str, <conditioning columns>}.
     """
 
     def __init__(
-        self, split_dir: Path, segment_length: int, seed: int = 0, items: int | None = None
+        self,
+        split_dir: Path,
+        segment_length: int,
+        seed: int = 0,
+        items: int | None = None,
+        random_offset: bool = True,
     ):
         split_dir = Path(split_dir)
         if not (split_dir / "index.parquet").is_file():
@@ -40,6 +46,7 @@ class SegmentDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.items = items or len(self.index)
+        self.random_offset = random_offset
         self._offsets = self.index["offset"].to_numpy()
         self._lengths = self.index["length"].to_numpy()
         self._conditioning = self.index.drop(columns=["offset", "length"]).to_dict("records")
@@ -54,10 +61,27 @@ class SegmentDataset(Dataset):
         clip = item % len(self._offsets)
         offset, length = int(self._offsets[clip]), int(self._lengths[clip])
         start = 0
-        if length > self.segment_length:
+        if self.random_offset and length > self.segment_length:
             rng = np.random.default_rng((self.seed, self.epoch, item))
             start = int(rng.integers(0, length - self.segment_length + 1))
         samples = self.audio[offset + start : offset + min(length, start + self.segment_length)]
         segment = torch.zeros(self.segment_length)
         segment[: len(samples)] = torch.from_numpy(samples.astype(np.float32) / 32768.0)
         return {"audio": segment, **self._conditioning[clip]}
+
+
+def collate_segments(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack "audio" to (B, T); integer columns become int64 tensors, float columns float32
+    tensors, anything else (text, names, missing values) stays a list."""
+    batch: dict[str, Any] = {"audio": torch.stack([item["audio"] for item in items])}
+    for key in items[0]:
+        if key == "audio":
+            continue
+        values = [item[key] for item in items]
+        if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+            batch[key] = torch.tensor([int(v) for v in values], dtype=torch.long)
+        elif all(isinstance(v, float | np.floating) for v in values):
+            batch[key] = torch.tensor([float(v) for v in values], dtype=torch.float32)
+        else:
+            batch[key] = values
+    return batch

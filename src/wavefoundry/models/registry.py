@@ -1,0 +1,26 @@
+"""Model families by name. Imported lazily: naming a family does not import torch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from wavefoundry.errors import UserError
+
+if TYPE_CHECKING:
+    from wavefoundry.training.family import Family
+
+# name -> "module:class" of its training family (the model itself is in models/<name>.py)
+FAMILIES: dict[str, str] = {
+    "wavenet": "wavefoundry.training.families.wavenet:WaveNetFamily",
+    "vqvae": "wavefoundry.training.families.vqvae:VQVAEFamily",
+    "hifigan": "wavefoundry.training.families.hifigan:HiFiGANFamily",
+    "wavegan": "wavefoundry.training.families.wavegan:WaveGANFamily",
+}
+
+
+def get_family(name: str) -> type[Family]:
+    if name not in FAMILIES:
+        raise UserError(f"unknown model '{name}': choose from {', '.join(FAMILIES)}")
+    module, _, attr = FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,106 @@
+"""What the trainer reads: the stored dataset's facts, its splits, and a sampler that resumes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from wavefoundry.config import Config
+from wavefoundry.data.segments import SegmentDataset, collate_segments
+from wavefoundry.errors import UserError
+from wavefoundry.training.family import DataSpec
+
+
+def stored_dataset(cfg: Config, dataset: str) -> tuple[DataSpec, str]:
+    """The DataSpec of a stored dataset and its data version (DVC hash of the processed folder)."""
+    folder = cfg.paths.processed(dataset)
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        raise UserError(
+            f"no stored {dataset} dataset at {folder}: run `wavefoundry prepare -d {dataset}` first"
+        )
+    meta = json.loads(meta_path.read_text())
+    version_path = cfg.paths.data_version(dataset)
+    version = json.loads(version_path.read_text())["data_version"] if version_path.is_file() else ""
+    train = split_dir(cfg, dataset, "train")
+    columns = pd.read_parquet(train / "index.parquet").columns
+    index = pd.read_parquet(
+        train / "index.parquet",
+        columns=[c for c in ("speaker", "instrument_family_str") if c in columns],
+    )
+    speakers = tuple(sorted(index["speaker"].astype(str).unique())) if "speaker" in index else ()
+    families = (
+        tuple(sorted(index["instrument_family_str"].astype(str).unique()))
+        if "instrument_family_str" in index
+        else ()
+    )
+    spec = DataSpec(dataset, int(meta["sample_rate"]), speakers, families)
+    return spec, version
+
+
+def split_dir(cfg: Config, dataset: str, split: str) -> Path:
+    """A stored split's folder; one clear line when the split has no clips."""
+    folder = cfg.paths.processed(dataset)
+    path = folder / split
+    if not (path / "index.parquet").is_file():
+        meta_path = folder / "meta.json"
+        present = list(json.loads(meta_path.read_text())["splits"]) if meta_path.is_file() else []
+        raise UserError(
+            f"the stored {dataset} dataset has no clips in its {split} split "
+            f"(splits with clips: {', '.join(present) or 'none'}); give it some, e.g. "
+            f"--set datasets.{dataset}.split.{split}_fraction=0.1, and run `wavefoundry prepare -d {dataset}`"
+        )
+    return path
+
+
+class ResumableSampler(Sampler[int]):
+    """A seeded shuffle per epoch, sharded over DDP ranks, that can start mid-epoch.
+
+    The order is a function of (seed, epoch) alone, so a resumed run that skips the batches
+    it already took sees exactly the batches the uninterrupted run would have.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.per_rank = -(-size // world_size)
+        self.epoch = 0
+        self.start = 0  # items of this epoch already taken (by this rank)
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        order += order[: self.per_rank * self.world_size - self.size]  # equal shares per rank
+        yield from order[self.rank :: self.world_size][self.start :]
+
+
+def loader(
+    dataset: SegmentDataset,
+    batch_size: int,
+    sampler: Sampler[int] | None,
+    num_workers: int,
+    seed: int,
+) -> DataLoader:
+    # An explicit generator keeps the DataLoader from drawing on torch's global RNG, which
+    # the training step's own randomness (and exact resume) depends on.
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        drop_last=sampler is not None,
+        num_workers=num_workers,
+        collate_fn=collate_segments,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )

@@ -1,0 +1,120 @@
+"""HiFi-GAN's training: mel in, waveform out, adversarial against MPD + MSD (Kong et al. 2020).
+
+Two networks: "generator" and "discriminator" (MPD and MSD together, one AdamW as in the
+paper). Each step updates the discriminator on detached generated audio, then the generator
+on adversarial + feature matching + mel L1. The logged "loss" is the mel L1 (unweighted),
+the term that should fall from the first steps; the generator's total is "loss_generator".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wavefoundry.audio import log_mel
+from wavefoundry.models.hifigan import (
+    Discriminator,
+    Generator,
+    HiFiGANConfig,
+    discriminator_loss,
+    feature_loss,
+    generator_loss,
+)
+from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap
+
+
+class HiFiGANFamily(Family):
+    name = "hifigan"
+    config_class = HiFiGANConfig
+    datasets = ("ljspeech", "vctk")
+    inference_net = "generator"
+
+    def __init__(self, config: HiFiGANConfig, data: DataSpec):
+        super().__init__(config, data)
+        self.mel = mel_config(data.sample_rate, self.config)
+
+    @property
+    def segment_length(self) -> int:
+        return self.config.segment_length
+
+    def build(self) -> dict[str, nn.Module]:
+        return {"generator": Generator(self.config), "discriminator": Discriminator(self.config)}
+
+    def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        audio = batch["audio"].to(device, torch.float32)
+        frames = audio.shape[-1] // self.config.hop_length
+        audio = audio[:, : frames * self.config.hop_length]
+        return {"audio": audio, "mel": log_mel(audio, self.mel)}
+
+    def train_step(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step
+    ) -> dict[str, float]:
+        generator, discriminator = nets["generator"], nets["discriminator"]
+        audio, mel = batch["audio"].unsqueeze(1), batch["mel"]
+
+        with step.autocast():
+            fake = generator(mel)
+            real_scores, fake_scores, _, _ = discriminator(audio, fake.detach())
+            loss_discriminator = discriminator_loss(real_scores, fake_scores)
+        step.optimize("discriminator", loss_discriminator)
+
+        loss_mel = F.l1_loss(log_mel(fake.float().squeeze(1), self.mel), mel)
+        with step.autocast():
+            _, fake_scores, real_fmaps, fake_fmaps = discriminator(audio, fake)
+            loss_adversarial = generator_loss(fake_scores)
+            loss_feature_matching = feature_loss(real_fmaps, fake_fmaps)
+        loss_generator = (
+            loss_adversarial
+            + self.config.feature_matching_weight * loss_feature_matching
+            + self.config.mel_weight * loss_mel
+        )
+        step.optimize("generator", loss_generator)
+
+        return {
+            "loss": loss_mel.item(),
+            "loss_mel": loss_mel.item(),
+            "loss_generator": loss_generator.item(),
+            "loss_adversarial": loss_adversarial.item(),
+            "loss_feature_matching": loss_feature_matching.item(),
+            "loss_discriminator": loss_discriminator.item(),
+        }
+
+    @torch.no_grad()
+    def evaluate(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> dict[str, float]:
+        fake = nets["generator"](batch["mel"]).float().squeeze(1)
+        loss_mel = F.l1_loss(log_mel(fake, self.mel), batch["mel"])
+        return {"loss": loss_mel.item(), "loss_mel": loss_mel.item()}
+
+    @torch.no_grad()
+    def sample(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        generated = nets["generator"](batch["mel"][:2]).float().squeeze(1)
+        return batch["audio"][:2], generated.clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def synthesize(
+        self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
+    ) -> torch.Tensor:
+        """Inference on the unwrapped inference net, batch of one: vocoders resynthesize `audio`
+        (1-D float tensor at self.data.sample_rate) from its mel; VQ-VAE passes it through its
+        codes, decoding with conditions.get("speaker") (a speaker name) when given; generators
+        ignore `audio` and make audio from conditions (e.g. "pitch", "seed", "seconds").
+        Returns 1-D float audio in [-1, 1]."""
+        if audio is None:
+            raise ValueError("HiFi-GAN is a vocoder: it resynthesizes `audio`, which is required")
+        generator = unwrap(net)
+        device = next(generator.parameters()).device
+        hop = self.config.hop_length
+        # Whole frames, and more samples than the mel's reflect padding of (n_fft - hop) / 2.
+        min_frames = ((self.config.n_fft - hop) // 2) // hop + 1
+        frames = max(math.ceil(len(audio) / hop), min_frames)
+        padded = F.pad(audio.to(device, torch.float32), (0, frames * hop - len(audio)))
+        generated = generator(log_mel(padded, self.mel).unsqueeze(0))
+        return generated.reshape(-1)[: len(audio)].clamp(-1.0, 1.0)

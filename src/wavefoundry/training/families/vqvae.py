@@ -1,0 +1,112 @@
+"""VQ-VAE's training: waveform -> codes -> waveform, conditioned on the speaker (van den Oord 2017).
+
+One network, "vqvae". The loss is waveform L1 + the multi-resolution STFT loss (weighted by
+`stft_loss_weight`) + the commitment loss; the codebook itself learns by moving averages
+inside the forward pass. Logged besides the losses: codebook perplexity and usage (the
+fraction of the codebook chosen at least once in the batch) and the batch's reconstruction
+SNR. Speakers are VCTK's training speakers (one speaker for LJ Speech).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from wavefoundry.models.vqvae import VQVAE, VQVAEConfig, snr_db, vqvae_loss
+from wavefoundry.training.family import DataSpec, Family, Step, unwrap
+
+
+class VQVAEFamily(Family):
+    name = "vqvae"
+    config_class = VQVAEConfig
+    datasets = ("ljspeech", "vctk")
+    inference_net = "vqvae"
+
+    def adapt(self, config: VQVAEConfig, data: DataSpec) -> VQVAEConfig:
+        return dataclasses.replace(config, speakers=max(1, len(data.speakers)))
+
+    @property
+    def segment_length(self) -> int:
+        return self.config.segment_length
+
+    def build(self) -> dict[str, nn.Module]:
+        return {"vqvae": VQVAE(self.config)}
+
+    def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        audio = batch["audio"].to(device, torch.float32)
+        if "speaker" in batch:
+            speaker = self.data.speaker_index(batch["speaker"])
+        else:
+            speaker = torch.zeros(audio.shape[0], dtype=torch.long)
+        return {"audio": audio, "speaker": speaker.to(device)}
+
+    def _losses(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        output = net(batch["audio"], batch["speaker"])
+        loss = vqvae_loss(output, batch["audio"], self.config.stft_loss_weight)
+        return {
+            "loss": loss.total,
+            "loss_l1": loss.waveform_l1,
+            "loss_stft": loss.stft,
+            "loss_commitment": loss.commitment,
+            "perplexity": output.perplexity,
+            "codebook_usage": output.usage,
+            "snr_db": snr_db(output.reconstruction.detach(), batch["audio"]),
+        }
+
+    def train_step(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step
+    ) -> dict[str, float]:
+        with step.autocast():
+            terms = self._losses(nets["vqvae"], batch)
+        step.optimize("vqvae", terms["loss"])
+        return {name: value.item() for name, value in terms.items()}
+
+    @torch.no_grad()
+    def evaluate(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> dict[str, float]:
+        return {name: value.item() for name, value in self._losses(nets["vqvae"], batch).items()}
+
+    @torch.no_grad()
+    def sample(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        audio = batch["audio"][:2]
+        reconstruction = nets["vqvae"](audio, batch["speaker"][:2]).reconstruction
+        return audio, reconstruction.float().clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def synthesize(
+        self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
+    ) -> torch.Tensor:
+        """Inference on the unwrapped inference net, batch of one: vocoders resynthesize `audio`
+        (1-D float tensor at self.data.sample_rate) from its mel; VQ-VAE passes it through its
+        codes, decoding with conditions.get("speaker") (a speaker name) when given; generators
+        ignore `audio` and make audio from conditions (e.g. "pitch", "seed", "seconds").
+        Returns 1-D float audio in [-1, 1]."""
+        if audio is None:
+            raise ValueError("VQ-VAE re-says `audio` through its codes: `audio` is required")
+        model = unwrap(net)
+        device = next(model.parameters()).device
+        speaker = torch.tensor([self._speaker_index(conditions.get("speaker"))], device=device)
+        # convert() pads to a whole number of codes and trims back to the input's length.
+        converted = model.convert(audio.to(device, torch.float32).reshape(1, -1), speaker)
+        return converted.reshape(-1).float().clamp(-1.0, 1.0)
+
+    def _speaker_index(self, speaker: Any) -> int:
+        """A speaker name to its index; None means the first training speaker."""
+        if speaker is None:
+            return 0
+        if str(speaker) in self.data.speakers:
+            return self.data.speakers.index(str(speaker))
+        if not self.data.speakers:
+            raise ValueError(
+                f"unknown speaker {speaker!r}: this model was trained on {self.data.dataset}, "
+                "which has no speakers; leave the speaker out"
+            )
+        known = ", ".join(self.data.speakers[:5])
+        more = f" and {len(self.data.speakers) - 5} more" if len(self.data.speakers) > 5 else ""
+        raise ValueError(f"unknown speaker {speaker!r}: known speakers are {known}{more}")

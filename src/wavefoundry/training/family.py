@@ -1,0 +1,132 @@
+"""How a model family plugs into the one trainer.
+
+A family says which networks it has, how a batch of stored segments becomes model inputs,
+what one training step does (it calls `step.optimize(name, loss)` once per network it
+updates, so a GAN's discriminator and generator steps live in the family, not in a loop
+of its own), how it is evaluated and how it makes audio. Everything else (devices, AMP,
+DDP, clipping, schedules, EMA, checkpoints, MLflow) is the trainer's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from wavefoundry.audio import MelConfig
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a family needs to know about the stored dataset it trains on."""
+
+    dataset: str
+    sample_rate: int
+    speakers: tuple[str, ...] = ()  # VCTK speaker ids of the train split, sorted; () if none
+    instrument_families: tuple[str, ...] = ()  # NSynth family names, sorted; () if none
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def speaker_index(self, names: list[str]) -> torch.Tensor:
+        """Speaker names to indices into `speakers`; a speaker not seen in training maps to 0."""
+        lookup = {name: i for i, name in enumerate(self.speakers)}
+        return torch.tensor([lookup.get(str(n), 0) for n in names], dtype=torch.long)
+
+
+class Step(Protocol):
+    """What the trainer lends a family's `train_step`."""
+
+    step: int  # the global step being taken, from 0
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Mixed precision on CUDA when `training.amp` is on; a no-op elsewhere."""
+        ...
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """Zero `name`'s gradients, backpropagate `loss` (scaled under AMP), clip, step."""
+        ...
+
+
+class Family(ABC):
+    """One model family. Subclasses set the class attributes and implement the methods.
+
+    `nets` passed to the methods is the dict `build()` returned, each network possibly
+    wrapped by DDP: call them, but reach attributes through `unwrap(nets[name])`.
+    """
+
+    name: ClassVar[str]  # "wavenet", ...: the --model name
+    config_class: ClassVar[type]  # the model file's config dataclass
+    datasets: ClassVar[tuple[str, ...]]  # datasets this family trains on
+    inference_net: ClassVar[str]  # the network that makes audio; exported and EMA-averaged
+    random_offset: ClassVar[bool] = True  # segments start anywhere (False: at the clip start)
+
+    def __init__(self, config: Any, data: DataSpec):
+        self.config = self.adapt(config, data)
+        self.data = data
+
+    def adapt(self, config: Any, data: DataSpec) -> Any:
+        """Fill in what depends on the data (number of speakers, sample rate); default: as is."""
+        return config
+
+    @property
+    @abstractmethod
+    def segment_length(self) -> int:
+        """Samples per training example."""
+
+    @abstractmethod
+    def build(self) -> dict[str, nn.Module]:
+        """The named networks, freshly initialised (the trainer seeds torch first)."""
+
+    def optimizers(self, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        """One optimizer per network `train_step` updates. Default: Adam(W) from the config's
+        `learning_rate`, `adam_betas` and `weight_decay` (when it has them) for every net."""
+        lr = self.config.learning_rate
+        betas = tuple(getattr(self.config, "adam_betas", (0.9, 0.999)))
+        decay = getattr(self.config, "weight_decay", 0.0)
+        return {
+            name: torch.optim.AdamW(net.parameters(), lr=lr, betas=betas, weight_decay=decay)
+            for name, net in nets.items()
+        }
+
+    @abstractmethod
+    def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        """A collated batch of `SegmentDataset` items ({"audio": (B, T) float, conditioning
+        columns as lists}) to the tensors the model takes, on `device`."""
+
+    @abstractmethod
+    def train_step(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step
+    ) -> dict[str, float]:
+        """One optimisation step. Returns the loss terms to log (floats, already detached)."""
+
+    @abstractmethod
+    @torch.no_grad()
+    def evaluate(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> dict[str, float]:
+        """Validation losses on one batch, no gradients; the trainer averages over batches."""
+
+    @abstractmethod
+    @torch.no_grad()
+    def sample(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Audio to listen to at validation: (reference or None, generated), each (B, T) in
+        [-1, 1]. Keep it cheap: a few examples, short."""
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return getattr(net, "module", net)
+
+
+def mel_config(sample_rate: int, config: Any) -> MelConfig:
+    """A MelConfig from a model config's mel fields (n_fft, hop_length, win_length, n_mels,
+    f_min, f_max) at the data's sample rate."""
+    names = {f.name for f in dataclasses.fields(MelConfig)} - {"sample_rate"}
+    values = {n: getattr(config, n) for n in names if hasattr(config, n)}
+    return MelConfig(sample_rate=sample_rate, **values)

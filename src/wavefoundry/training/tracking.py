@@ -1,0 +1,163 @@
+"""MLflow tracking of a training run: params, the dataset input, curves, audio, the model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wavefoundry import __version__
+from wavefoundry.audio import MelConfig, log_mel, write_wav
+from wavefoundry.config import TrackingConfig
+from wavefoundry.errors import UserError
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to {"a.b.c": value}; lists and tuples stay whole values."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def connect(tracking: TrackingConfig) -> str:
+    """Point MLflow at the tracking URI and make sure the experiment exists; its id."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = tracking.uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.get_experiment_by_name(tracking.experiment)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = tracking.artifact_location
+        if location is None and not uri.startswith(("http://", "https://", "databricks")):
+            location = (Path(".wavefoundry") / "mlartifacts").resolve().as_uri()
+        return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+    except mlflow.exceptions.MlflowException as err:
+        raise UserError(f"MLflow tracking server {uri}: {str(err).splitlines()[0]}") from None
+    except OSError as err:
+        raise UserError(f"MLflow tracking server {uri} unreachable: {err}") from None
+
+
+class Tracker:
+    """One MLflow run. Only rank 0 of a DDP job makes one; the others log nothing."""
+
+    def __init__(self, tracking: TrackingConfig, run_name: str, run_id: str | None = None):
+        import mlflow
+
+        self.mlflow = mlflow
+        experiment_id = connect(tracking)
+        self.run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name)
+        self.run_id = self.run.info.run_id
+
+    def log_start(self, params: dict[str, Any], tags: dict[str, str], dataset: Any) -> None:
+        self.mlflow.set_tags(tags)
+        existing = self.mlflow.get_run(self.run_id).data.params
+        fresh = {k: v for k, v in params.items() if k not in existing}
+        if fresh:
+            self.mlflow.log_params(fresh)
+        if dataset is not None:
+            self.mlflow.log_input(dataset, context="training")
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        self.mlflow.log_metrics(finite, step=step)
+
+    def log_audio(
+        self,
+        step: int,
+        sample_rate: int,
+        reference: torch.Tensor | None,
+        generated: torch.Tensor,
+    ) -> None:
+        """Each example as .wav (generated, and reference when there is one) and a PNG of the
+        reference and generated log-mel spectrograms one above the other."""
+        folder = f"samples/step-{step:08d}"
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, audio in enumerate(generated):
+                write_wav(Path(tmp) / f"{i}-generated.wav", audio.cpu().numpy(), sample_rate)
+                if reference is not None:
+                    write_wav(
+                        Path(tmp) / f"{i}-reference.wav", reference[i].cpu().numpy(), sample_rate
+                    )
+                figure = spectrogram_figure(
+                    None if reference is None else reference[i], audio, sample_rate
+                )
+                figure.savefig(Path(tmp) / f"{i}-spectrogram.png", dpi=80)
+                figure.clf()
+            self.mlflow.log_artifacts(tmp, folder)
+
+    def log_model(self, model_dir: Path, family_name: str) -> str:
+        """The exported model as an MLflow pyfunc model (code + safetensors); its URI."""
+        from mlflow.models import ModelSignature
+        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
+            params=ParamSchema(
+                [
+                    ParamSpec("speaker", "string", ""),
+                    ParamSpec("pitch", "long", 60),
+                    ParamSpec("seed", "long", 0),
+                    ParamSpec("seconds", "double", 1.0),
+                ]
+            ),
+        )
+        with warnings.catch_warnings():
+            # No input example on purpose: checking one would run a (slow) generation now.
+            warnings.filterwarnings("ignore", message=".*input example.*")
+            info = self._log_pyfunc(model_dir, family_name, signature)
+        self.mlflow.set_tag("model_uri", info.model_uri)
+        return info.model_uri
+
+    def _log_pyfunc(self, model_dir: Path, family_name: str, signature: Any) -> Any:
+        return self.mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"model": str(model_dir)},
+            signature=signature,
+            pip_requirements=[
+                f"wavefoundry=={__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+                "safetensors",
+                "numpy",
+            ],
+            tags={"family": family_name},
+        )
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.mlflow.end_run(status=status)
+
+
+def spectrogram_figure(reference: torch.Tensor | None, generated: torch.Tensor, sample_rate: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    mel = MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+    panels = [("reference", reference), ("generated", generated)]
+    panels = [(title, audio) for title, audio in panels if audio is not None]
+    figure = Figure(figsize=(8, 2.2 * len(panels)))
+    for row, (title, audio) in enumerate(panels, start=1):
+        axes = figure.add_subplot(len(panels), 1, row)
+        frames = log_mel(audio.detach().float().cpu(), mel).numpy()
+        axes.imshow(frames, origin="lower", aspect="auto", interpolation="none")
+        axes.set_title(title, fontsize=9)
+        axes.set_ylabel("mel")
+    figure.tight_layout()
+    return figure
