@@ -20,9 +20,8 @@ class WavefoundryModel(PythonModel):
 
         self.family, self.net = load_model(context.artifacts["model"])
 
-    def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
+    # No type hints here: MLflow would try to infer a signature from them.
+    def predict(self, context, model_input, params=None):
         import torch
 
         audio = torch.as_tensor(np.asarray(model_input, dtype=np.float32)).flatten()

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -340,12 +341,15 @@ class Trainer:
             **flatten(self.training.model_dump(mode="json"), "training"),
             **flatten(dataclasses.asdict(family.config), f"models.{family.name}"),
         }
-        dataset = mlflow.data.from_pandas(
-            self.train_set.index.drop(columns=["offset", "length"]),
-            source=str(self.cfg.paths.processed(data.dataset).resolve()),
-            name=data.dataset,
-            digest=self.data_version[:36] or None,
-        )
+        with warnings.catch_warnings():
+            # MLflow's notes on how it reads a local path and on integer columns: not for users.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                self.train_set.index.drop(columns=["offset", "length"]),
+                source=str(self.cfg.paths.processed(data.dataset).resolve()),
+                name=data.dataset,
+                digest=self.data_version[:36] or None,
+            )
         tags = {
             "family": family.name,
             "dataset": data.dataset,
