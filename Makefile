@@ -31,6 +31,8 @@ format: setup
 
 bench: setup
 	$(UV) run --locked python bench/ingest.py
+	$(UV) run --locked python bench/generate.py
+	$(UV) run --locked python bench/train.py
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache
