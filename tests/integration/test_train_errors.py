@@ -1,0 +1,81 @@
+"""`wavefoundry train` given bad input: one clear line on stderr, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = REPO / "params.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def run_train(tmp: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "wavefoundry.cli", "train", "--params", str(PARAMS)]
+    command += ["--set", f"paths.data={data}", "--set", f"paths.runs={tmp / 'runs'}"]
+    command += ["--set", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"]
+    command += ["--set", f"tracking.artifact_location={tmp / 'mlartifacts'}", *args]
+    return subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["-m", "wavernn", "-d", "ljspeech"], ["unknown model 'wavernn'", "wavenet"]),
+        (["-m", "wavenet", "-d", "librispeech"], ["unknown dataset 'librispeech'"]),
+        (["-m", "wavegan", "-d", "ljspeech"], ["wavegan does not train on ljspeech", "nsynth"]),
+        (
+            ["-m", "wavenet", "-d", "ljspeech", "--set", "models.wavenet.residual_chanels=8"],
+            ["unknown key 'models.wavenet.residual_chanels'"],
+        ),
+        (
+            ["-m", "wavenet", "-d", "ljspeech", "--set", "models.wavenet.layers=many"],
+            ["models.wavenet.layers"],
+        ),
+        (["-m", "wavenet", "-d", "ljspeech", "--set", "training=fast"], ["'training'"]),
+        (["-m", "wavenet", "-d", "ljspeech", "--set", "training.batch_size=0"], ["batch_size"]),
+        (["-m", "wavenet", "-d", "ljspeech", "--steps", "-3"], ["--steps"]),
+    ],
+)
+def test_bad_names_and_configs_are_one_line(
+    stored_samples: Path, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    assert_one_line_error(run_train(tmp_path, stored_samples, *args), *fragments)
+
+
+def test_a_dataset_that_was_never_stored_is_one_line(tmp_path: Path) -> None:
+    done = run_train(tmp_path, tmp_path / "empty", "-m", "hifigan", "-d", "ljspeech")
+    assert_one_line_error(done, "no stored ljspeech dataset", "wavefoundry prepare -d ljspeech")
+
+
+def test_a_split_with_no_clips_is_one_line(stored_samples: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(stored_samples, data)
+    shutil.rmtree(data / "processed" / "ljspeech" / "valid")
+    meta = data / "processed" / "ljspeech" / "meta.json"
+    meta.write_text(meta.read_text().replace('"valid"', '"unused"'))
+    done = run_train(tmp_path, data, "-m", "hifigan", "-d", "ljspeech")
+    assert_one_line_error(done, "no clips in its valid split", "valid_fraction")
+
+
+def test_a_checkpoint_from_another_model_is_refused(stored_samples: Path, tmp_path: Path) -> None:
+    trained = run_train(tmp_path, stored_samples, "-m", "wavenet", "-d", "ljspeech", "--steps", "1")
+    assert trained.returncode == 0, trained.stderr
+    source = tmp_path / "runs" / "ljspeech-wavenet" / "checkpoints"
+    shutil.copytree(source, tmp_path / "runs" / "ljspeech-hifigan" / "checkpoints")
+    done = run_train(tmp_path, stored_samples, "-m", "hifigan", "-d", "ljspeech", "--resume")
+    assert_one_line_error(done, "'wavenet' model, not 'hifigan'")

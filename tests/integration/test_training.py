@@ -1,0 +1,199 @@
+"""The one trainer, end to end on the stored sample corpora with params.yaml's tiny configs:
+each family learns, resume is exact, SIGTERM leaves a checkpoint, DDP keeps replicas equal,
+bad input is one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from wavefoundry.config import load_config
+from wavefoundry.training import checkpoint
+from wavefoundry.training.trainer import PREEMPTED_EXIT_CODE, train
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = REPO / "params.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def config(data: Path, tmp: Path, *overrides: str):
+    return load_config(
+        PARAMS,
+        overrides=[
+            f"paths.data={data}",
+            f"paths.runs={tmp / 'runs'}",
+            f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+            f"tracking.artifact_location={tmp / 'mlartifacts'}",
+            *overrides,
+        ],
+    )
+
+
+def cli(tmp: Path, data: Path, *args: str, **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "wavefoundry.cli", *args, "--params", str(PARAMS)]
+    command += ["--set", f"paths.data={data}", "--set", f"paths.runs={tmp / 'runs'}"]
+    command += ["--set", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"]
+    command += ["--set", f"tracking.artifact_location={tmp / 'mlartifacts'}"]
+    return subprocess.Popen(
+        command, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize(
+    ("model", "dataset"),
+    [("wavenet", "ljspeech"), ("hifigan", "ljspeech"), ("vqvae", "vctk"), ("wavegan", "nsynth")],
+)
+def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
+    stored_samples: Path, tmp_path: Path, model: str, dataset: str
+) -> None:
+    cfg = config(stored_samples, tmp_path)
+    history: list[dict[str, float]] = []
+    result = train(cfg, model, dataset, on_step=lambda step, losses: history.append(losses))
+    assert result.steps == cfg.training.steps == len(history)
+    losses = [h["loss"] for h in history]
+    window = max(3, len(losses) // 5)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert mean(losses[-window:]) < mean(losses[:window]), losses
+    assert (result.model_dir / "model.safetensors").is_file()
+    if model == "vqvae":
+        # The acceptance point for VQ-VAE: codebook in use, reconstructions better than at first.
+        assert history[-1]["codebook_usage"] > 0.5, history[-1]
+        assert history[-1]["snr_db"] > history[0]["snr_db"], (history[0], history[-1])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+@pytest.mark.parametrize(("model", "dataset"), [("wavegan", "nsynth"), ("vqvae", "vctk")])
+def test_resume_after_a_kill_gives_bitwise_identical_weights(
+    stored_samples: Path, tmp_path: Path, model: str, dataset: str
+) -> None:
+    steps, half = 8, 4
+    common = (
+        f"training.steps={steps}",
+        f"training.checkpoint_every={half}",
+        "training.keep_checkpoints=10",
+        "training.validate_every=1000",
+    )
+    straight = train(config(stored_samples, tmp_path / "straight", *common), model, dataset)
+
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    sets = [arg for item in common for arg in ("--set", item)]
+    process = cli(interrupted, stored_samples, "train", "-m", model, "-d", dataset, *sets)
+    checkpoints = interrupted / "runs" / f"{dataset}-{model}" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not (checkpoints / f"step-{half:08d}").is_dir():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint at the half-way step"
+        time.sleep(0.05)
+    process.kill()
+    process.communicate()
+    for later in checkpoint.checkpoints(checkpoints):
+        if later.name != f"step-{half:08d}":  # the kill may have come a little late
+            checkpoint.shutil.rmtree(later)
+
+    resumed = train(config(stored_samples, interrupted, *common), model, dataset, resume=True)
+    assert resumed.steps == steps
+    final = f"step-{steps:08d}"
+    a = _weights(straight.run_dir / "checkpoints" / final)
+    b = _weights(resumed.run_dir / "checkpoints" / final)
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    # And training did something: the weights moved from the half-way point.
+    half_way = _weights(checkpoints / f"step-{half:08d}")
+    assert any(not torch.equal(half_way[k], b[k]) for k in b)
+
+
+def test_sigterm_mid_run_saves_a_loadable_checkpoint_and_exits_cleanly(
+    stored_samples: Path, tmp_path: Path
+) -> None:
+    process = cli(
+        tmp_path,
+        stored_samples,
+        "train",
+        "-m",
+        "hifigan",
+        "-d",
+        "ljspeech",
+        "--steps",
+        "100000",
+        "--set",
+        "training.checkpoint_every=2",
+        "--set",
+        "training.validate_every=100000",
+    )
+    checkpoints = tmp_path / "runs" / "ljspeech-hifigan" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not checkpoint.checkpoints(checkpoints):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == PREEMPTED_EXIT_CODE, stderr
+    assert "Traceback" not in stderr
+    assert "stopped by SIGTERM at step" in stderr and "--resume" in stderr
+    latest = checkpoint.checkpoints(checkpoints)[-1]
+    step = int(stderr.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    assert latest.name == f"step-{step:08d}"
+    description, tensors, state = checkpoint.read_checkpoint(latest, "hifigan")
+    assert description["step"] == state["step"] == step
+    family, generator = checkpoint.load_model(latest)
+    mel = torch.zeros(1, family.config.n_mels, 4)
+    assert generator(mel).shape[-1] == 4 * family.config.hop_length
+
+
+@pytest.mark.parametrize("model", ["vqvae", "hifigan"])
+def test_ddp_two_cpu_processes_end_with_identical_weights(
+    stored_samples: Path, tmp_path: Path, model: str
+) -> None:
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WAVEFOUNDRY_TEST_OUT": str(tmp_path)}
+    dataset = "vctk" if model == "vqvae" else "ljspeech"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        str(worker),
+        str(PARAMS),
+        str(stored_samples),
+        model,
+        dataset,
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
+    initial = load_file(tmp_path / "initial.safetensors")
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert any(not torch.equal(rank0[k], initial[k]) for k in rank0), "no step was taken"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
