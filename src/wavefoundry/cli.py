@@ -29,7 +29,11 @@ Data stages, in order (each reads what the one before wrote under paths.data, de
   validate      run the Great Expectations suite; write report.json, summary.txt, quarantine.csv
   store         pack usable clips into per-split int16 audio.npy + index.parquet; record the data version
   prepare       ingest, validate and store one or all datasets
-  demo          sample-data, then prepare all three datasets: the embedded default run
+  demo          sample-data, prepare all three datasets, train the four tiny models
+
+Model stages:
+  train         train one model family (wavenet, vqvae, hifigan, wavegan) on a stored dataset,
+                tracked in MLflow; checkpoints under runs/DATASET-MODEL/, --resume continues
 
 Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.
 A wrong key or value stops before any work, naming the key (exit 2).
@@ -119,7 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_arg(sub, allow_all=True)
 
     command(
-        "demo", cmd_demo, "the embedded default run: sample corpora, then prepare every dataset"
+        "demo",
+        cmd_demo,
+        "the embedded default run: sample corpora, prepare every dataset, train the tiny models",
+    )
+
+    sub = command(
+        "train",
+        cmd_train,
+        "train a model family on a stored dataset, logged to MLflow (several GPUs: torchrun)",
+    )
+    sub.add_argument(
+        "--model", "-m", required=True, metavar="NAME", help="wavenet, vqvae, hifigan or wavegan"
+    )
+    sub.add_argument(
+        "--dataset", "-d", required=True, metavar="NAME", help="ljspeech, vctk or nsynth"
+    )
+    sub.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run's latest checkpoint (a fresh run replaces old checkpoints)",
+    )
+    sub.add_argument("--steps", type=int, help="shortcut for --set training.steps=N")
+    sub.epilog = (
+        "Sizes: models.NAME in params.yaml (tiny, CPU) or a recipe, e.g. "
+        "--config configs/ljspeech-hifigan-v1.yaml. Several GPUs on one node: "
+        "torchrun --nproc-per-node 8 -m wavefoundry.cli train -m hifigan -d ljspeech ..."
     )
 
     sub = command(
@@ -265,12 +294,78 @@ def cmd_prepare(args: argparse.Namespace, cfg: Config) -> int:
     return _report(*_prepare(cfg, datasets), cfg, started)
 
 
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.training.trainer import PREEMPTED_EXIT_CODE, Distributed, Preempted, train
+
+    if args.steps is not None:
+        if args.steps <= 0:
+            raise UserError(f"--steps must be positive, got {args.steps}")
+        cfg.training.steps = args.steps
+    try:
+        result = train(cfg, args.model, args.dataset, resume=args.resume)
+    except Preempted as stopped:
+        err.print(str(stopped))
+        return PREEMPTED_EXIT_CODE
+    if not Distributed.from_environment().main:
+        return 0
+    table = Table(title=f"{args.model} on {args.dataset}: {result.steps} steps")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in {**result.metrics, **result.validation}.items():
+        table.add_row(name, f"{value:.4g}")
+    out.print(table)
+    out.print(f"model: {result.model_dir} (safetensors + config.json)")
+    out.print(f"checkpoints: {result.run_dir / 'checkpoints'}")
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id} at {cfg.tracking.uri}; model {result.model_uri}")
+    out.print(f"done in {result.seconds:.1f} s")
+    return 0
+
+
+# What `demo` trains: each family on the dataset its paper used.
+DEMO_RUNS = (
+    ("wavenet", "ljspeech"),
+    ("hifigan", "ljspeech"),
+    ("vqvae", "vctk"),
+    ("wavegan", "nsynth"),
+)
+
+
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.training.trainer import train
+
     started = time.perf_counter()
     for name, path in stages.sample_data(cfg, list(DATASETS)).items():
         out.print(f"[bold]{name}[/] sample corpus: {path}")
     out.print(f"[dim]sample corpora made in {time.perf_counter() - started:.1f} s[/]")
-    return _report(*_prepare(cfg, list(DATASETS)), cfg, started)
+    status = _report(*_prepare(cfg, list(DATASETS)), cfg, started)
+    if status:
+        return status
+    table = Table(title=f"training ({cfg.training.steps} steps each, tiny sizes from params.yaml)")
+    for column in ("model", "dataset", "first loss", "last loss", "valid", "seconds", "model dir"):
+        table.add_column(column)
+    for model, dataset in DEMO_RUNS:
+        losses: list[float] = []
+        result = train(
+            cfg, model, dataset, on_step=lambda _, terms, seen=losses: seen.append(terms["loss"])
+        )
+        valid = result.validation.get("valid/loss", float("nan"))
+        table.add_row(
+            model,
+            dataset,
+            f"{losses[0]:.3f}",
+            f"{losses[-1]:.3f}",
+            f"{valid:.3f}",
+            f"{result.seconds:.1f}",
+            str(result.model_dir),
+        )
+    out.print(table)
+    out.print(
+        f"MLflow runs in experiment '{cfg.tracking.experiment}' at {cfg.tracking.uri}; browse them "
+        f"with: uv run mlflow ui --backend-store-uri {cfg.tracking.uri}"
+    )
+    out.print(f"demo done in {time.perf_counter() - started:.1f} s")
+    return 0
 
 
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:

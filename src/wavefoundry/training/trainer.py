@@ -179,6 +179,68 @@ class Trainer:
         started = time.perf_counter()
         if self.dist.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        state = self._fresh_state()
+        latest = checkpoint.checkpoints(self.run_dir / "checkpoints")
+        if resume and latest:
+            state.restore(latest[-1], self.family.name, self.device)
+        elif latest and self.dist.main:
+            for old in latest:  # a fresh run replaces old checkpoints rather than mixing with them
+                shutil.rmtree(old)
+        if on_start:
+            on_start(state.nets)
+        self.nets = state.nets
+        nets = self._parallel(state.nets)
+        tracker = self._tracker(state.run_id) if self.dist.main else None
+        state.run_id = tracker.run_id if tracker else None
+        training, status = self.training, "FAILED"
+        metrics: dict[str, float] = {}
+        validation: dict[str, float] = {}
+        last_log = (time.perf_counter(), state.stepper.step)
+        try:
+            with (
+                sigterm_requests_stop() as stop,
+                progress_bar(
+                    f"training {self.family.name} on {self.data_spec.dataset}", training.steps
+                ) as advance,
+            ):
+                advance(state.stepper.step)
+                for raw in self._batches(state):
+                    losses = self._step(state, nets, raw)
+                    step = state.stepper.step
+                    advance(1)
+                    if on_step:
+                        on_step(step, losses)
+                    last = step == training.steps
+                    if step % training.log_every == 0 or last:
+                        metrics = self._step_metrics(state, losses, last_log)
+                        last_log = (time.perf_counter(), step)
+                        if tracker:
+                            tracker.log_metrics(metrics, step)
+                    if step % training.validate_every == 0 or last:
+                        validation = self._validate(nets, state.ema, tracker, step)
+                    if step % training.checkpoint_every == 0 or last or stop["stop"]:
+                        saved = self._checkpoint(state)
+                    if stop["stop"]:
+                        status = "KILLED"
+                        raise Preempted(
+                            f"stopped by SIGTERM at step {step}; checkpoint {saved}; "
+                            "run again with --resume to continue"
+                        )
+            model_dir = self.run_dir / "model"
+            model_uri = self._export(state, model_dir, tracker)
+            status = "FINISHED"
+        finally:
+            if tracker:
+                tracker.end(status)
+            if self.dist.world_size > 1 and dist.is_initialized():
+                dist.destroy_process_group()
+        seconds = time.perf_counter() - started
+        return TrainResult(
+            self.run_dir, model_dir, state.stepper.step, metrics, validation, state.run_id,
+            model_uri, seconds,
+        )  # fmt: skip
+
+    def _fresh_state(self) -> TrainingState:
         torch.manual_seed(self.training.seed)
         nets = {name: net.to(self.device) for name, net in self.family.build().items()}
         optimizers = self.family.optimizers(nets)
@@ -186,146 +248,82 @@ class Trainer:
             name: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.training))
             for name, opt in optimizers.items()
         }
-        stepper = Stepper(optimizers, self.device, self.training.amp, self.training.grad_clip)
         inference = self.family.inference_net
         ema = (
             {inference: copy.deepcopy(nets[inference]).requires_grad_(False)}
             if self.training.ema_decay
             else {}
         )
+        stepper = Stepper(optimizers, self.device, self.training.amp, self.training.grad_clip)
+        return TrainingState(nets, ema, optimizers, schedulers, stepper)
+
+    def _parallel(self, nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
+        if self.dist.world_size == 1:
+            return nets
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return {
+            name: nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+            for name, net in nets.items()
+        }
+
+    def _batches(self, state: TrainingState) -> Iterator[dict[str, Any]]:
+        """Raw batches until `training.steps`, epoch after epoch, from the state's position."""
         sampler = ResumableSampler(
             len(self.train_set), self.training.seed, self.dist.rank, self.dist.world_size
         )
-        batches_per_epoch = len(sampler) // self.training.batch_size
-        run_id = None
-        checkpoints_dir = self.run_dir / "checkpoints"
-        latest = checkpoint.checkpoints(checkpoints_dir)
-        if resume and latest:
-            description, tensors, state = checkpoint.read_checkpoint(latest[-1], self.family.name)
-            checkpoint.load_flat_state(nets, tensors)
-            checkpoint.load_flat_state(ema, tensors, prefix="ema.")
-            for name, opt in optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
-                schedulers[name].load_state_dict(state["schedulers"][name])
-            stepper.scaler.load_state_dict(state["scaler"])
-            stepper.step = int(state["step"])
-            epoch, position = int(state["epoch"]), int(state["position"])
-            torch.set_rng_state(state["rng"]["torch"])
-            if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-            run_id = description.get("mlflow_run_id")
-        else:
-            if checkpoints_dir.exists() and self.dist.main:
-                for old in checkpoint.checkpoints(checkpoints_dir):
-                    # A fresh run replaces the old one's checkpoints rather than mixing with them.
-                    shutil.rmtree(old)
-            epoch, position = 0, 0
-        if on_start:
-            on_start(nets)
-        self.nets = nets
-        if self.dist.world_size > 1:
-            nets = {
-                name: nn.parallel.DistributedDataParallel(
-                    net, device_ids=[self.device.index] if self.device.type == "cuda" else None
-                )
-                for name, net in nets.items()
-            }
+        per_epoch = len(sampler) // self.training.batch_size
+        while state.stepper.step < self.training.steps:
+            if state.position >= per_epoch:
+                state.epoch, state.position = state.epoch + 1, 0
+            self.train_set.set_epoch(state.epoch)
+            sampler.set_position(state.epoch, state.position * self.training.batch_size)
+            batches = loader(
+                self.train_set,
+                self.training.batch_size,
+                sampler,
+                self.training.num_workers,
+                self.training.seed + state.epoch,
+            )
+            for raw in batches:
+                yield raw
+                if state.stepper.step >= self.training.steps:
+                    return
 
-        tracker = self._tracker(run_id) if self.dist.main else None
-        run_id = tracker.run_id if tracker else None
-        metrics: dict[str, float] = {}
-        validation: dict[str, float] = {}
-        status = "FAILED"
-        last_log = (time.perf_counter(), stepper.step)
-        try:
-            with (
-                sigterm_requests_stop() as stop,
-                progress_bar(
-                    f"training {self.family.name} on {self.data_spec.dataset}", self.training.steps
-                ) as advance,
-            ):
-                advance(stepper.step)
-                while stepper.step < self.training.steps:
-                    if position >= batches_per_epoch:
-                        epoch, position = epoch + 1, 0
-                    self.train_set.set_epoch(epoch)
-                    sampler.set_position(epoch, position * self.training.batch_size)
-                    batches = loader(
-                        self.train_set,
-                        self.training.batch_size,
-                        sampler,
-                        self.training.num_workers,
-                        self.training.seed + epoch,
-                    )
-                    for raw in batches:
-                        for net in nets.values():
-                            net.train()
-                        batch = self.family.prepare(raw, self.device)
-                        losses = self.family.train_step(nets, batch, stepper)
-                        stepper.finish()
-                        for scheduler in schedulers.values():
-                            scheduler.step()
-                        self._update_ema(ema, nets)
-                        position += 1
-                        step = stepper.step
-                        advance(1)
-                        if on_step:
-                            on_step(step, losses)
-                        if step % self.training.log_every == 0 or step == self.training.steps:
-                            now = time.perf_counter()
-                            rate = (step - last_log[1]) * self.training.batch_size
-                            rate *= self.dist.world_size / max(now - last_log[0], 1e-9)
-                            last_log = (now, step)
-                            metrics = {
-                                **losses,
-                                **{f"grad_norm/{k}": v for k, v in stepper.grad_norms.items()},
-                                **{f"lr/{k}": s.get_last_lr()[0] for k, s in schedulers.items()},
-                                "samples_per_second": rate,
-                            }
-                            if tracker:
-                                tracker.log_metrics(metrics, step)
-                        if step % self.training.validate_every == 0 or step == self.training.steps:
-                            validation = self._validate(nets, ema, tracker, step)
-                        if (
-                            step % self.training.checkpoint_every == 0
-                            or step == self.training.steps
-                            or stop["stop"]
-                        ):
-                            saved = self._checkpoint(
-                                nets, ema, optimizers, schedulers, stepper, epoch, position, run_id
-                            )
-                        if stop["stop"]:
-                            status = "KILLED"
-                            raise Preempted(
-                                f"stopped by SIGTERM at step {step}; checkpoint {saved}; "
-                                "run again with --resume to continue"
-                            )
-                        if step >= self.training.steps or position >= batches_per_epoch:
-                            break
-            model_dir = self.run_dir / "model"
-            model_uri = None
-            if self.dist.main:
-                export = {inference: (ema or {inference: unwrap(nets[inference])})[inference]}
-                description = checkpoint.describe(self.family, self.data_version, stepper.step)
-                checkpoint.export_model(model_dir, description, checkpoint.flat_state(export))
-                if tracker:
-                    model_uri = tracker.log_model(model_dir, self.family.name)
-            status = "FINISHED"
-        finally:
-            if tracker:
-                tracker.end(status)
-            if self.dist.world_size > 1 and dist.is_initialized():
-                dist.destroy_process_group()
-        return TrainResult(
-            self.run_dir,
-            model_dir,
-            stepper.step,
-            metrics,
-            validation,
-            run_id,
-            model_uri,
-            time.perf_counter() - started,
-        )
+    def _step(
+        self, state: TrainingState, nets: dict[str, nn.Module], raw: dict[str, Any]
+    ) -> dict[str, float]:
+        for net in nets.values():
+            net.train()
+        batch = self.family.prepare(raw, self.device)
+        losses = self.family.train_step(nets, batch, state.stepper)
+        state.stepper.finish()
+        for scheduler in state.schedulers.values():
+            scheduler.step()
+        self._update_ema(state.ema, nets)
+        state.position += 1
+        return losses
+
+    def _step_metrics(
+        self, state: TrainingState, losses: dict[str, float], last_log: tuple[float, int]
+    ) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - last_log[0], 1e-9)
+        segments = (state.stepper.step - last_log[1]) * self.training.batch_size
+        return {
+            **losses,
+            **{f"grad_norm/{k}": v for k, v in state.stepper.grad_norms.items()},
+            **{f"lr/{k}": s.get_last_lr()[0] for k, s in state.schedulers.items()},
+            "samples_per_second": segments * self.dist.world_size / elapsed,
+        }
+
+    def _export(self, state: TrainingState, model_dir: Path, tracker: Tracker | None) -> str | None:
+        """Write the inference network (its EMA when kept) to `model_dir`; log it to MLflow."""
+        if not self.dist.main:
+            return None
+        inference = self.family.inference_net
+        net = state.ema.get(inference, state.nets[inference])
+        description = checkpoint.describe(self.family, self.data_version, state.stepper.step)
+        checkpoint.export_model(model_dir, description, checkpoint.flat_state({inference: net}))
+        return tracker.log_model(model_dir, self.family.name) if tracker else None
 
     # --- pieces ------------------------------------------------------------------------------
 
@@ -410,49 +408,72 @@ class Trainer:
                 tracker.log_audio(step, self.data_spec.sample_rate, reference, generated)
         return means
 
-    def _checkpoint(
-        self,
-        nets: dict[str, nn.Module],
-        ema: dict[str, nn.Module],
-        optimizers: dict[str, torch.optim.Optimizer],
-        schedulers: dict[str, Any],
-        stepper: Stepper,
-        epoch: int,
-        position: int,
-        run_id: str | None,
-    ) -> Path | None:
-        if not self.dist.main:
-            if self.dist.world_size > 1:
-                dist.barrier()
-            return None
-        plain = {name: unwrap(net) for name, net in nets.items()}
-        tensors = {**checkpoint.flat_state(plain), **checkpoint.flat_state(ema, prefix="ema.")}
-        state = {
-            "step": stepper.step,
-            "epoch": epoch,
-            "position": position,
-            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
-            "scaler": stepper.scaler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(self.device)
-                if self.device.type == "cuda"
-                else None,
-            },
-        }
-        description = checkpoint.describe(self.family, self.data_version, stepper.step)
-        description["mlflow_run_id"] = run_id
-        path = checkpoint.save_checkpoint(
-            self.run_dir / "checkpoints",
-            description,
-            tensors,
-            state,
-            self.training.keep_checkpoints,
-        )
+    def _checkpoint(self, state: TrainingState) -> Path | None:
+        """Rank 0 writes the state; every rank waits for it."""
+        path = None
+        if self.dist.main:
+            description = checkpoint.describe(self.family, self.data_version, state.stepper.step)
+            description["mlflow_run_id"] = state.run_id
+            tensors, trainer_state = state.to_checkpoint(self.device)
+            path = checkpoint.save_checkpoint(
+                self.run_dir / "checkpoints",
+                description,
+                tensors,
+                trainer_state,
+                self.training.keep_checkpoints,
+            )
         if self.dist.world_size > 1:
             dist.barrier()
         return path
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds: the networks (unwrapped), their EMA, optimizers,
+    schedulers, the stepper (step, grad scaler) and the data position."""
+
+    nets: dict[str, nn.Module]
+    ema: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    stepper: Stepper
+    epoch: int = 0
+    position: int = 0  # batches of this epoch already taken
+    run_id: str | None = None
+
+    def to_checkpoint(self, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {
+            **checkpoint.flat_state(self.nets),
+            **checkpoint.flat_state(self.ema, prefix="ema."),
+        }
+        trainer_state = {
+            "step": self.stepper.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "scaler": self.stepper.scaler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
+        }
+        return tensors, trainer_state
+
+    def restore(self, path: Path, family: str, device: torch.device) -> None:
+        description, tensors, state = checkpoint.read_checkpoint(path, family)
+        checkpoint.load_flat_state(self.nets, tensors)
+        checkpoint.load_flat_state(self.ema, tensors, prefix="ema.")
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
+        self.stepper.scaler.load_state_dict(state["scaler"])
+        self.stepper.step = int(state["step"])
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        self.run_id = description.get("mlflow_run_id")
 
 
 def train(
