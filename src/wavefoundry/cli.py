@@ -342,7 +342,7 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     if status:
         return status
     table = Table(title=f"training ({cfg.training.steps} steps each, tiny sizes from params.yaml)")
-    for column in ("model", "dataset", "first loss", "last loss", "valid", "seconds", "model dir"):
+    for column in ("model", "dataset", "first loss", "last loss", "valid loss", "seconds"):
         table.add_column(column)
     for model, dataset in DEMO_RUNS:
         losses: list[float] = []
@@ -357,9 +357,9 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
             f"{losses[-1]:.3f}",
             f"{valid:.3f}",
             f"{result.seconds:.1f}",
-            str(result.model_dir),
         )
     out.print(table)
+    out.print(f"models under {cfg.paths.runs}/DATASET-MODEL/model (safetensors + config.json)")
     out.print(
         f"MLflow runs in experiment '{cfg.tracking.experiment}' at {cfg.tracking.uri}; browse them "
         f"with: uv run mlflow ui --backend-store-uri {cfg.tracking.uri}"

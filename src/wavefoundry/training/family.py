@@ -73,9 +73,9 @@ class Family(ABC):
         return config
 
     @property
-    @abstractmethod
     def segment_length(self) -> int:
-        """Samples per training example."""
+        """Samples per training example: the config's `segment_length`."""
+        return self.config.segment_length
 
     @abstractmethod
     def build(self) -> dict[str, nn.Module]:
@@ -117,6 +117,17 @@ class Family(ABC):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Audio to listen to at validation: (reference or None, generated), each (B, T) in
         [-1, 1]. Keep it cheap: a few examples, short."""
+
+    @abstractmethod
+    @torch.no_grad()
+    def synthesize(
+        self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
+    ) -> torch.Tensor:
+        """Inference on the unwrapped inference net, batch of one, for MLflow models and the
+        service: vocoders resynthesize `audio` (1-D float tensor at data.sample_rate) from its
+        mel; VQ-VAE passes it through its codes, decoding with conditions.get("speaker") (a
+        speaker name) when given; generators ignore `audio` and make audio from conditions
+        (e.g. "pitch", "seed", "seconds"). Returns 1-D float audio in [-1, 1]."""
 
 
 def unwrap(net: nn.Module) -> nn.Module:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,21 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in data.items():
         flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """MLflow's INFO/WARNING chatter while logging a model (uv.lock copied, pip version
+    unknown) says nothing a user must act on; errors still show."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def connect(tracking: TrackingConfig) -> str:
@@ -70,7 +88,9 @@ class Tracker:
         if fresh:
             self.mlflow.log_params(fresh)
         if dataset is not None:
-            self.mlflow.log_input(dataset, context="training")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # MLflow's hint on integer columns
+                self.mlflow.log_input(dataset, context="training")
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
@@ -117,7 +137,7 @@ class Tracker:
                 ]
             ),
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_loggers("mlflow.utils", "mlflow.models"):
             # No input example on purpose: checking one would run a (slow) generation now.
             warnings.filterwarnings("ignore", message=".*input example.*")
             info = self._log_pyfunc(model_dir, family_name, signature)

@@ -37,10 +37,6 @@ class HiFiGANFamily(Family):
         super().__init__(config, data)
         self.mel = mel_config(data.sample_rate, self.config)
 
-    @property
-    def segment_length(self) -> int:
-        return self.config.segment_length
-
     def build(self) -> dict[str, nn.Module]:
         return {"generator": Generator(self.config), "discriminator": Discriminator(self.config)}
 
@@ -102,11 +98,6 @@ class HiFiGANFamily(Family):
     def synthesize(
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:
-        """Inference on the unwrapped inference net, batch of one: vocoders resynthesize `audio`
-        (1-D float tensor at self.data.sample_rate) from its mel; VQ-VAE passes it through its
-        codes, decoding with conditions.get("speaker") (a speaker name) when given; generators
-        ignore `audio` and make audio from conditions (e.g. "pitch", "seed", "seconds").
-        Returns 1-D float audio in [-1, 1]."""
         if audio is None:
             raise ValueError("HiFi-GAN is a vocoder: it resynthesizes `audio`, which is required")
         generator = unwrap(net)

@@ -28,10 +28,6 @@ class VQVAEFamily(Family):
     def adapt(self, config: VQVAEConfig, data: DataSpec) -> VQVAEConfig:
         return dataclasses.replace(config, speakers=max(1, len(data.speakers)))
 
-    @property
-    def segment_length(self) -> int:
-        return self.config.segment_length
-
     def build(self) -> dict[str, nn.Module]:
         return {"vqvae": VQVAE(self.config)}
 
@@ -82,11 +78,6 @@ class VQVAEFamily(Family):
     def synthesize(
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:
-        """Inference on the unwrapped inference net, batch of one: vocoders resynthesize `audio`
-        (1-D float tensor at self.data.sample_rate) from its mel; VQ-VAE passes it through its
-        codes, decoding with conditions.get("speaker") (a speaker name) when given; generators
-        ignore `audio` and make audio from conditions (e.g. "pitch", "seed", "seconds").
-        Returns 1-D float audio in [-1, 1]."""
         if audio is None:
             raise ValueError("VQ-VAE re-says `audio` through its codes: `audio` is required")
         model = unwrap(net)

@@ -44,10 +44,6 @@ class WaveGANFamily(Family):
             return dataclasses.replace(config, pitches=MIDI_PITCHES)
         return config
 
-    @property
-    def segment_length(self) -> int:
-        return self.config.segment_length
-
     def build(self) -> dict[str, nn.Module]:
         return {"generator": Generator(self.config), "discriminator": Discriminator(self.config)}
 

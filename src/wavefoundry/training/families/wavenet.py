@@ -60,10 +60,6 @@ class WaveNetFamily(Family):
             instrument_families=len(self.nsynth_families) if nsynth else 0,
         )
 
-    @property
-    def segment_length(self) -> int:
-        return self.config.segment_length
-
     def build(self) -> dict[str, nn.Module]:
         return {"wavenet": WaveNet(self.config)}
 
@@ -135,13 +131,7 @@ class WaveNetFamily(Family):
     def synthesize(
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:
-        """Inference on the unwrapped inference net, batch of one: vocoders resynthesize `audio`
-        (1-D float tensor at self.data.sample_rate) from its mel; VQ-VAE passes it through its codes,
-        decoding with conditions.get("speaker") (a speaker name) when given; generators ignore
-        `audio` and make audio from conditions (e.g. "pitch", "seed", "seconds").
-        Returns 1-D float audio in [-1, 1].
-
-        WaveNet with local conditioning resynthesizes `audio` from its log-mel; without, it
+        """WaveNet with local conditioning resynthesizes `audio` from its log-mel; without, it
         generates conditions.get("seconds", 1.0) seconds. Also read: "speaker" (name),
         "pitch" (MIDI, default 60), "instrument_family" (id or name), "temperature", "seed".
         """
