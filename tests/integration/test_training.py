@@ -197,3 +197,13 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_weight_ema_is_what_gets_exported(stored_samples: Path, tmp_path: Path) -> None:
+    cfg = config(stored_samples, tmp_path, "training.steps=3", "training.ema_decay=0.5")
+    result = train(cfg, "wavegan", "nsynth")
+    final = _weights(result.run_dir / "checkpoints" / "step-00000003")
+    exported = _weights(result.model_dir)
+    assert exported.keys() == {k.removeprefix("ema.") for k in final if k.startswith("ema.")}
+    assert all(torch.equal(exported[k], final[f"ema.{k}"]) for k in exported)
+    assert any(not torch.equal(exported[k], final[k]) for k in exported), "EMA equals raw weights"
