@@ -213,3 +213,13 @@ def test_family_trains_samples_and_synthesizes(dataset):
         out = family.synthesize(net, audio, conditions)
         assert out.shape == (1000,)
     assert out.abs().max() <= 1.0 and out.std() > 0
+
+
+def test_synthesize_refuses_an_unknown_speaker_or_a_pitch_out_of_range():
+    vctk = WaveNetFamily(tiny(n_mels=8, segment_length=512), DataSpec("vctk", 16000, ("p225",)))
+    audio = 0.3 * torch.sin(torch.arange(600) / 5.0)
+    with pytest.raises(ValueError, match="unknown speaker 'p999': known speakers are p225"):
+        vctk.synthesize(vctk.build()["wavenet"], audio, {"speaker": "p999"})
+    nsynth = WaveNetFamily(tiny(n_mels=0, segment_length=512), DataSpec("nsynth", 16000))
+    with pytest.raises(ValueError, match="pitch 200 is outside the MIDI range 0-127"):
+        nsynth.synthesize(nsynth.build()["wavenet"], None, {"pitch": 200, "seconds": 0.01})

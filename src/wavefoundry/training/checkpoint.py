@@ -138,7 +138,7 @@ def load_model(directory: Path) -> tuple[Family, nn.Module]:
         description["model_config"], family_class.config_class, f"{directory}/config.json"
     )
     data = description["data"]
-    spec = DataSpec(**{**data, **{k: tuple(data[k]) for k in ("speakers", "instrument_families")}})
+    spec = DataSpec(data["dataset"], int(data["sample_rate"]), tuple(data["speakers"]))
     family = family_class(config, spec)
     net = family.build()[family.inference_net]
     tensors = load_file(directory / "model.safetensors")

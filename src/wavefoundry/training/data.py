@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -27,19 +28,13 @@ def stored_dataset(cfg: Config, dataset: str) -> tuple[DataSpec, str]:
     meta = json.loads(meta_path.read_text())
     version_path = cfg.paths.data_version(dataset)
     version = json.loads(version_path.read_text())["data_version"] if version_path.is_file() else ""
-    train = split_dir(cfg, dataset, "train")
-    columns = pd.read_parquet(train / "index.parquet").columns
-    index = pd.read_parquet(
-        train / "index.parquet",
-        columns=[c for c in ("speaker", "instrument_family_str") if c in columns],
-    )
-    speakers = tuple(sorted(index["speaker"].astype(str).unique())) if "speaker" in index else ()
-    families = (
-        tuple(sorted(index["instrument_family_str"].astype(str).unique()))
-        if "instrument_family_str" in index
-        else ()
-    )
-    spec = DataSpec(dataset, int(meta["sample_rate"]), speakers, families)
+    # Only the speaker column, and only if there is one: the index can be large.
+    index_path = split_dir(cfg, dataset, "train") / "index.parquet"
+    speakers: tuple[str, ...] = ()
+    if "speaker" in pq.read_schema(index_path).names:
+        column = pd.read_parquet(index_path, columns=["speaker"])["speaker"]
+        speakers = tuple(sorted(column.astype(str).unique()))
+    spec = DataSpec(dataset, int(meta["sample_rate"]), speakers)
     return spec, version
 
 

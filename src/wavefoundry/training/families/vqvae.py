@@ -79,25 +79,10 @@ class VQVAEFamily(Family):
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:
         if audio is None:
-            raise ValueError("VQ-VAE re-says `audio` through its codes: `audio` is required")
+            raise ValueError("VQ-VAE reconstructs `audio` through its codes: `audio` is required")
         model = unwrap(net)
         device = next(model.parameters()).device
-        speaker = torch.tensor([self._speaker_index(conditions.get("speaker"))], device=device)
+        speaker = torch.tensor([self.data.speaker_id(conditions.get("speaker"))], device=device)
         # convert() pads to a whole number of codes and trims back to the input's length.
         converted = model.convert(audio.to(device, torch.float32).reshape(1, -1), speaker)
         return converted.reshape(-1).float().clamp(-1.0, 1.0)
-
-    def _speaker_index(self, speaker: Any) -> int:
-        """A speaker name to its index; None means the first training speaker."""
-        if speaker is None:
-            return 0
-        if str(speaker) in self.data.speakers:
-            return self.data.speakers.index(str(speaker))
-        if not self.data.speakers:
-            raise ValueError(
-                f"unknown speaker {speaker!r}: this model was trained on {self.data.dataset}, "
-                "which has no speakers; leave the speaker out"
-            )
-        known = ", ".join(self.data.speakers[:5])
-        more = f" and {len(self.data.speakers) - 5} more" if len(self.data.speakers) > 5 else ""
-        raise ValueError(f"unknown speaker {speaker!r}: known speakers are {known}{more}")

@@ -148,10 +148,12 @@ class WaveNetFamily(Family):
         else:
             n_samples = round(float(conditions.get("seconds", 1.0)) * self.data.sample_rate)
         if c.speakers:
-            speaker = str(conditions.get("speaker", self.data.speakers[0]))
-            conditioning["speaker"] = self.data.speaker_index([speaker]).to(device)
+            speaker = self.data.speaker_id(conditions.get("speaker"))
+            conditioning["speaker"] = torch.tensor([speaker], device=device)
         if c.pitches:
-            pitch = min(max(int(conditions.get("pitch", 60)), 0), c.pitches - 1)
+            pitch = int(conditions.get("pitch", 60))
+            if not 0 <= pitch < c.pitches:
+                raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{c.pitches - 1}")
             conditioning["pitch"] = torch.tensor([pitch], device=device)
         if c.instrument_families:
             family = conditions.get("instrument_family", 0)
