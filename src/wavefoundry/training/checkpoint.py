@@ -125,7 +125,8 @@ def export_model(
 
 
 def load_model(directory: Path) -> tuple[Family, nn.Module]:
-    """An exported model (or a checkpoint) as (family, inference network in eval mode)."""
+    """An exported model (or a checkpoint) as (family, inference network in eval mode, made
+    ready to serve by `Family.for_inference`)."""
     from wavefoundry.config import parse_model_config
     from wavefoundry.models.registry import get_family
 
@@ -146,4 +147,4 @@ def load_model(directory: Path) -> tuple[Family, nn.Module]:
     ema_head = f"ema.{head}"
     source = ema_head if any(k.startswith(ema_head) for k in tensors) else head
     net.load_state_dict({k[len(source) :]: v for k, v in tensors.items() if k.startswith(source)})
-    return family, net.eval()
+    return family, family.for_inference(net).eval()

@@ -77,6 +77,9 @@ class Family(ABC):
     config_class: ClassVar[type]  # the model file's config dataclass
     datasets: ClassVar[tuple[str, ...]]  # datasets this family trains on
     inference_net: ClassVar[str]  # the network that makes audio; exported and EMA-averaged
+    # "vocoder", "codec" or "generator" (config.TASKS): how its candidates are scored and which
+    # registered model they join. WaveNet's depends on its config, so it is a property there.
+    task: ClassVar[str]
     random_offset: ClassVar[bool] = True  # segments start anywhere (False: at the clip start)
 
     def __init__(self, config: Any, data: DataSpec):
@@ -106,6 +109,11 @@ class Family(ABC):
             name: torch.optim.AdamW(net.parameters(), lr=lr, betas=betas, weight_decay=decay)
             for name, net in nets.items()
         }
+
+    def for_inference(self, net: nn.Module) -> nn.Module:
+        """The trained inference net made ready to serve (e.g. weight norm folded into the
+        weights); outputs unchanged. Default: as is."""
+        return net
 
     @abstractmethod
     def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
@@ -143,6 +151,14 @@ class Family(ABC):
         mel; VQ-VAE passes it through its codes, decoding with conditions.get("speaker") (a
         speaker name) when given; generators ignore `audio` and make audio from conditions
         (e.g. "pitch", "seed", "seconds"). Returns 1-D float audio in [-1, 1]."""
+
+    @torch.no_grad()
+    def clip_metrics(
+        self, net: nn.Module, audio: torch.Tensor, conditions: dict[str, Any]
+    ) -> dict[str, float]:
+        """Metrics only this family can give on a held-out clip (1-D audio, its conditioning
+        columns), such as WaveNet's likelihood; none by default."""
+        return {}
 
 
 def unwrap(net: nn.Module) -> nn.Module:

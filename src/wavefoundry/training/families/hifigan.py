@@ -32,6 +32,7 @@ class HiFiGANFamily(Family):
     config_class = HiFiGANConfig
     datasets = ("ljspeech", "vctk")
     inference_net = "generator"
+    task = "vocoder"
 
     def __init__(self, config: HiFiGANConfig, data: DataSpec):
         super().__init__(config, data)
@@ -93,6 +94,11 @@ class HiFiGANFamily(Family):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         generated = nets["generator"](batch["mel"][:2]).float().squeeze(1)
         return batch["audio"][:2], generated.clamp(-1.0, 1.0)
+
+    def for_inference(self, net: nn.Module) -> nn.Module:
+        """Weight norm folded into plain weights: same outputs, no per-call reparametrisation."""
+        unwrap(net).remove_weight_norm()
+        return net
 
     @torch.no_grad()
     def synthesize(

@@ -24,6 +24,7 @@ class VQVAEFamily(Family):
     config_class = VQVAEConfig
     datasets = ("ljspeech", "vctk")
     inference_net = "vqvae"
+    task = "codec"
 
     def adapt(self, config: VQVAEConfig, data: DataSpec) -> VQVAEConfig:
         return dataclasses.replace(config, speakers=max(1, len(data.speakers)))
@@ -86,3 +87,16 @@ class VQVAEFamily(Family):
         # convert() pads to a whole number of codes and trims back to the input's length.
         converted = model.convert(audio.to(device, torch.float32).reshape(1, -1), speaker)
         return converted.reshape(-1).float().clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def clip_metrics(
+        self, net: nn.Module, audio: torch.Tensor, conditions: dict[str, Any]
+    ) -> dict[str, float]:
+        """How much of the codebook the held-out clip uses: perplexity and usage."""
+        model = unwrap(net)
+        device = next(model.parameters()).device
+        speaker = conditions.get("speaker")
+        known = speaker is not None and str(speaker) in self.data.speakers
+        speaker_id = torch.tensor([self.data.speaker_id(speaker if known else None)], device=device)
+        output = model(audio.to(device, torch.float32).reshape(1, -1), speaker_id)
+        return {"perplexity": output.perplexity.item(), "codebook_usage": output.usage.item()}

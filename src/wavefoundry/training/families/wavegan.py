@@ -33,6 +33,7 @@ class WaveGANFamily(Family):
     config_class: ClassVar[type] = WaveGANConfig
     datasets: ClassVar[tuple[str, ...]] = ("nsynth",)
     inference_net: ClassVar[str] = "generator"
+    task: ClassVar[str] = "generator"
     random_offset: ClassVar[bool] = False  # a slice starts at the note's onset
 
     def __init__(self, config: WaveGANConfig, data: DataSpec):

@@ -50,6 +50,11 @@ class WaveNetFamily(Family):
         super().__init__(config, data)
         self.mel = mel_config(data.sample_rate, self.config) if self.config.n_mels else None
 
+    @property
+    def task(self) -> str:  # type: ignore[override]
+        """With a mel to follow it is a vocoder; without, it generates from its labels."""
+        return "vocoder" if self.config.n_mels else "generator"
+
     def adapt(self, config: WaveNetConfig, data: DataSpec) -> WaveNetConfig:
         speakers = len(data.speakers) if data.dataset == "vctk" else 0
         nsynth = data.dataset == "nsynth"
@@ -172,3 +177,19 @@ class WaveNetFamily(Family):
             generator=generator,
         )
         return mu_law_decode(classes[0], c.quantization_channels).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def clip_metrics(
+        self, net: nn.Module, audio: torch.Tensor, conditions: dict[str, Any]
+    ) -> dict[str, float]:
+        """The held-out clip's teacher-forced negative log-likelihood, in bits per sample."""
+        device = next(net.parameters()).device
+        batch = self.prepare(
+            {"audio": audio.reshape(1, -1), **{k: [v] for k, v in conditions.items()}}, device
+        )
+        logits = net(batch["inputs"], **self._conditioning(batch))
+        return {
+            "bits_per_sample": bits_per_sample(
+                negative_log_likelihood(logits, batch["targets"]).item()
+            )
+        }
