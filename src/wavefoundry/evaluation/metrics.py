@@ -1,0 +1,135 @@
+"""Metrics that need no downloaded weights, on one reference/generated pair or a set of embeddings.
+
+Every function returns a plain float, so a score is a dict a registry tag or an MLflow metric
+can hold. `METRICS` says which way is better for each reported name; the promotion gate reads
+it. SNR and SI-SDR of identical signals are capped at `MAX_DB` rather than infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wavefoundry.audio import MelConfig, log_mel
+from wavefoundry.models.losses import multi_resolution_stft_loss
+
+MAX_DB = 100.0  # SNR / SI-SDR of a perfect reconstruction: finite, so every store can hold it
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("mel_l1", False, "mean |log-mel difference| (what HiFi-GAN selects by)"),
+        Metric("mrstft", False, "spectral convergence + log magnitude, FFT 512/1024/2048"),
+        Metric("snr_db", True, "signal-to-noise ratio of the reconstruction, dB"),
+        Metric("si_sdr_db", True, "scale-invariant signal-to-distortion ratio, dB"),
+        Metric("bits_per_sample", False, "teacher-forced NLL on held-out audio, bits"),
+        Metric("perplexity", True, "exp(entropy) of the codes used on held-out audio"),
+        Metric("codebook_usage", True, "fraction of the codebook used on held-out audio"),
+        Metric("rtf", False, "seconds of compute per second of audio"),
+        Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
+        Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),
+        Metric(
+            "classifier_pitch_accuracy",
+            True,
+            "the note classifier's own accuracy on held-out notes: how far to trust the above",
+        ),
+    )
+}
+
+
+def _pair(reference: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two 1-D float64 signals cut to the shorter one (a vocoder may drop a partial frame)."""
+    reference = torch.as_tensor(reference).detach().flatten().cpu().double()
+    generated = torch.as_tensor(generated).detach().flatten().cpu().double()
+    length = min(reference.numel(), generated.numel())
+    return reference[:length], generated[:length]
+
+
+def log_mel_l1(reference: torch.Tensor, generated: torch.Tensor, mel: MelConfig) -> float:
+    reference, generated = _pair(reference, generated)
+    return (log_mel(generated.float(), mel) - log_mel(reference.float(), mel)).abs().mean().item()
+
+
+def mrstft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
+    """Multi-resolution STFT distance: spectral convergence + log STFT magnitude L1, each
+    averaged over FFT sizes 512, 1024 and 2048 (models/losses.py)."""
+    reference, generated = _pair(reference, generated)
+    convergence, magnitude = multi_resolution_stft_loss(
+        generated.float().unsqueeze(0), reference.float().unsqueeze(0)
+    )
+    return (convergence + magnitude).item()
+
+
+def _ratio_db(signal: torch.Tensor, noise: torch.Tensor) -> float:
+    signal_power, noise_power = signal.pow(2).sum().item(), noise.pow(2).sum().item()
+    if not (math.isfinite(signal_power) and math.isfinite(noise_power)):
+        return math.nan
+    if noise_power <= signal_power * 10 ** (-MAX_DB / 10):
+        return MAX_DB
+    if signal_power == 0.0:
+        return -MAX_DB
+    return min(MAX_DB, 10 * math.log10(signal_power / noise_power))
+
+
+def snr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
+    """10 log10(|reference|^2 / |reference - estimate|^2), capped at MAX_DB."""
+    reference, estimate = _pair(reference, estimate)
+    return _ratio_db(reference, reference - estimate)
+
+
+def si_sdr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
+    """Scale-invariant SDR (Le Roux et al. 2019): the estimate is split into its projection on
+    the zero-mean reference (the target) and the rest; a gain on the estimate changes neither."""
+    reference, estimate = _pair(reference, estimate)
+    reference, estimate = reference - reference.mean(), estimate - estimate.mean()
+    energy = reference.pow(2).sum()
+    if energy == 0:
+        return math.nan
+    target = (estimate @ reference) / energy * reference
+    return _ratio_db(target, estimate - target)
+
+
+def bits_per_sample(nll_nats: float) -> float:
+    return nll_nats / math.log(2)
+
+
+def codebook_perplexity(codes: torch.Tensor, codebook_size: int) -> tuple[float, float]:
+    """(perplexity, usage) of a set of code indices: exp(entropy) of their distribution, and
+    the fraction of the codebook that appears."""
+    counts = torch.bincount(codes.flatten().long(), minlength=codebook_size).double()
+    probabilities = counts / counts.sum()
+    entropy = -(probabilities[counts > 0] * probabilities[counts > 0].log()).sum()
+    return math.exp(entropy.item()), (counts > 0).double().mean().item()
+
+
+def real_time_factor(compute_seconds: float, audio_seconds: float) -> float:
+    """Seconds of compute per second of audio made: below 1 is faster than real time."""
+    return compute_seconds / audio_seconds if audio_seconds > 0 else math.inf
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^1/2) of Gaussians fitted to two sets of
+    embeddings (rows). Tr((C_a C_b)^1/2) is taken as the sum of the square roots of the
+    eigenvalues of C_a^1/2 C_b C_a^1/2, which is symmetric: stable without scipy's sqrtm."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.nan
+    mean_gap = a.mean(axis=0) - b.mean(axis=0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_root = np.sqrt(np.clip(cross, 0, None)).sum()
+    distance = mean_gap @ mean_gap + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+    return float(max(distance, 0.0))
