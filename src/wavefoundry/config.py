@@ -20,6 +20,9 @@ DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
 FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
+# What a model does, which decides how it is scored and which registered model it joins:
+# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
+TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
 
 
 class ConfigError(UserError):
@@ -223,6 +226,62 @@ class TrackingConfig(Section):
     )
 
 
+class EvaluationConfig(Section):
+    """The held-out set every candidate renders: the same clips, seed and length for all, so
+    scores with the same data version and these settings are comparable."""
+
+    split: Literal["test", "valid"] = "test"
+    clips: int = Field(8, gt=0, description="Held-out clips (notes) per candidate.")
+    max_seconds: float = Field(1.0, gt=0.0, description="Each clip cut to this, from its start.")
+    seed: int = Field(0, description="Which clips are drawn, and the generators' latents.")
+    pitches: list[int] | None = Field(
+        None,
+        description="Generators: MIDI pitches to request in turn; None: the held-out notes' own.",
+    )
+    audio_examples: int = Field(
+        4, ge=0, description="Reference/generated pairs and spectrograms logged per candidate."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TaskGate(Section):
+    """The metrics a task's candidates are judged by (names from evaluation/metrics.py)."""
+
+    primary: str
+    secondary: list[str] = []
+
+
+class PromotionConfig(Section):
+    """The gate a challenger passes to take the alias from the champion."""
+
+    alias: str = "champion"
+    min_relative_improvement: float = Field(
+        0.01, ge=0.0, description="The primary metric better by at least this fraction."
+    )
+    max_real_time_factor: float = Field(
+        1.0, gt=0.0, description="Seconds of compute per second of audio, as scored."
+    )
+    secondary_tolerance: float = Field(
+        0.05, ge=0.0, description="A secondary metric may be worse by at most this fraction."
+    )
+    lock_timeout: float = Field(
+        600.0, gt=0.0, description="Seconds after which another promotion's lock is stale."
+    )
+    tasks: dict[str, TaskGate] = {
+        "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
+        "codec": TaskGate(primary="mel_l1", secondary=["mrstft"]),
+        "generator": TaskGate(primary="frechet_distance", secondary=["pitch_accuracy"]),
+    }
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: dict[str, TaskGate]) -> dict[str, TaskGate]:
+        for name in value:
+            if name not in TASKS:
+                raise ValueError(f"unknown task '{name}' (known: {', '.join(TASKS)})")
+        return value
+
+
 class Config(Section):
     """The whole configuration of a run."""
 
@@ -234,6 +293,8 @@ class Config(Section):
     validation: ValidationConfig = ValidationConfig()
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    promotion: PromotionConfig = PromotionConfig()
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per family, overrides of its config dataclass."
     )

@@ -47,12 +47,31 @@ def quiet_loggers(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """One quick look at an http(s) tracking server's /health, so a wrong address fails in
+    seconds with one line, not after MLflow's minutes of retries."""
+    import requests
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as err:
+        reason = type(err).__name__.replace("Error", " error").lower()
+        raise UserError(f"MLflow tracking server {uri} unreachable ({reason})") from None
+    if response.status_code >= 400:
+        raise UserError(
+            f"MLflow tracking server {uri} answered /health with HTTP {response.status_code}"
+        )
+
+
 def connect(tracking: TrackingConfig) -> str:
     """Point MLflow at the tracking URI and make sure the experiment exists; its id."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking.uri
+    check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -163,7 +182,31 @@ class Tracker:
         self.mlflow.end_run(status=status)
 
 
-def spectrogram_figure(reference: torch.Tensor | None, generated: torch.Tensor, sample_rate: int):
+def load_logged_model(model_uri: str, device: torch.device | str = "cpu") -> tuple[Any, Any]:
+    """The (family, inference network) of a model `log_model` logged: its safetensors folder
+    is downloaded and read; nothing of MLflow's model code runs and nothing is unpickled."""
+    import mlflow
+    import yaml
+
+    from wavefoundry.training.checkpoint import load_model
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    except mlflow.exceptions.MlflowException as err:
+        raise UserError(f"cannot fetch model {model_uri}: {str(err).splitlines()[0]}") from None
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    family, net = load_model(local / flavor["artifacts"]["model"]["path"])
+    return family, net.to(device)
+
+
+def spectrogram_figure(
+    reference: torch.Tensor | None,
+    generated: torch.Tensor,
+    sample_rate: int,
+    side_by_side: bool = False,
+):
+    """Log-mel spectrograms of the reference (when there is one) and the generated audio, one
+    above the other or side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,9 +215,10 @@ def spectrogram_figure(reference: torch.Tensor | None, generated: torch.Tensor, 
     mel = MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
     panels = [("reference", reference), ("generated", generated)]
     panels = [(title, audio) for title, audio in panels if audio is not None]
-    figure = Figure(figsize=(8, 2.2 * len(panels)))
+    rows, columns = (1, len(panels)) if side_by_side else (len(panels), 1)
+    figure = Figure(figsize=(5 * columns, 2.4 * rows))
     for row, (title, audio) in enumerate(panels, start=1):
-        axes = figure.add_subplot(len(panels), 1, row)
+        axes = figure.add_subplot(rows, columns, row)
         frames = log_mel(audio.detach().float().cpu(), mel).numpy()
         axes.imshow(frames, origin="lower", aspect="auto", interpolation="none")
         axes.set_title(title, fontsize=9)

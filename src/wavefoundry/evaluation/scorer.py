@@ -1,0 +1,316 @@
+"""Scoring a candidate on the held-out set that every candidate of its task renders.
+
+The held-out set is a fixed draw (evaluation.seed, evaluation.clips) from the stored test
+split, each clip cut to evaluation.max_seconds. Its fingerprint (dataset, data version, clip
+ids, settings) travels with every score: two scores are comparable exactly when their
+fingerprints are equal. Vocoders resynthesize each clip from its mel, codecs pass it through
+their codes, generators make one note per held-out note at its pitch (or the requested
+pitches) and are judged by the NSynth note classifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wavefoundry.audio import MelConfig, write_wav
+from wavefoundry.config import Config
+from wavefoundry.errors import UserError
+from wavefoundry.evaluation import metrics
+from wavefoundry.progress import progress_bar
+from wavefoundry.training.data import split_dir, stored_dataset
+from wavefoundry.training.family import Family
+
+# Index columns that describe storage, not the clip: never passed to a model as conditioning.
+_STORAGE_COLUMNS = {"offset", "length", "sha256", "duration", "path", "source"}
+
+
+@dataclass(frozen=True)
+class HeldOutClip:
+    clip_id: str
+    audio: np.ndarray  # float32 in [-1, 1]
+    conditions: dict[str, Any]  # the clip's scalar conditioning columns: speaker, pitch, ...
+
+
+@dataclass(frozen=True)
+class HeldOutSet:
+    dataset: str
+    data_version: str
+    sample_rate: int
+    clips: tuple[HeldOutClip, ...]
+    settings: dict[str, Any]  # the evaluation settings that shaped it
+
+    @property
+    def fingerprint(self) -> str:
+        identity = {
+            "dataset": self.dataset,
+            "data_version": self.data_version,
+            "clips": [clip.clip_id for clip in self.clips],
+            **self.settings,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def seconds(self) -> float:
+        return sum(len(clip.audio) for clip in self.clips) / self.sample_rate
+
+
+def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
+    """The fixed held-out clips of the stored `dataset` under the evaluation settings."""
+    settings = cfg.evaluation
+    spec, data_version = stored_dataset(cfg, dataset)
+    folder = split_dir(cfg, dataset, settings.split)
+    index = pd.read_parquet(folder / "index.parquet")
+    samples = np.load(folder / "audio.npy", mmap_mode="r")
+    # Sorted first so the draw depends on the clips alone, not on how the index was written.
+    index = index.sort_values("clip_id", kind="stable").reset_index(drop=True)
+    chosen = np.random.default_rng(settings.seed).permutation(len(index))[: settings.clips]
+    longest = max(1, int(settings.max_seconds * spec.sample_rate))
+    clips = []
+    for row in index.iloc[chosen].to_dict("records"):
+        start, length = int(row["offset"]), min(int(row["length"]), longest)
+        audio = np.asarray(samples[start : start + length], dtype=np.float32) / 32768.0
+        conditions = {
+            key: value.item() if isinstance(value, np.generic) else value
+            for key, value in row.items()
+            if key not in _STORAGE_COLUMNS
+            and key != "clip_id"
+            and isinstance(value, str | int | float | np.generic)
+        }
+        clips.append(HeldOutClip(str(row["clip_id"]), audio, conditions))
+    return HeldOutSet(
+        dataset,
+        data_version,
+        spec.sample_rate,
+        tuple(clips),
+        settings.model_dump(mode="json", exclude={"device", "audio_examples"}),
+    )
+
+
+@dataclass
+class Rendered:
+    clip_id: str
+    reference: np.ndarray | None
+    generated: np.ndarray
+
+
+@dataclass
+class Score:
+    fingerprint: str
+    data_version: str
+    metrics: dict[str, float]
+    clips: pd.DataFrame  # one row per held-out clip
+    examples: list[Rendered] = field(default_factory=list)
+
+
+def metric_mel(sample_rate: int) -> MelConfig:
+    """The one mel every candidate is measured with, whatever mel the model itself uses."""
+    return MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+
+
+def score(
+    family: Family,
+    net: torch.nn.Module,
+    held_out: HeldOutSet,
+    classifier: Any = None,
+    audio_examples: int = 4,
+) -> Score:
+    """Render every held-out clip with the candidate and measure it (see the module doc).
+    `classifier` (evaluation.note_classifier) is needed for generators only."""
+    if held_out.dataset != family.data.dataset:
+        raise UserError(
+            f"a {family.name} model trained on {family.data.dataset} cannot be scored on "
+            f"{held_out.dataset} clips"
+        )
+    net.eval()
+    if family.task == "generator":
+        rows, rendered, compute = _render_notes(family, net, held_out, classifier)
+    else:
+        rows, rendered, compute = _render_reconstructions(family, net, held_out)
+    table = pd.DataFrame(rows)
+    # A plain mean, so one non-finite clip makes the metric non-finite and the gate refuses it.
+    values = {
+        name: float(table[name].mean())
+        for name in table.columns
+        if name in metrics.METRICS and name != "pitch_accuracy"
+    }
+    if family.task == "generator":
+        values.update(_note_metrics(classifier, held_out, rendered, table))
+    values["rtf"] = metrics.real_time_factor(compute, held_out.seconds)
+    return Score(
+        held_out.fingerprint, held_out.data_version, values, table, rendered[:audio_examples]
+    )
+
+
+def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    generated = family.synthesize(net, audio, conditions)
+    if generated.is_cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return generated.detach().float().cpu().numpy(), seconds
+
+
+def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, Any]:
+    """A held-out clip's conditioning as the model takes it: a speaker it never saw (a
+    held-out VCTK speaker) is left out, so it decodes with its default speaker."""
+    kept = {k: v for k, v in conditions.items() if k != "speaker"}
+    if str(conditions.get("speaker")) in family.data.speakers:
+        kept["speaker"] = conditions["speaker"]
+    return kept
+
+
+def _render_reconstructions(
+    family: Family, net: torch.nn.Module, held_out: HeldOutSet
+) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+    device = next(net.parameters()).device
+    mel = metric_mel(held_out.sample_rate)
+    first = held_out.clips[0]
+    # Warm-up (allocator, kernels, caches) outside the timing, on a tenth of a second.
+    warm_up = torch.from_numpy(first.audio[: max(1, held_out.sample_rate // 10)]).to(device)
+    family.synthesize(net, warm_up, _model_conditions(family, first.conditions))
+    rows, rendered, compute = [], [], 0.0
+    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+        for clip in held_out.clips:
+            audio = torch.from_numpy(clip.audio).to(device)
+            conditions = _model_conditions(family, clip.conditions)
+            generated, seconds = _timed(family, net, audio, conditions)
+            compute += seconds
+            reference = torch.from_numpy(clip.audio)
+            produced = torch.from_numpy(generated)
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "seconds": len(clip.audio) / held_out.sample_rate,
+                    "mel_l1": metrics.log_mel_l1(reference, produced, mel),
+                    "mrstft": metrics.mrstft_distance(reference, produced),
+                    "snr_db": metrics.snr_db(reference, produced),
+                    "si_sdr_db": metrics.si_sdr_db(reference, produced),
+                    **family.clip_metrics(net, audio, clip.conditions),
+                }
+            )
+            rendered.append(Rendered(clip.clip_id, clip.audio, generated))
+            advance(1)
+    return rows, rendered, compute
+
+
+def _note_requests(held_out: HeldOutSet) -> list[int]:
+    pitches = held_out.settings.get("pitches")
+    if pitches:
+        return [int(pitches[i % len(pitches)]) for i in range(len(held_out.clips))]
+    return [int(clip.conditions["pitch"]) for clip in held_out.clips]
+
+
+def _render_notes(
+    family: Family, net: torch.nn.Module, held_out: HeldOutSet, classifier: Any
+) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+    if classifier is None:
+        raise UserError(
+            f"scoring a generator needs the note classifier, which is trained on NSynth; "
+            f"{family.name} on {held_out.dataset} has no held-out notes to compare with"
+        )
+    seed = int(held_out.settings.get("seed", 0))
+    rows, rendered, compute = [], [], 0.0
+    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+        for i, (clip, pitch) in enumerate(
+            zip(held_out.clips, _note_requests(held_out), strict=True)
+        ):
+            conditions = {
+                "pitch": pitch,
+                "seed": seed * 100_003 + i,
+                "seconds": len(clip.audio) / held_out.sample_rate,
+                "instrument_family": clip.conditions.get("instrument_family", 0),
+            }
+            generated, seconds = _timed(family, net, None, conditions)
+            compute += seconds
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "seconds": len(generated) / held_out.sample_rate,
+                    "requested_pitch": pitch,
+                }
+            )
+            rendered.append(Rendered(clip.clip_id, clip.audio, generated))
+            advance(1)
+    return rows, rendered, compute
+
+
+def _classifier_batch(audio: list[np.ndarray], length: int) -> torch.Tensor:
+    batch = torch.zeros(len(audio), length)
+    for i, samples in enumerate(audio):
+        clipped = torch.from_numpy(np.nan_to_num(samples[:length]).astype(np.float32))
+        batch[i, : len(clipped)] = clipped
+    return batch
+
+
+@torch.no_grad()
+def _note_metrics(
+    classifier: Any, held_out: HeldOutSet, rendered: list[Rendered], table: pd.DataFrame
+) -> dict[str, float]:
+    """Pitch accuracy of the generated notes, and the Fréchet distance between the classifier's
+    embeddings of generated and held-out notes. Adds the per-note predictions to `table`."""
+    length = classifier.config.segment_length
+    generated = classifier(_classifier_batch([r.generated for r in rendered], length))
+    reference = classifier(_classifier_batch([r.reference for r in rendered], length))
+    predicted = generated.pitch_logits.argmax(-1).numpy()
+    table["predicted_pitch"] = predicted
+    table["pitch_correct"] = predicted == table["requested_pitch"].to_numpy()
+    finite = all(np.isfinite(r.generated).all() for r in rendered)
+    return {
+        "pitch_accuracy": float(table["pitch_correct"].mean()) if finite else math.nan,
+        "frechet_distance": metrics.frechet_distance(
+            generated.embedding.numpy(), reference.embedding.numpy()
+        )
+        if finite
+        else math.nan,
+    }
+
+
+def log_score(run_id: str, result: Score, sample_rate: int) -> None:
+    """The score on the candidate's MLflow run: `eval/<metric>` metrics, the per-clip table
+    (eval/clips.json), reference/generated audio pairs and side-by-side spectrograms."""
+    import mlflow
+
+    from wavefoundry.training.tracking import spectrogram_figure
+
+    client = mlflow.MlflowClient()
+    client.log_batch(
+        run_id,
+        metrics=[
+            mlflow.entities.Metric(f"eval/{name}", value, int(time.time() * 1000), 0)
+            for name, value in result.metrics.items()
+        ],
+        tags=[
+            mlflow.entities.RunTag("eval.fingerprint", result.fingerprint),
+            mlflow.entities.RunTag("eval.data_version", result.data_version),
+        ],
+    )
+    client.log_table(run_id, result.clips, "eval/clips.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        for example in result.examples:
+            stem = Path(tmp) / example.clip_id
+            generated = np.nan_to_num(example.generated)
+            write_wav(stem.with_name(f"{example.clip_id}-generated.wav"), generated, sample_rate)
+            reference = None
+            if example.reference is not None:
+                write_wav(
+                    stem.with_name(f"{example.clip_id}-reference.wav"),
+                    example.reference,
+                    sample_rate,
+                )
+                reference = torch.from_numpy(example.reference)
+            figure = spectrogram_figure(
+                reference, torch.from_numpy(generated), sample_rate, side_by_side=True
+            )
+            figure.savefig(stem.with_name(f"{example.clip_id}-spectrogram.png"), dpi=80)
+        client.log_artifacts(run_id, tmp, "eval/examples")
