@@ -29,11 +29,17 @@ Data stages, in order (each reads what the one before wrote under paths.data, de
   validate      run the Great Expectations suite; write report.json, summary.txt, quarantine.csv
   store         pack usable clips into per-split int16 audio.npy + index.parquet; record the data version
   prepare       ingest, validate and store one or all datasets
-  demo          sample-data, prepare all three datasets, train the four tiny models
+  demo          sample-data, prepare all three datasets, train the four tiny models, score
+                them on the held-out clips and promote the best of each task
 
 Model stages:
   train         train one model family (wavenet, vqvae, hifigan, wavegan) on a stored dataset,
                 tracked in MLflow; checkpoints under runs/DATASET-MODEL/, --resume continues
+  evaluate      score a run's model on the fixed held-out clips, log eval/ metrics, audio and
+                spectrograms on the run, register it as a version of wavefoundry-DATASET-TASK
+  promote       the gate: the challenger takes the `champion` alias only if it beats the champion
+  rollback      move the alias back to the version the champion replaced
+  compare       every version of a registered model: a table, a chart, an MLflow run
 
 Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.
 A wrong key or value stops before any work, naming the key (exit 2).
@@ -125,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "demo",
         cmd_demo,
-        "the embedded default run: sample corpora, prepare every dataset, train the tiny models",
+        "the embedded default run: sample corpora, prepare every dataset, train, score and "
+        "promote the tiny models",
     )
 
     sub = command(
@@ -150,6 +157,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--config configs/ljspeech-hifigan-v1.yaml. Several GPUs on one node: "
         "torchrun --nproc-per-node 8 -m wavefoundry.cli train -m hifigan -d ljspeech ..."
     )
+
+    sub = command(
+        "evaluate",
+        cmd_evaluate,
+        "score a training run on the held-out clips and register it as a candidate",
+    )
+    sub.add_argument("--run-id", help="the MLflow run to score (default: the latest of -m on -d)")
+    sub.add_argument("--model", "-m", metavar="NAME", help="wavenet, vqvae, hifigan or wavegan")
+    sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
+    sub.epilog = (
+        "Every candidate of a task renders the same clips: evaluation.clips from the "
+        "evaluation.split split drawn with evaluation.seed, each cut to evaluation.max_seconds."
+    )
+
+    def model_name(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--model-name",
+            required=True,
+            metavar="NAME",
+            help="registered model, wavefoundry-DATASET-TASK (TASK: vocoder, codec, generator)",
+        )
+
+    sub = command(
+        "promote",
+        cmd_promote,
+        "face a candidate with the champion through the gate; move the alias if it passes",
+    )
+    model_name(sub)
+    which = sub.add_mutually_exclusive_group()
+    which.add_argument("--version", help="the challenger (default: the newest version)")
+    which.add_argument("--run-id", help="the challenger: the version registered from this run")
+    sub.add_argument(
+        "--dry-run", action="store_true", help="print the decision table; change nothing"
+    )
+    sub.epilog = (
+        "The gate (params promotion.*): every metric finite; rtf <= max_real_time_factor; the "
+        "task's primary metric better by min_relative_improvement; secondaries worse by at most "
+        "secondary_tolerance. A champion scored on other data is scored again first."
+    )
+
+    sub = command("rollback", cmd_rollback, "give the alias back to the previous champion")
+    model_name(sub)
+
+    sub = command(
+        "compare", cmd_compare, "the versions of a registered model: table, chart, MLflow run"
+    )
+    model_name(sub)
+    sub.add_argument("--out", type=Path, help="chart PNG (default: .wavefoundry/compare-NAME.png)")
 
     sub = command(
         "config", cmd_config, "print the configuration after params, recipe and overrides"
@@ -332,6 +387,8 @@ DEMO_RUNS = (
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.evaluation.evaluate import evaluate
+    from wavefoundry.registry.promotion import promote
     from wavefoundry.training.trainer import train
 
     started = time.perf_counter()
@@ -341,16 +398,21 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     status = _report(*_prepare(cfg, list(DATASETS)), cfg, started)
     if status:
         return status
-    table = Table(title=f"training ({cfg.training.steps} steps each, tiny sizes from params.yaml)")
+    training = Table(
+        title=f"training ({cfg.training.steps} steps each, tiny sizes from params.yaml)"
+    )
     for column in ("model", "dataset", "first loss", "last loss", "valid loss", "seconds"):
-        table.add_column(column)
+        training.add_column(column)
+    scoring = Table(title="scoring on the held-out clips, then the promotion gate")
+    for column in ("model", "registered model", "version", "primary metric", "rtf", "gate"):
+        scoring.add_column(column)
     for model, dataset in DEMO_RUNS:
         losses: list[float] = []
         result = train(
             cfg, model, dataset, on_step=lambda _, terms, seen=losses: seen.append(terms["loss"])
         )
         valid = result.validation.get("valid/loss", float("nan"))
-        table.add_row(
+        training.add_row(
             model,
             dataset,
             f"{losses[0]:.3f}",
@@ -358,13 +420,136 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
             f"{valid:.3f}",
             f"{result.seconds:.1f}",
         )
-    out.print(table)
+        candidate = evaluate(cfg, run_id=result.run_id).candidate
+        decision = promote(cfg, candidate.name, candidate.version).decision
+        primary = cfg.promotion.tasks[candidate.task].primary
+        scoring.add_row(
+            model,
+            candidate.name,
+            candidate.version,
+            f"{primary} {candidate.metrics[primary]:.4g}",
+            f"{candidate.metrics['rtf']:.3g}",
+            "[green]champion[/]"
+            if decision.passed
+            else "[red]refused[/]: " + ", ".join(c.name for c in decision.checks if not c.passed),
+        )
+    out.print(training)
+    out.print(scoring)
     out.print(f"models under {cfg.paths.runs}/DATASET-MODEL/model (safetensors + config.json)")
     out.print(
         f"MLflow runs in experiment '{cfg.tracking.experiment}' at {cfg.tracking.uri}; browse them "
         f"with: uv run mlflow ui --backend-store-uri {cfg.tracking.uri}"
     )
+    out.print(
+        "compare the candidates: uv run wavefoundry compare --model-name wavefoundry-ljspeech-vocoder"
+    )
     out.print(f"demo done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _metric_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4g}")
+    return table
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.evaluation.evaluate import evaluate
+
+    started = time.perf_counter()
+    done = evaluate(cfg, args.run_id, args.model, args.dataset)
+    candidate, score = done.candidate, done.score
+    out.print(
+        _metric_table(
+            f"{done.run_name}: {len(score.clips)} held-out clips (set {score.fingerprint})",
+            score.metrics,
+        )
+    )
+    out.print(
+        f"registered as [bold]{candidate.name}[/] version {candidate.version} "
+        f"(run {candidate.run_id}); promote it with: wavefoundry promote --model-name "
+        f"{candidate.name} --version {candidate.version}"
+    )
+    out.print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _decision_table(outcome) -> Table:
+    decision = outcome.decision
+    champion = decision.champion
+    verdict = "[green]PASSED[/]" if decision.passed else "[red]REFUSED[/]"
+    table = Table(
+        title=f"{decision.model}: v{decision.challenger.version} ({decision.challenger.family}) "
+        f"against {f'v{champion.version} ({champion.family})' if champion else 'no champion'}: "
+        f"{verdict}"
+    )
+    for column in ("check", "challenger", "champion", "requirement", "result"):
+        table.add_column(column)
+    for check in decision.checks:
+        table.add_row(
+            check.name,
+            check.challenger,
+            check.champion,
+            check.requirement,
+            "[green]pass[/]" if check.passed else "[red]fail[/]",
+        )
+    return table
+
+
+def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.registry.promotion import promote
+
+    outcome = promote(cfg, args.model_name, args.version, args.run_id, dry_run=args.dry_run)
+    decision = outcome.decision
+    if outcome.rescored:
+        out.print("the champion was scored again on the challenger's held-out set")
+    out.print(_decision_table(outcome))
+    alias = cfg.promotion.alias
+    if args.dry_run:
+        out.print("dry run: nothing changed")
+    elif decision.passed:
+        out.print(f"{alias} is now version {decision.challenger.version} of {args.model_name}")
+    else:
+        holder = f"version {decision.champion.version}" if decision.champion else "no version"
+        out.print(f"refused: {alias} stays with {holder} ({'; '.join(decision.reasons)})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.registry.promotion import rollback
+
+    entry = rollback(cfg, args.model_name)
+    out.print(
+        f"{cfg.promotion.alias} of {args.model_name} moved back from version "
+        f"{entry['champion_before']} to version {entry['champion_after']}"
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.evaluation.metrics import METRICS
+    from wavefoundry.registry.compare import compare
+
+    result = compare(cfg, args.model_name, args.out)
+    table = Table(title=f"{args.model_name}: {len(result.candidates)} candidates")
+    for column in ("candidate", "aliases", "data version", *result.metrics):
+        table.add_column(column, justify="right" if column in result.metrics else "left")
+    best = {}
+    for metric in result.metrics:
+        values = result.table[metric].dropna()
+        if not values.empty and metric in METRICS:
+            best[metric] = values.max() if METRICS[metric].higher_is_better else values.min()
+    for candidate, (_, row) in zip(result.candidates, result.table.iterrows(), strict=True):
+        cells = []
+        for metric in result.metrics:
+            text = f"{row[metric]:.4g}" if metric in candidate.metrics else "-"
+            cells.append(f"[bold]{text}[/]" if row[metric] == best.get(metric) else text)
+        table.add_row(row["candidate"], row["aliases"], row["data_version"], *cells)
+    out.print(table)
+    out.print(f"chart: {result.chart}; logged to MLflow run {result.run_id}")
     return 0
 
 

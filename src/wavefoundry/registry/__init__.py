@@ -1,0 +1,1 @@
+"""The MLflow model registry: candidates, promotion through the gate, rollback, comparison."""

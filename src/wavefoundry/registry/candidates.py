@@ -1,0 +1,224 @@
+"""Candidates in the MLflow model registry: one registered model per dataset and task
+(`wavefoundry-ljspeech-vocoder`), one version per scored training run.
+
+A version's tags say what it is (family, dataset, task, training data version, git commit,
+config hash) and how it scored (`eval.<metric>`, `eval_fingerprint`, `eval_data_version`).
+The tags, not the run's metric history, are what the promotion gate reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from wavefoundry.config import TrackingConfig
+from wavefoundry.errors import UserError
+
+EVAL_PREFIX = "eval."
+
+
+def registered_model_name(dataset: str, task: str) -> str:
+    return f"wavefoundry-{dataset}-{task}"
+
+
+def config_hash(model_config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One registered model version, as the gate and the tables see it."""
+
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    tags: dict[str, str]
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str:
+        return self.tags.get("family", "?")
+
+    @property
+    def task(self) -> str:
+        return self.tags.get("task", "?")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {
+            key.removeprefix(EVAL_PREFIX): float(value)
+            for key, value in self.tags.items()
+            if key.startswith(EVAL_PREFIX)
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        return self.tags.get("eval_fingerprint", "")
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version} {self.family}"
+
+
+def client(tracking: TrackingConfig) -> Any:
+    """An MlflowClient on the tracking server (its registry too), checked to be reachable."""
+    import mlflow
+
+    from wavefoundry.training.tracking import connect
+
+    connect(tracking)
+    return mlflow.MlflowClient(tracking.uri)
+
+
+def _candidate(version: Any) -> Candidate:
+    return Candidate(
+        name=version.name,
+        version=str(version.version),
+        run_id=version.run_id or version.tags.get("run_id", ""),
+        model_uri=version.source,
+        tags=dict(version.tags),
+        aliases=tuple(getattr(version, "aliases", ()) or ()),
+    )
+
+
+def _missing(err: Exception) -> bool:
+    return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def candidates(mlflow_client: Any, name: str) -> list[Candidate]:
+    """Every version of registered model `name`, oldest first; one clear error when there is
+    no such model or it has no versions."""
+    from mlflow.exceptions import MlflowException
+
+    hint = "score a training run first: wavefoundry evaluate -m MODEL -d DATASET"
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException as err:
+        if _missing(err):
+            raise UserError(f"no registered model '{name}' ({hint})") from None
+        raise
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise UserError(f"registered model '{name}' has no versions ({hint})")
+    found = [_candidate(mlflow_client.get_model_version(name, v.version)) for v in versions]
+    return sorted(found, key=lambda c: int(c.version))
+
+
+def find(
+    mlflow_client: Any, name: str, version: str | None = None, run_id: str | None = None
+) -> Candidate:
+    """A version of `name` by number, by the run it came from, or else the newest."""
+    every = candidates(mlflow_client, name)
+    if version is not None:
+        chosen = [c for c in every if c.version == str(version)]
+        what = f"version {version}"
+    elif run_id is not None:
+        chosen = [c for c in every if c.run_id == run_id]
+        what = f"a version from run {run_id}"
+    else:
+        return every[-1]
+    if not chosen and run_id is not None:
+        raise UserError(
+            f"run {run_id} is not a version of '{name}': it has no eval metrics yet; "
+            f"score it with: wavefoundry evaluate --run-id {run_id}"
+        )
+    if not chosen:
+        known = ", ".join(c.version for c in every)
+        raise UserError(f"registered model '{name}' has no {what} (versions: {known})")
+    return chosen[-1]
+
+
+def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _candidate(mlflow_client.get_model_version_by_alias(name, alias))
+    except MlflowException as err:
+        if _missing(err) or "alias" in str(err).lower():
+            return None
+        raise
+
+
+def score_tags(metrics: dict[str, float], fingerprint: str, data_version: str) -> dict[str, str]:
+    tags = {f"{EVAL_PREFIX}{name}": repr(float(value)) for name, value in metrics.items()}
+    return {**tags, "eval_fingerprint": fingerprint, "eval_data_version": data_version}
+
+
+def register(
+    mlflow_client: Any,
+    run: Any,
+    task: str,
+    model_config: dict[str, Any],
+    metrics: dict[str, float],
+    fingerprint: str,
+    data_version: str,
+) -> Candidate:
+    """The scored run as a version of its task's registered model (the run's existing version
+    when it was registered before: its scores are replaced)."""
+    from mlflow.exceptions import MlflowException
+
+    run_tags = run.data.tags
+    model_uri = run_tags.get("model_uri")
+    if not model_uri:
+        raise UserError(
+            f"run {run.info.run_id} logged no model (no model_uri tag): nothing to register"
+        )
+    name = registered_model_name(run_tags["dataset"], task)
+    try:
+        mlflow_client.create_registered_model(
+            name,
+            tags={"task": task, "dataset": run_tags["dataset"]},
+            description=f"wavefoundry {task} candidates trained on {run_tags['dataset']}",
+        )
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {
+        "family": run_tags.get("family", ""),
+        "dataset": run_tags["dataset"],
+        "task": task,
+        "data_version": run_tags.get("data_version", ""),
+        "git_commit": run_tags.get("git_commit", ""),
+        "config_hash": config_hash(model_config),
+        "run_id": run.info.run_id,
+        **score_tags(metrics, fingerprint, data_version),
+    }
+    existing = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
+    if existing:
+        version = existing[0].version
+        for key, value in tags.items():
+            mlflow_client.set_model_version_tag(name, version, key, value)
+    else:
+        version = mlflow_client.create_model_version(
+            name,
+            source=model_uri,
+            run_id=run.info.run_id,
+            tags=tags,
+            model_id=model_uri.removeprefix("models:/")
+            if model_uri.startswith("models:/")
+            else None,
+        ).version
+    return _candidate(mlflow_client.get_model_version(name, version))
+
+
+def update_scores(
+    mlflow_client: Any,
+    candidate: Candidate,
+    metrics: dict[str, float],
+    fingerprint: str,
+    data_version: str,
+) -> Candidate:
+    """Replace a version's scores (a champion re-scored on newer data)."""
+    stale = [
+        k
+        for k in candidate.tags
+        if k.startswith(EVAL_PREFIX) and k[len(EVAL_PREFIX) :] not in metrics
+    ]
+    for key in stale:
+        mlflow_client.delete_model_version_tag(candidate.name, candidate.version, key)
+    for key, value in score_tags(metrics, fingerprint, data_version).items():
+        mlflow_client.set_model_version_tag(candidate.name, candidate.version, key, value)
+    return _candidate(mlflow_client.get_model_version(candidate.name, candidate.version))

@@ -1,0 +1,91 @@
+"""`wavefoundry compare`: the candidates of one registered model side by side, as a table, a
+chart PNG, and an MLflow run holding both (so the comparison is in the UI too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from wavefoundry.config import Config
+from wavefoundry.registry import candidates
+from wavefoundry.registry.candidates import Candidate
+
+
+@dataclass
+class Comparison:
+    name: str
+    candidates: list[Candidate]
+    metrics: list[str]  # the task's primary first, then its secondaries, then the rest
+    table: pd.DataFrame
+    chart: Path
+    run_id: str
+
+
+def metric_order(cfg: Config, task: str, found: list[Candidate]) -> list[str]:
+    rules = cfg.promotion.tasks.get(task)
+    first = [rules.primary, *rules.secondary] if rules else []
+    rest = sorted({name for c in found for name in c.metrics} - set(first))
+    return [name for name in first if any(name in c.metrics for c in found)] + rest
+
+
+def chart(table: pd.DataFrame, metrics: list[str], champion: str | None, path: Path) -> Path:
+    """One bar chart per metric, a bar per candidate; the champion's bar is highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    columns = min(3, len(metrics))
+    rows = -(-len(metrics) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.0 * rows))
+    labels = table["candidate"].tolist()
+    colours = ["tab:orange" if label == champion else "tab:blue" for label in labels]
+    for i, metric in enumerate(metrics, start=1):
+        axes = figure.add_subplot(rows, columns, i)
+        axes.bar(range(len(labels)), table[metric].astype(float), color=colours)
+        axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        axes.set_title(metric, fontsize=10)
+    figure.suptitle(f"candidates (orange: {champion or 'no champion'})", fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def compare(cfg: Config, name: str, out: Path | None = None) -> Comparison:
+    import mlflow
+
+    from wavefoundry.training.tracking import connect
+
+    client = candidates.client(cfg.tracking)
+    found = candidates.candidates(client, name)
+    metrics = metric_order(cfg, found[-1].task, found)
+    champion = candidates.by_alias(client, name, cfg.promotion.alias)
+    table = pd.DataFrame(
+        [
+            {
+                "candidate": c.label,
+                "version": int(c.version),
+                "family": c.family,
+                "aliases": ",".join(c.aliases),
+                "run_id": c.run_id,
+                "data_version": c.tags.get("data_version", "")[:12],
+                **{m: c.metrics.get(m, float("nan")) for m in metrics},
+            }
+            for c in found
+        ]
+    )
+    path = chart(
+        table,
+        metrics,
+        champion.label if champion else None,
+        out or Path(".wavefoundry") / f"compare-{name}.png",
+    )
+    experiment_id = connect(cfg.tracking)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare-{name}") as run:
+        mlflow.set_tags({"wavefoundry.kind": "comparison", "registered_model": name})
+        mlflow.log_table(table, "comparison.json")
+        mlflow.log_artifact(str(path))
+    return Comparison(name, found, metrics, table, path, run.info.run_id)

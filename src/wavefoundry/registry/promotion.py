@@ -1,0 +1,330 @@
+"""Promotion: a challenger takes the champion alias only through the gate.
+
+The gate (params `promotion`): every metric finite; the real-time factor under its bound; the
+task's primary metric better than the champion's by at least a minimum relative change; each
+secondary metric no worse than the champion's by more than a tolerance. Both are scored on
+the same held-out set (the caller re-scores a champion whose score is from other data).
+
+Promotions and rollbacks of one registered model run one at a time: each holds a lock, a
+registered model named `<name>-promotion-lock` that only one caller can create (the tracking
+server's database enforces it). Every decision, passed or refused, is an audit record: a
+registered-model tag `audit.<UTC time>-<id>` holding the decision as JSON.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from wavefoundry.config import Config, PromotionConfig
+from wavefoundry.errors import UserError
+from wavefoundry.registry import candidates
+from wavefoundry.registry.candidates import Candidate
+
+AUDIT_PREFIX = "audit."
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    challenger: str
+    champion: str
+    requirement: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str
+    challenger: Candidate
+    champion: Candidate | None
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [
+            f"{c.name}: {c.challenger} (needs {c.requirement})" for c in self.checks if not c.passed
+        ]
+
+
+def _format(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def relative_gain(challenger: float, champion: float, higher_is_better: bool) -> float:
+    """How much better the challenger is, as a fraction of the champion's magnitude."""
+    gain = challenger - champion if higher_is_better else champion - challenger
+    return gain / max(abs(champion), 1e-12)
+
+
+def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConfig) -> Decision:
+    """The decision table of `challenger` against `champion` (None: there is no champion)."""
+    from wavefoundry.evaluation.metrics import METRICS
+
+    task = rules.tasks.get(challenger.task)
+    if task is None:
+        raise UserError(
+            f"no promotion rules for task '{challenger.task}' (promotion.tasks has: "
+            f"{', '.join(rules.tasks)})"
+        )
+    for name in (task.primary, *task.secondary):
+        if name not in METRICS:
+            raise UserError(
+                f"promotion.tasks.{challenger.task} names unknown metric '{name}' "
+                f"(known: {', '.join(METRICS)})"
+            )
+    ours = challenger.metrics
+    theirs = champion.metrics if champion else {}
+    bad = sorted(name for name, value in ours.items() if not math.isfinite(value))
+    checks = [
+        Check(
+            "finite metrics",
+            "non-finite: " + ", ".join(bad) if bad else f"{len(ours)} finite",
+            "-",
+            "every metric finite",
+            not bad,
+        )
+    ]
+    rtf = ours.get("rtf")
+    checks.append(
+        Check(
+            "real-time factor",
+            _format(rtf),
+            _format(theirs.get("rtf")),
+            f"<= {rules.max_real_time_factor:g}",
+            rtf is not None and rtf <= rules.max_real_time_factor,
+        )
+    )
+    if champion is not None and champion.version == challenger.version:
+        checks.append(
+            Check(
+                "not the champion already",
+                f"v{challenger.version}",
+                f"v{champion.version}",
+                "a different version",
+                False,
+            )
+        )
+    for role, name in [("primary", task.primary), *(("secondary", n) for n in task.secondary)]:
+        higher = METRICS[name].higher_is_better
+        mine, best = ours.get(name), theirs.get(name)
+        if mine is None:
+            checks.append(Check(f"{role} {name}", "missing", _format(best), "a score", False))
+            continue
+        if champion is None or best is None or not math.isfinite(best):
+            checks.append(
+                Check(
+                    f"{role} {name}",
+                    _format(mine),
+                    _format(best),
+                    "no champion to beat",
+                    math.isfinite(mine),
+                )
+            )
+            continue
+        gain = relative_gain(mine, best, higher)
+        if role == "primary":
+            requirement = f"at least {rules.min_relative_improvement:.1%} better"
+            passed = gain >= rules.min_relative_improvement
+        else:
+            requirement = f"at most {rules.secondary_tolerance:.1%} worse"
+            passed = gain >= -rules.secondary_tolerance
+        checks.append(
+            Check(
+                f"{role} {name}",
+                f"{_format(mine)} ({abs(gain):.1%} {'better' if gain >= 0 else 'worse'})",
+                _format(best),
+                requirement,
+                passed and math.isfinite(mine),
+            )
+        )
+    return Decision(challenger.name, challenger, champion, tuple(checks))
+
+
+# --- the lock and the audit record ----------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+
+
+@contextmanager
+def exclusive(client: Any, name: str, stale_after: float, wait: float = 120.0) -> Iterator[None]:
+    """Hold `<name>-promotion-lock` while inside. A lock older than `stale_after` seconds
+    (a promotion that died) is broken; waiting longer than `wait` is an error."""
+    from mlflow.exceptions import MlflowException
+
+    lock = f"{name}-promotion-lock"
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client.create_registered_model(
+                lock,
+                tags={"owner": owner, "since": str(time.time())},
+                description=f"promotion of {name} in progress ({_who()}); deleted when it ends",
+            )
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException:
+            continue  # released between our two calls: try again at once
+        since = float(held.tags.get("since", 0.0))
+        if time.time() - since > stale_after:
+            _delete_quietly(client, lock)
+            continue
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"another promotion of '{name}' has held its lock for {time.time() - since:.0f} s "
+                f"({held.description}); try again later"
+            )
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        held = client.get_registered_model(lock)
+        if held.tags.get("owner") == owner:
+            _delete_quietly(client, lock)
+
+
+def _delete_quietly(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with suppress(MlflowException):  # someone else removed it first
+        client.delete_registered_model(name)
+
+
+def record(client: Any, name: str, action: str, **details: Any) -> dict[str, Any]:
+    """Append one audit record to registered model `name`."""
+    moment = _now()
+    entry = {"time": moment.isoformat(), "action": action, "by": _who(), **details}
+    key = f"{AUDIT_PREFIX}{moment:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:6]}"
+    client.set_registered_model_tag(name, key, json.dumps(entry, sort_keys=True))
+    return entry
+
+
+def audit_records(client: Any, name: str) -> list[dict[str, Any]]:
+    """The audit records of `name`, oldest first."""
+    tags = client.get_registered_model(name).tags
+    return [json.loads(tags[key]) for key in sorted(tags) if key.startswith(AUDIT_PREFIX)]
+
+
+def apply(client: Any, decision: Decision, alias: str) -> dict[str, Any]:
+    """Act on a decision: a passing challenger takes `alias` and remembers the champion it
+    replaced (a version tag and a registered-model tag); either way the decision is audited."""
+    challenger, champion = decision.challenger, decision.champion
+    previous = champion.version if champion else ""
+    if decision.passed:
+        client.set_model_version_tag(
+            decision.model, challenger.version, "previous_champion", previous
+        )
+        client.set_model_version_tag(
+            decision.model, challenger.version, "promoted_at", _now().isoformat()
+        )
+        client.set_registered_model_alias(decision.model, alias, challenger.version)
+        client.set_registered_model_tag(decision.model, "previous_champion", previous)
+    return record(
+        client,
+        decision.model,
+        "promote",
+        challenger=challenger.version,
+        champion_before=previous,
+        champion_after=challenger.version if decision.passed else previous,
+        passed=decision.passed,
+        reasons=decision.reasons,
+        metrics={k: v for k, v in challenger.metrics.items() if math.isfinite(v)},
+    )
+
+
+def roll_back(client: Any, name: str, alias: str, current: Candidate) -> dict[str, Any]:
+    """Move `alias` from `current` back to the version it replaced."""
+    previous = current.tags.get("previous_champion", "")
+    if not previous:
+        raise UserError(
+            f"'{name}' v{current.version} is {alias} but replaced no earlier version: nothing to roll back to"
+        )
+    client.set_registered_model_alias(name, alias, previous)
+    client.set_model_version_tag(name, current.version, "rolled_back_at", _now().isoformat())
+    client.set_registered_model_tag(name, "previous_champion", current.version)
+    return record(
+        client,
+        name,
+        "rollback",
+        champion_before=current.version,
+        champion_after=previous,
+        passed=True,
+    )
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    decision: Decision
+    record: dict[str, Any] | None  # the audit record; None for a dry run
+    rescored: bool  # the champion was scored again on the challenger's held-out set
+
+
+def promote(
+    cfg: Config,
+    name: str,
+    version: str | None = None,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Face the challenger (a version, the version of a run, else the newest) with the current
+    champion through the gate; with a pass, move the alias. A dry run changes nothing."""
+    from wavefoundry.evaluation.evaluate import rescore
+
+    client = candidates.client(cfg.tracking)
+    challenger = candidates.find(client, name, version, run_id)
+    if not challenger.metrics:
+        raise UserError(
+            f"'{name}' v{challenger.version} (run {challenger.run_id}) has no eval metrics: "
+            f"score it first with: wavefoundry evaluate --run-id {challenger.run_id}"
+        )
+    alias = cfg.promotion.alias
+    lock = nullcontext() if dry_run else exclusive(client, name, cfg.promotion.lock_timeout)
+    with lock:
+        champion = candidates.by_alias(client, name, alias)
+        rescored = False
+        if champion is not None and champion.fingerprint != challenger.fingerprint:
+            champion = rescore(cfg, client, champion, challenger.fingerprint, save=not dry_run)
+            rescored = True
+        decision = gate(challenger, champion, cfg.promotion)
+        entry = None if dry_run else apply(client, decision, alias)
+    return Outcome(decision, entry, rescored)
+
+
+def rollback(cfg: Config, name: str) -> dict[str, Any]:
+    """Move the alias back to the version the current champion replaced."""
+    client = candidates.client(cfg.tracking)
+    candidates.candidates(client, name)  # one clear error for a missing model
+    alias = cfg.promotion.alias
+    with exclusive(client, name, cfg.promotion.lock_timeout):
+        current = candidates.by_alias(client, name, alias)
+        if current is None:
+            raise UserError(f"'{name}' has no {alias}: nothing to roll back")
+        return roll_back(client, name, alias, current)
