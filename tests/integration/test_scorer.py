@@ -110,6 +110,25 @@ def test_every_reconstruction_family_is_scored_on_the_clips(
         assert result.metrics["perplexity"] >= 1.0 and 0 < result.metrics["codebook_usage"] <= 1
 
 
+def test_one_non_finite_clip_makes_the_metric_non_finite(
+    stored_samples: Path, tmp_path: Path
+) -> None:
+    """Averaging must not skip a broken clip: the gate refuses what it cannot measure."""
+    cfg = configure(stored_samples, tmp_path, "evaluation.split=valid", "evaluation.clips=3")
+    family, net = untrained(cfg, "hifigan", "ljspeech")
+    held_out = held_out_set(cfg, "ljspeech")
+    broken = held_out.clips[1].audio.copy()
+    broken[10] = float("nan")
+    clips = (
+        held_out.clips[0],
+        dataclasses.replace(held_out.clips[1], audio=broken),
+        *held_out.clips[2:],
+    )
+    result = score(family, net, dataclasses.replace(held_out, clips=clips))
+    assert math.isnan(result.metrics["snr_db"]) and math.isnan(result.metrics["mel_l1"])
+    assert result.clips["snr_db"].isna().sum() == 1
+
+
 def test_a_generator_is_judged_by_the_note_classifier(stored_samples: Path, tmp_path: Path) -> None:
     cfg = configure(stored_samples, tmp_path, "evaluation.audio_examples=2")
     family, net = untrained(cfg, "wavegan", "nsynth")

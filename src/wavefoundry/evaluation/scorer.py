@@ -60,10 +60,6 @@ class HeldOutSet:
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    @property
-    def seconds(self) -> float:
-        return sum(len(clip.audio) for clip in self.clips) / self.sample_rate
-
 
 def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
     """The fixed held-out clips of the stored `dataset` under the evaluation settings."""
@@ -140,13 +136,14 @@ def score(
     table = pd.DataFrame(rows)
     # A plain mean, so one non-finite clip makes the metric non-finite and the gate refuses it.
     values = {
-        name: float(table[name].mean())
+        name: float(table[name].mean(skipna=False))
         for name in table.columns
-        if name in metrics.METRICS and name != "pitch_accuracy"
+        if name in metrics.METRICS
     }
     if family.task == "generator":
         values.update(_note_metrics(classifier, held_out, rendered, table))
-    values["rtf"] = metrics.real_time_factor(compute, held_out.seconds)
+    made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
+    values["rtf"] = metrics.real_time_factor(compute, made)
     return Score(
         held_out.fingerprint, held_out.data_version, values, table, rendered[:audio_examples]
     )
