@@ -41,6 +41,9 @@ Model stages:
   rollback      move the alias back to the version the champion replaced
   compare       every version of a registered model: a table, a chart, an MLflow run
 
+Serving:
+  bento build   the champion (or --alias) of a registered model as a Bento: bentoml serve TAG
+
 Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.
 A wrong key or value stops before any work, naming the key (exit 2).
 """
@@ -205,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model_name(sub)
     sub.add_argument("--out", type=Path, help="chart PNG (default: .wavefoundry/compare-NAME.png)")
+
+    bento = commands.add_parser(
+        "bento", help="build the BentoML service of a registered model", description="Bentos."
+    )
+    bento_commands = bento.add_subparsers(dest="bento_command", required=True, metavar="COMMAND")
+    sub = bento_commands.add_parser(
+        "build",
+        help="fetch a registered version from MLflow and build a Bento serving it",
+        description="Fetch the version an alias points at from the MLflow registry, import its "
+        "weights (safetensors) and config into the BentoML model store, and build a Bento of "
+        "serving/service.py with pinned dependencies. Then: bentoml serve TAG, or "
+        "bentoml containerize TAG where Docker runs. BENTOML_HOME says where the stores are.",
+    )
+    _common(sub)
+    sub.set_defaults(handler=cmd_bento_build)
+    model_name(sub)
+    sub.add_argument("--alias", default="champion", help="which version (default: %(default)s)")
 
     sub = command(
         "config", cmd_config, "print the configuration after params, recipe and overrides"
@@ -550,6 +570,21 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
         table.add_row(row["candidate"], row["aliases"], row["data_version"], *cells)
     out.print(table)
     out.print(f"chart: {result.chart}; logged to MLflow run {result.run_id}")
+    return 0
+
+
+def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.serving.bento import build
+
+    started = time.perf_counter()
+    built = build(cfg, args.model_name, args.alias)
+    out.print(
+        f"built Bento [bold]{built.tag}[/] serving {built.registered_model} version "
+        f"{built.version} (BentoML model {built.model_tag}) in {time.perf_counter() - started:.1f} s"
+    )
+    out.print(f"serve it:       bentoml serve {built.tag} --port 3000")
+    out.print(f"containerize:   bentoml containerize {built.tag}")
+    out.print(built.tag, markup=False)
     return 0
 
 

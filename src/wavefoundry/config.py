@@ -282,6 +282,18 @@ class PromotionConfig(Section):
         return value
 
 
+class ServingConfig(Section):
+    """The BentoML service's limits; `wavefoundry bento build` writes them into the Bento."""
+
+    max_input_seconds: float = Field(30.0, gt=0.0, description="Longest audio /vocode takes.")
+    max_upload_bytes: int = Field(16 * 2**20, gt=0, description="Largest upload /vocode takes.")
+    max_generate_seconds: float = Field(10.0, gt=0.0, description="Longest audio /generate makes.")
+    max_concurrency: int = Field(
+        32, gt=0, description="Requests a replica takes at once; more get HTTP 429."
+    )
+    timeout: float = Field(120.0, gt=0.0, description="Seconds before a request is abandoned.")
+
+
 class Config(Section):
     """The whole configuration of a run."""
 
@@ -295,6 +307,7 @@ class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
+    serving: ServingConfig = ServingConfig()
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per family, overrides of its config dataclass."
     )

@@ -182,20 +182,30 @@ class Tracker:
         self.mlflow.end_run(status=status)
 
 
-def load_logged_model(model_uri: str, device: torch.device | str = "cpu") -> tuple[Any, Any]:
-    """The (family, inference network) of a model `log_model` logged: its safetensors folder
-    is downloaded and read; nothing of MLflow's model code runs and nothing is unpickled."""
+def download_logged_model(model_uri: str, into: Path | None = None) -> Path:
+    """The safetensors folder (model.safetensors + config.json) of a model `log_model`
+    logged, downloaded from the tracking server."""
     import mlflow
     import yaml
 
-    from wavefoundry.training.checkpoint import load_model
-
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(into) if into else None
+            )
+        )
     except mlflow.exceptions.MlflowException as err:
         raise UserError(f"cannot fetch model {model_uri}: {str(err).splitlines()[0]}") from None
     flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
-    family, net = load_model(local / flavor["artifacts"]["model"]["path"])
+    return local / flavor["artifacts"]["model"]["path"]
+
+
+def load_logged_model(model_uri: str, device: torch.device | str = "cpu") -> tuple[Any, Any]:
+    """The (family, inference network) of a model `log_model` logged: its safetensors folder
+    is downloaded and read; nothing of MLflow's model code runs and nothing is unpickled."""
+    from wavefoundry.training.checkpoint import load_model
+
+    family, net = load_model(download_logged_model(model_uri))
     return family, net.to(device)
 
 

@@ -1,0 +1,1 @@
+"""Serving the champion: the BentoML service, the Bento build, deployment files."""

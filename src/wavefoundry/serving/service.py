@@ -1,0 +1,156 @@
+"""The champion as a BentoML service: POST /vocode, POST /generate, GET /info.
+
+The model is a class attribute (`bentoml.models.BentoModel`), so the Bento carries it; which
+model is a build argument (`model_tag`) that `wavefoundry bento build` sets. Its folder holds
+the exported network (model.safetensors + config.json, as training wrote it) and info.json:
+where it came from in the MLflow registry and the limits from `serving` in params.yaml.
+
+Bad requests are 4xx with a message saying what is wrong; only a fault of ours is a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+import soundfile as sf
+import torch
+from bentoml.exceptions import BentoMLException, InvalidArgument
+from bentoml.validators import ContentType
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from wavefoundry.audio import resample, write_wav
+from wavefoundry.training.checkpoint import load_model
+
+
+class BuildArguments(BaseModel):
+    """Set by `wavefoundry bento build` (from `serving` in params.yaml); kept in the Bento."""
+
+    model_tag: str = "wavefoundry-champion:latest"
+    max_concurrency: int = 32
+    timeout: float = 120.0
+
+
+class TooLarge(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+arguments = bentoml.use_arguments(BuildArguments)
+info_app = FastAPI(title="wavefoundry model info")
+WAV = Annotated[Path, ContentType("audio/wav")]
+
+
+@bentoml.service(
+    name="wavefoundry",
+    traffic={"timeout": arguments.timeout, "max_concurrency": arguments.max_concurrency},
+)
+@bentoml.asgi_app(info_app, path="/")
+class Wavefoundry:
+    model = bentoml.models.BentoModel(arguments.model_tag)
+
+    def __init__(self) -> None:
+        folder = Path(self.model.path)
+        self.family, self.net = load_model(folder)
+        self.info = json.loads((folder / "info.json").read_text())
+        self.limits = self.info["limits"]
+        self.sample_rate = self.family.data.sample_rate
+        torch.set_grad_enabled(False)
+
+    @bentoml.api(route="/vocode")
+    def vocode(self, audio: Path, context: bentoml.Context) -> WAV:
+        """An uploaded WAV or FLAC (any rate, any channels) resynthesized by the model."""
+        if self.family.task == "generator":
+            raise InvalidArgument(
+                f"this model ({self.family.name}) generates audio; use /generate, not /vocode"
+            )
+        samples = self._read_upload(audio)
+        generated = self.family.synthesize(self.net, torch.from_numpy(samples), {})
+        return self._wav(generated, context)
+
+    @bentoml.api(route="/generate")
+    def generate(
+        self,
+        context: bentoml.Context,
+        pitch: Annotated[int, Field(ge=0, le=127)] = 60,
+        velocity: Annotated[int, Field(ge=1, le=127)] = 100,
+        instrument_family: str | None = None,
+        seed: Annotated[int, Field(ge=0)] = 0,
+        seconds: Annotated[float, Field(gt=0.0)] = 1.0,
+    ) -> WAV:
+        """A note (WaveGAN, conditioned WaveNet) or some seconds of audio (unconditioned
+        WaveNet) from labels and a seed."""
+        if self.family.task != "generator":
+            raise InvalidArgument(
+                f"this model ({self.family.name}) is a {self.family.task}; POST audio to /vocode"
+            )
+        if seconds > self.limits["max_generate_seconds"]:
+            raise InvalidArgument(
+                f"seconds={seconds:g} is more than this service makes "
+                f"({self.limits['max_generate_seconds']:g})"
+            )
+        conditions: dict[str, Any] = {"pitch": pitch, "velocity": velocity, "seed": seed}
+        conditions["seconds"] = seconds
+        if instrument_family is not None:
+            families = getattr(self.family, "nsynth_families", ())
+            if not families:
+                raise InvalidArgument(
+                    f"this model ({self.family.name}) takes no instrument family; leave it out"
+                )
+            if instrument_family not in families:
+                raise InvalidArgument(
+                    f"unknown instrument family {instrument_family!r} (known: {', '.join(families)})"
+                )
+            conditions["instrument_family"] = instrument_family
+        try:
+            generated = self.family.synthesize(self.net, None, conditions)
+        except ValueError as err:
+            raise InvalidArgument(str(err)) from None
+        return self._wav(generated, context)
+
+    @info_app.get("/info")
+    def model_info(self) -> dict[str, Any]:
+        """Which registered model version this is, its run, data version and eval metrics."""
+        return {**self.info, "family": self.family.name, "task": self.family.task}
+
+    # --- pieces --------------------------------------------------------------------------
+
+    def _read_upload(self, path: Path) -> np.ndarray:
+        size = path.stat().st_size
+        if size == 0:
+            raise InvalidArgument("the upload is empty: send a WAV or FLAC file")
+        if size > self.limits["max_upload_bytes"]:
+            raise TooLarge(
+                f"the upload is {size / 2**20:.1f} MiB; this service takes at most "
+                f"{self.limits['max_upload_bytes'] / 2**20:.1f} MiB"
+            )
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            raise InvalidArgument(
+                "the upload is not a WAV or FLAC file soundfile can read"
+            ) from None
+        if info.duration > self.limits["max_input_seconds"]:
+            raise InvalidArgument(
+                f"the audio is {info.duration:.1f} s long; this service takes at most "
+                f"{self.limits['max_input_seconds']:g} s"
+            )
+        try:
+            samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise InvalidArgument(f"the upload could not be decoded: {err}") from None
+        if samples.shape[0] == 0:
+            raise InvalidArgument("the audio has no samples")
+        if not np.isfinite(samples).all():
+            raise InvalidArgument("the audio has NaN or infinite samples")
+        mono = samples.mean(axis=1)
+        return resample(mono, rate, self.sample_rate).astype(np.float32)
+
+    def _wav(self, audio: torch.Tensor, context: bentoml.Context) -> Path:
+        out = Path(context.temp_dir) / f"{time.monotonic_ns()}.wav"
+        return write_wav(out, audio.detach().float().cpu().numpy(), self.sample_rate)
