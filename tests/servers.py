@@ -179,10 +179,11 @@ class ServerProcess:
                     f"{self.name} exited with {self._proc.returncode}:\n{self.log()}"
                 )
             try:
-                requests.get(f"{self.url}{self.health_path}", timeout=1)
-                return
+                if requests.get(f"{self.url}{self.health_path}", timeout=1).status_code < 500:
+                    return
             except requests.RequestException:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
@@ -250,3 +251,17 @@ class MlflowServer(ServerProcess):
             "1",
         ]
         super().__init__(command, start_timeout, env)
+
+
+class BentoServer(ServerProcess):
+    """`bentoml serve TAG` of a built Bento, up once /readyz says so."""
+
+    name = "bentoml serve"
+    health_path = "/readyz"
+
+    def __init__(self, tag: str, bentoml_home: Path, start_timeout: float = 120.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bentoml = Path(sys.executable).with_name("bentoml")
+        command = [str(bentoml), "serve", tag, "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(command, start_timeout, env={"BENTOML_HOME": str(bentoml_home)})
