@@ -33,6 +33,7 @@ bench: setup
 	$(UV) run --locked python bench/ingest.py
 	$(UV) run --locked python bench/generate.py
 	$(UV) run --locked python bench/train.py
+	$(UV) run --locked python bench/serve.py
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache
