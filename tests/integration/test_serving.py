@@ -1,5 +1,6 @@
 """The champion as a Bento: built from a real `mlflow server` registry by the CLI, served by
 `bentoml serve` in its own process, asked over HTTP."""
+# The registry here keeps its artifacts on local disk; test_registry.py covers S3 (moto).
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import requests
 import soundfile as sf
 import torch
 import yaml
-from servers import BentoServer
+from servers import BentoServer, MlflowServer
 
 from wavefoundry.audio import resample, write_wav
 from wavefoundry.config import Config, load_config
@@ -61,14 +62,25 @@ def build(overrides: list[str], registered_model: str, home: Path, cwd: Path) ->
 
 
 @pytest.fixture(scope="module")
+def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A tracking server of this module's own: registered model names are global to a
+    server, and the registry tests' champions must not face these."""
+    server = MlflowServer(tmp_path_factory.mktemp("serving-mlflow"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def served(
-    stored_samples: Path, mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
+    stored_samples: Path, registry_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Served]]:
     root = tmp_path_factory.mktemp("serving")
     overrides = [
         f"paths.data={stored_samples}",
         f"paths.runs={root / 'runs'}",
-        f"tracking.uri={mlflow_server}",
+        f"tracking.uri={registry_server}",
         "tracking.experiment=test-serving",
         "training.validate_every=1000",
         "evaluation.clips=2",
