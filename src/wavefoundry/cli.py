@@ -383,12 +383,12 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         return PREEMPTED_EXIT_CODE
     if not Distributed.from_environment().main:
         return 0
-    table = Table(title=f"{args.model} on {args.dataset}: {result.steps} steps")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in {**result.metrics, **result.validation}.items():
-        table.add_row(name, f"{value:.4g}")
-    out.print(table)
+    out.print(
+        _metric_table(
+            f"{args.model} on {args.dataset}: {result.steps} steps",
+            {**result.metrics, **result.validation},
+        )
+    )
     out.print(f"model: {result.model_dir} (safetensors + config.json)")
     out.print(f"checkpoints: {result.run_dir / 'checkpoints'}")
     if result.run_id:

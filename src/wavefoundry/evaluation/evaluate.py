@@ -15,6 +15,7 @@ from wavefoundry.evaluation.scorer import HeldOutSet, Score, held_out_set, log_s
 from wavefoundry.registry import candidates
 from wavefoundry.registry.candidates import Candidate
 from wavefoundry.training.family import Family
+from wavefoundry.training.step import choose_device
 
 
 @dataclass
@@ -25,12 +26,7 @@ class Evaluated:
 
 
 def device(cfg: Config) -> torch.device:
-    wanted = cfg.evaluation.device
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise UserError("evaluation.device is cuda but no CUDA device is visible")
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(wanted)
+    return choose_device(cfg.evaluation.device, "evaluation.device")
 
 
 def latest_run(client: Any, cfg: Config, model: str, dataset: str) -> str:

@@ -160,11 +160,10 @@ def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.
 
 def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, Any]:
     """A held-out clip's conditioning as the model takes it: a speaker it never saw (a
-    held-out VCTK speaker) is left out, so it decodes with its default speaker."""
-    kept = {k: v for k, v in conditions.items() if k != "speaker"}
-    if str(conditions.get("speaker")) in family.data.speakers:
-        kept["speaker"] = conditions["speaker"]
-    return kept
+    held-out VCTK speaker) becomes None, so the model uses its default speaker."""
+    if "speaker" not in conditions or str(conditions["speaker"]) in family.data.speakers:
+        return dict(conditions)
+    return {**conditions, "speaker": None}
 
 
 def _render_reconstructions(
@@ -193,7 +192,7 @@ def _render_reconstructions(
                     "mrstft": metrics.mrstft_distance(reference, produced),
                     "snr_db": metrics.snr_db(reference, produced),
                     "si_sdr_db": metrics.si_sdr_db(reference, produced),
-                    **family.clip_metrics(net, audio, clip.conditions),
+                    **family.clip_metrics(net, audio, conditions),
                 }
             )
             rendered.append(Rendered(clip.clip_id, clip.audio, generated))

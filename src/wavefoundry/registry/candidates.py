@@ -73,14 +73,16 @@ def client(tracking: TrackingConfig) -> Any:
     return mlflow.MlflowClient(tracking.uri)
 
 
-def _candidate(version: Any) -> Candidate:
+def _candidate(version: Any, aliases: tuple[str, ...] | None = None) -> Candidate:
+    """A registry version as a Candidate; `aliases` where the version object lacks them
+    (search results carry tags but not aliases)."""
     return Candidate(
         name=version.name,
         version=str(version.version),
         run_id=version.run_id or version.tags.get("run_id", ""),
         model_uri=version.source,
         tags=dict(version.tags),
-        aliases=tuple(getattr(version, "aliases", ()) or ()),
+        aliases=tuple(getattr(version, "aliases", ()) or ()) if aliases is None else aliases,
     )
 
 
@@ -95,7 +97,7 @@ def candidates(mlflow_client: Any, name: str) -> list[Candidate]:
 
     hint = "score a training run first: wavefoundry evaluate -m MODEL -d DATASET"
     try:
-        mlflow_client.get_registered_model(name)
+        model = mlflow_client.get_registered_model(name)
     except MlflowException as err:
         if _missing(err):
             raise UserError(f"no registered model '{name}' ({hint})") from None
@@ -103,7 +105,11 @@ def candidates(mlflow_client: Any, name: str) -> list[Candidate]:
     versions = mlflow_client.search_model_versions(f"name='{name}'")
     if not versions:
         raise UserError(f"registered model '{name}' has no versions ({hint})")
-    found = [_candidate(mlflow_client.get_model_version(name, v.version)) for v in versions]
+    aliases = dict(model.aliases or {})
+    found = [
+        _candidate(v, tuple(a for a, held in aliases.items() if str(held) == str(v.version)))
+        for v in versions
+    ]
     return sorted(found, key=lambda c: int(c.version))
 
 

@@ -157,7 +157,7 @@ class Family(ABC):
         self, net: nn.Module, audio: torch.Tensor, conditions: dict[str, Any]
     ) -> dict[str, float]:
         """Metrics only this family can give on a held-out clip (1-D audio, its conditioning
-        columns), such as WaveNet's likelihood; none by default."""
+        as `synthesize` takes it), such as WaveNet's likelihood; none by default."""
         return {}
 
 

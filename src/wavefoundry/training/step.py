@@ -9,6 +9,18 @@ from typing import Any
 
 import torch
 
+from wavefoundry.errors import UserError
+
+
+def choose_device(wanted: str, setting: str) -> torch.device:
+    """ "auto", "cpu" or "cuda" (the value of `setting`) to a device; CUDA when asked for or
+    when auto finds it, one clear error when asked for and absent."""
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{setting} is cuda but no CUDA device is visible")
+    if wanted == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
 
 class Stepper:
     """Implements `family.Step`. One GradScaler serves every optimizer; the trainer calls

@@ -32,7 +32,7 @@ from wavefoundry.progress import progress_bar
 from wavefoundry.training import checkpoint
 from wavefoundry.training.data import ResumableSampler, loader, split_dir, stored_dataset
 from wavefoundry.training.family import Family, unwrap
-from wavefoundry.training.step import Stepper
+from wavefoundry.training.step import Stepper, choose_device
 from wavefoundry.training.tracking import Tracker, flatten
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a preempted task
@@ -157,10 +157,7 @@ class Trainer:
         )
 
     def _device(self) -> torch.device:
-        wanted = self.training.device
-        if wanted == "cuda" and not torch.cuda.is_available():
-            raise UserError("training.device is cuda but no CUDA device is visible")
-        if wanted == "cpu" or not torch.cuda.is_available():
+        if choose_device(self.training.device, "training.device").type == "cpu":
             return torch.device("cpu")
         torch.cuda.set_device(self.dist.local_rank)
         return torch.device("cuda", self.dist.local_rank)

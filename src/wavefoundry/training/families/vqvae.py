@@ -95,8 +95,6 @@ class VQVAEFamily(Family):
         """How much of the codebook the held-out clip uses: perplexity and usage."""
         model = unwrap(net)
         device = next(model.parameters()).device
-        speaker = conditions.get("speaker")
-        known = speaker is not None and str(speaker) in self.data.speakers
-        speaker_id = torch.tensor([self.data.speaker_id(speaker if known else None)], device=device)
+        speaker_id = torch.tensor([self.data.speaker_id(conditions.get("speaker"))], device=device)
         output = model(audio.to(device, torch.float32).reshape(1, -1), speaker_id)
         return {"perplexity": output.perplexity.item(), "codebook_usage": output.usage.item()}
