@@ -14,7 +14,7 @@ setup:
 	UV_COMPILE_BYTECODE=1 $(UV) sync --locked
 
 demo: setup
-	$(UV) run --locked wavefoundry demo
+	$(UV) run --locked wavefoundry pipeline run
 
 test: setup
 	$(UV) run --locked ruff check .

@@ -107,6 +107,22 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_file(record, path.read_bytes(), drop)
 
+        def do_HEAD(self) -> None:  # noqa: N802 - what a server says of a file without sending it
+            import hashlib
+
+            server.requests.append(Served(self.path, None, 0, 0))
+            path = (server.root / unquote(urlsplit(self.path).path).lstrip("/")).resolve()
+            if not path.is_file() or server.root.resolve() not in path.parents:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+            self.end_headers()
+
         def _send_file(self, record: Served, data: bytes, drop: int | None) -> None:
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", record.range or "")
             if not (match and server.honour_range):
@@ -265,3 +281,114 @@ class BentoServer(ServerProcess):
         bentoml = Path(sys.executable).with_name("bentoml")
         command = [str(bentoml), "serve", tag, "--host", "127.0.0.1", "--port", str(self.port)]
         super().__init__(command, start_timeout, env={"BENTOML_HOME": str(bentoml_home)})
+
+
+@dataclass
+class KfpRequest:
+    method: str
+    path: str  # without the query
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names in lower case
+    body: dict
+
+
+class KfpApiServer:
+    """What a Kubeflow Pipelines host answers on its v2beta1 REST API, on loopback: healthz,
+    experiments (listed by name, created), runs and recurring runs (created, recorded). Kubernetes
+    does not run here; this stands in for the cluster behind the API.
+
+    `requests` records every request with its JSON body; `refuse(status)` answers every request
+    (or those to `path`) with that status from then on; `token`, when set, must come as
+    `Authorization: Bearer`.
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self.requests: list[KfpRequest] = []
+        self.experiments: list[dict] = []
+        self.token = token
+        self.refusing: dict[str | None, int] = {}
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _kfp_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def refuse(self, status: int, path: str | None = None) -> None:
+        self.refusing[path] = status
+
+    def posted(self, path: str) -> list[dict]:
+        return [r.body for r in self.requests if r.method == "POST" and r.path == path]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _kfp_handler(server: KfpApiServer) -> type[BaseHTTPRequestHandler]:
+    import json
+    import uuid
+    from urllib.parse import parse_qs
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else {}
+            server.requests.append(
+                KfpRequest(
+                    method,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )  # fmt: skip
+            )
+            refused = server.refusing.get(parts.path) or server.refusing.get(None)
+            if refused:
+                return self._send(refused, {"error": "refused", "code": 7})
+            expected = f"Bearer {server.token}" if server.token else None
+            if expected and self.headers.get("Authorization") != expected:
+                return self._send(401, {"error": "Unauthenticated"})
+            route = (method, parts.path)
+            if route == ("GET", "/apis/v2beta1/healthz"):
+                return self._send(200, {"multi_user": False})
+            if route == ("GET", "/apis/v2beta1/experiments"):
+                wanted = json.loads(parse_qs(parts.query).get("filter", ["{}"])[0])
+                names = [p.get("stringValue") for p in wanted.get("predicates", [])]
+                found = [e for e in server.experiments if e["display_name"] in names]
+                return self._send(200, {"experiments": found, "total_size": len(found)})
+            if route == ("POST", "/apis/v2beta1/experiments"):
+                experiment = {**body, "experiment_id": str(uuid.uuid4())}
+                server.experiments.append(experiment)
+                return self._send(200, experiment)
+            if route == ("POST", "/apis/v2beta1/runs"):
+                return self._send(200, {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"})
+            if route == ("POST", "/apis/v2beta1/recurringruns"):
+                return self._send(200, {**body, "recurring_run_id": str(uuid.uuid4())})
+            return self._send(404, {"error": f"no route {method} {parts.path}"})
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._handle("POST")
+
+        def _send(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return Handler

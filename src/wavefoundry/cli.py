@@ -29,8 +29,6 @@ Data stages, in order (each reads what the one before wrote under paths.data, de
   validate      run the Great Expectations suite; write report.json, summary.txt, quarantine.csv
   store         pack usable clips into per-split int16 audio.npy + index.parquet; record the data version
   prepare       ingest, validate and store one or all datasets
-  demo          sample-data, prepare all three datasets, train the four tiny models, score
-                them on the held-out clips and promote the best of each task
 
 Model stages:
   train         train one model family (wavenet, vqvae, hifigan, wavegan) on a stored dataset,
@@ -43,6 +41,12 @@ Model stages:
 
 Serving:
   bento build   the champion (or --alias) of a registered model as a Bento: bentoml serve TAG
+
+The lifecycle as one Kubeflow pipeline (what `make demo` runs):
+  pipeline run       the whole pipeline here on the CPU: ingest -> validate -> train the
+                     families -> evaluate -> promote -> bento build; cached; outcome recorded
+  pipeline compile   pipelines/compiled/training_pipeline.yaml from pipelines/training_pipeline.py
+  pipeline submit    one run on a Kubeflow Pipelines host; pipeline schedule: a recurring run
 
 Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.
 A wrong key or value stops before any work, naming the key (exit 2).
@@ -131,13 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("prepare", cmd_prepare, "ingest, validate and store a dataset (or all)")
     _dataset_arg(sub, allow_all=True)
 
-    command(
-        "demo",
-        cmd_demo,
-        "the embedded default run: sample corpora, prepare every dataset, train, score and "
-        "promote the tiny models",
-    )
-
     sub = command(
         "train",
         cmd_train,
@@ -155,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the run's latest checkpoint (a fresh run replaces old checkpoints)",
     )
     sub.add_argument("--steps", type=int, help="shortcut for --set training.steps=N")
+    sub.add_argument(
+        "--out", type=Path, help="also write the run (id, model folder, steps, metrics) as JSON"
+    )
     sub.epilog = (
         "Sizes: models.NAME in params.yaml (tiny, CPU) or a recipe, e.g. "
         "--config configs/ljspeech-hifigan-v1.yaml. Several GPUs on one node: "
@@ -169,15 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--run-id", help="the MLflow run to score (default: the latest of -m on -d)")
     sub.add_argument("--model", "-m", metavar="NAME", help="wavenet, vqvae, hifigan or wavegan")
     sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
+    sub.add_argument(
+        "--out", type=Path, help="also write the candidate (version, family, metrics) as JSON"
+    )
     sub.epilog = (
         "Every candidate of a task renders the same clips: evaluation.clips from the "
         "evaluation.split split drawn with evaluation.seed, each cut to evaluation.max_seconds."
     )
 
-    def model_name(sub: argparse.ArgumentParser) -> None:
+    def model_name(sub: argparse.ArgumentParser, required: bool = True) -> None:
         sub.add_argument(
             "--model-name",
-            required=True,
+            required=required,
             metavar="NAME",
             help="registered model, wavefoundry-DATASET-TASK (TASK: vocoder, codec, generator)",
         )
@@ -187,13 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_promote,
         "face a candidate with the champion through the gate; move the alias if it passes",
     )
-    model_name(sub)
+    model_name(sub, required=False)
     which = sub.add_mutually_exclusive_group()
     which.add_argument("--version", help="the challenger (default: the newest version)")
     which.add_argument("--run-id", help="the challenger: the version registered from this run")
+    which.add_argument(
+        "--candidates",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="several challengers, best first: files `evaluate --out` wrote, or a folder of "
+        "them (FAMILY.json for each of pipeline.families)",
+    )
     sub.add_argument(
         "--dry-run", action="store_true", help="print the decision table; change nothing"
     )
+    sub.add_argument("--out", type=Path, help="with --candidates: the verdicts as JSON")
     sub.epilog = (
         "The gate (params promotion.*): every metric finite; rtf <= max_real_time_factor; the "
         "task's primary metric better by min_relative_improvement; secondaries worse by at most "
@@ -223,8 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(sub)
     sub.set_defaults(handler=cmd_bento_build)
-    model_name(sub)
+    model_name(sub, required=False)
+    sub.add_argument(
+        "--promotion",
+        type=Path,
+        metavar="FILE",
+        help="instead of --model-name: every registered model in a file `promote --out` wrote",
+    )
     sub.add_argument("--alias", default="champion", help="which version (default: %(default)s)")
+    sub.add_argument("--out", type=Path, help="also write the Bento tags as JSON")
+
+    from wavefoundry.pipeline.commands import add_commands
+
+    add_commands(commands, _common)
 
     sub = command(
         "config", cmd_config, "print the configuration after params, recipe and overrides"
@@ -383,6 +406,8 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         return PREEMPTED_EXIT_CODE
     if not Distributed.from_environment().main:
         return 0
+    if args.out:
+        _write_json(args.out, result.as_record())
     out.print(
         _metric_table(
             f"{args.model} on {args.dataset}: {result.steps} steps",
@@ -394,76 +419,6 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     if result.run_id:
         out.print(f"MLflow run {result.run_id} at {cfg.tracking.uri}; model {result.model_uri}")
     out.print(f"done in {result.seconds:.1f} s")
-    return 0
-
-
-# What `demo` trains: each family on the dataset its paper used.
-DEMO_RUNS = (
-    ("wavenet", "ljspeech"),
-    ("hifigan", "ljspeech"),
-    ("vqvae", "vctk"),
-    ("wavegan", "nsynth"),
-)
-
-
-def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.evaluation.evaluate import evaluate
-    from wavefoundry.registry.promotion import promote
-    from wavefoundry.training.trainer import train
-
-    started = time.perf_counter()
-    for name, path in stages.sample_data(cfg, list(DATASETS)).items():
-        out.print(f"[bold]{name}[/] sample corpus: {path}")
-    out.print(f"[dim]sample corpora made in {time.perf_counter() - started:.1f} s[/]")
-    status = _report(*_prepare(cfg, list(DATASETS)), cfg, started)
-    if status:
-        return status
-    training = Table(
-        title=f"training ({cfg.training.steps} steps each, tiny sizes from params.yaml)"
-    )
-    for column in ("model", "dataset", "first loss", "last loss", "valid loss", "seconds"):
-        training.add_column(column)
-    scoring = Table(title="scoring on the held-out clips, then the promotion gate")
-    for column in ("model", "registered model", "version", "primary metric", "rtf", "gate"):
-        scoring.add_column(column)
-    for model, dataset in DEMO_RUNS:
-        losses: list[float] = []
-        result = train(
-            cfg, model, dataset, on_step=lambda _, terms, seen=losses: seen.append(terms["loss"])
-        )
-        valid = result.validation.get("valid/loss", float("nan"))
-        training.add_row(
-            model,
-            dataset,
-            f"{losses[0]:.3f}",
-            f"{losses[-1]:.3f}",
-            f"{valid:.3f}",
-            f"{result.seconds:.1f}",
-        )
-        candidate = evaluate(cfg, run_id=result.run_id).candidate
-        decision = promote(cfg, candidate.name, candidate.version).decision
-        primary = cfg.promotion.tasks[candidate.task].primary
-        scoring.add_row(
-            model,
-            candidate.name,
-            candidate.version,
-            f"{primary} {candidate.metrics[primary]:.4g}",
-            f"{candidate.metrics['rtf']:.3g}",
-            "[green]champion[/]"
-            if decision.passed
-            else "[red]refused[/]: " + ", ".join(c.name for c in decision.checks if not c.passed),
-        )
-    out.print(training)
-    out.print(scoring)
-    out.print(f"models under {cfg.paths.runs}/DATASET-MODEL/model (safetensors + config.json)")
-    out.print(
-        f"MLflow runs in experiment '{cfg.tracking.experiment}' at {cfg.tracking.uri}; browse them "
-        f"with: uv run mlflow ui --backend-store-uri {cfg.tracking.uri}"
-    )
-    out.print(
-        "compare the candidates: uv run wavefoundry compare --model-name wavefoundry-ljspeech-vocoder"
-    )
-    out.print(f"demo done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -493,6 +448,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
         f"(run {candidate.run_id}); promote it with: wavefoundry promote --model-name "
         f"{candidate.name} --version {candidate.version}"
     )
+    if args.out:
+        _write_json(args.out, candidate.as_record())
     out.print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -522,6 +479,10 @@ def _decision_table(outcome) -> Table:
 def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.registry.promotion import promote
 
+    if args.candidates:
+        return _promote_candidates(args, cfg)
+    if not args.model_name:
+        raise UserError("give --model-name (or --candidates)")
     outcome = promote(cfg, args.model_name, args.version, args.run_id, dry_run=args.dry_run)
     decision = outcome.decision
     if outcome.rescored:
@@ -535,6 +496,44 @@ def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
     else:
         holder = f"version {decision.champion.version}" if decision.champion else "no version"
         out.print(f"refused: {alias} stays with {holder} ({'; '.join(decision.reasons)})")
+    return 0
+
+
+def _candidate_files(paths: list[Path], cfg: Config) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += [path / f"{family}.json" for family in cfg.pipeline.families]
+        else:
+            files.append(path)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"no candidate file {', '.join(missing)}: write them with evaluate --out")
+    return files
+
+
+def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from wavefoundry.registry.promotion import promote_best
+
+    if args.dry_run:
+        raise UserError("--dry-run takes one challenger: give --model-name and --version")
+    records = [json.loads(f.read_text()) for f in _candidate_files(args.candidates, cfg)]
+    contests = promote_best(cfg, [(r["registered_model"], r["version"]) for r in records])
+    for contest in contests:
+        if contest.outcome is not None:
+            out.print(_decision_table(contest.outcome))
+        out.print(f"{contest.name} v{contest.version}: {contest.verdict}")
+    if args.out:
+        verdicts = [
+            {"registered_model": c.name, "version": c.version, "verdict": c.verdict}
+            for c in contests
+        ]
+        _write_json(
+            args.out,
+            {"registered_models": sorted({c.name for c in contests}), "contests": verdicts},
+        )
     return 0
 
 
@@ -574,18 +573,41 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
+    import json
+
     from wavefoundry.serving.bento import build
 
-    started = time.perf_counter()
-    built = build(cfg, args.model_name, args.alias)
-    out.print(
-        f"built Bento [bold]{built.tag}[/] serving {built.registered_model} version "
-        f"{built.version} (BentoML model {built.model_tag}) in {time.perf_counter() - started:.1f} s"
-    )
-    out.print(f"serve it:       bentoml serve {built.tag} --port 3000")
-    out.print(f"containerize:   bentoml containerize {built.tag}")
-    out.print(built.tag, markup=False)
+    if bool(args.model_name) == bool(args.promotion):
+        raise UserError("give --model-name or --promotion (one of them)")
+    names = [args.model_name]
+    if args.promotion:
+        if not args.promotion.is_file():
+            raise UserError(f"no promotion file {args.promotion}: write it with promote --out")
+        names = json.loads(args.promotion.read_text())["registered_models"]
+    tags = []
+    for name in names:
+        started = time.perf_counter()
+        built = build(cfg, name, args.alias)
+        out.print(
+            f"built Bento [bold]{built.tag}[/] serving {built.registered_model} version "
+            f"{built.version} (BentoML model {built.model_tag}) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        out.print(f"serve it:       bentoml serve {built.tag} --port 3000")
+        out.print(f"containerize:   bentoml containerize {built.tag}")
+        tags.append(built.tag)
+    if args.out:
+        _write_json(args.out, {"tags": tags})
+    for tag in tags:
+        out.print(tag, markup=False)
     return 0
+
+
+def _write_json(path: Path, data: object) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:

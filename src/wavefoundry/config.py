@@ -294,6 +294,45 @@ class ServingConfig(Section):
     timeout: float = Field(120.0, gt=0.0, description="Seconds before a request is abandoned.")
 
 
+class PipelineConfig(Section):
+    """The lifecycle as one run (`wavefoundry pipeline ...`, and dvc.yaml's model stages): which
+    dataset, which families compete, where a local run keeps its artifacts, and the Kubeflow
+    host that `submit` and `schedule` talk to."""
+
+    dataset: DatasetName = "ljspeech"
+    families: list[Literal["wavenet", "vqvae", "hifigan", "wavegan"]] = Field(
+        default_factory=lambda: ["hifigan", "wavenet"], min_length=1
+    )
+    root: Path = Field(
+        Path(".wavefoundry/kfp"),
+        description="Local runs: task artifacts, the task cache and a record of each run.",
+    )
+    parallelism: int = Field(
+        1, ge=1, description="Local runs: training tasks at once (each uses every core)."
+    )
+    host: str | None = Field(None, description="Kubeflow Pipelines API, e.g. https://kfp.example")
+    namespace: str | None = Field(None, description="Multi-user Kubeflow: the profile namespace.")
+    experiment: str = "wavefoundry"
+
+    @field_validator("families")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a family is listed twice: {value}")
+        return value
+
+
+# The sections about data, which a pipeline's data tasks take (and whose changes re-ingest);
+# the others go to the model tasks.
+DATA_SECTIONS: tuple[str, ...] = (
+    "storage",
+    "workers",
+    "sample_data",
+    "datasets",
+    "validation",
+)
+
+
 class Config(Section):
     """The whole configuration of a run."""
 
@@ -308,6 +347,7 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
     serving: ServingConfig = ServingConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per family, overrides of its config dataclass."
     )
@@ -399,25 +439,45 @@ def _describe(err: ValidationError, source: str, prefix: str = "") -> str:
     return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"
 
 
+def read_layer(
+    params: Path | None = None,
+    recipe: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """What `params`, `recipe` and `--set` say, merged in that order, as plain data (not
+    checked against the schema: `load_config` does that)."""
+    data: dict[str, Any] = {}
+    if params is not None:
+        data = _merge(data, _read_yaml(Path(params)))
+    if recipe is not None:
+        data = _merge(data, _read_yaml(Path(recipe)))
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    return data
+
+
+def split_layer(layer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A layer's data sections (DATA_SECTIONS) and the rest."""
+    data = {k: v for k, v in layer.items() if k in DATA_SECTIONS}
+    return data, {k: v for k, v in layer.items() if k not in DATA_SECTIONS}
+
+
 def load_config(
     params: Path | None = Path("params.yaml"),
     recipe: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    layers: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
 ) -> Config:
-    """Defaults, then `params` (if present), then `recipe`, then each `--set` override."""
+    """Defaults, then `params` (if present), then `recipe`, then each `--set` override, then
+    each layer (plain data, as a pipeline task receives its configuration)."""
+    if params is not None and not Path(params).exists():
+        params = None
     # Start from the defaults as plain data so a partial section keeps its other defaults.
-    data: dict[str, Any] = Config().model_dump(mode="json")
-    sources = []
-    if params is not None and Path(params).exists():
-        data = _merge(data, _read_yaml(Path(params)))
-        sources.append(str(params))
-    if recipe is not None:
-        data = _merge(data, _read_yaml(Path(recipe)))
-        sources.append(str(recipe))
-    for text in overrides:
-        data = _merge(data, parse_override(text))
-    if overrides:
-        sources.append("--set")
+    data = _merge(Config().model_dump(mode="json"), read_layer(params, recipe, overrides))
+    for layer in layers:
+        data = _merge(data, layer)
+    sources = [str(params)] * bool(params) + [str(recipe)] * bool(recipe)
+    sources += ["--set"] * bool(overrides) + ["pipeline config"] * bool(layers)
     try:
         return Config.model_validate(data)
     except ValidationError as err:

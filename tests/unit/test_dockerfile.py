@@ -49,3 +49,30 @@ def test_dockerignore_keeps_out_the_environment_and_the_data():
     steps = instructions(REPO / "components" / "Dockerfile")
     copied = {part for op, arg in steps if op == "COPY" for part in arg.split()[:-1]}
     assert not copied & ignored, "the Dockerfile copies something .dockerignore leaves out"
+
+
+def test_the_image_runs_what_the_compiled_components_run():
+    """Each component's command is `python3 -m kfp.dsl.executor_main` with the code of a
+    function that imports wavefoundry: the image's python3 must be the project's environment
+    (which has kfp, a runtime dependency since the image syncs --no-dev), and KFP's launcher
+    must be able to write artifacts as the non-root user."""
+    import yaml
+
+    steps = instructions(REPO / "components" / "Dockerfile")
+    env = " ".join(arg for op, arg in steps if op == "ENV")
+    venv = re.search(r"UV_PROJECT_ENVIRONMENT=(\S+)", env).group(1)
+    path = [arg for op, arg in steps if op == "ENV" and arg.startswith("PATH=")][-1]
+    assert path.startswith(f"PATH={venv}/bin:"), "python3 in the image is the project's"
+    assert "UV_COMPILE_BYTECODE=1" in env  # as make setup installs
+    runs = " ".join(arg for op, arg in steps if op == "RUN")
+    assert all(f"/{d}" in runs for d in ("gcs", "minio", "s3")) and "chown" in runs
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("kfp>=") for d in project["dependencies"])
+    pipeline = next(
+        yaml.safe_load_all((REPO / "pipelines/compiled/training_pipeline.yaml").read_text())
+    )
+    for executor in pipeline["deploymentSpec"]["executors"].values():
+        command = " ".join(executor["container"]["command"])
+        assert "python3 -m kfp.dsl.executor_main" in command
+        assert "from wavefoundry.pipeline import steps" in command

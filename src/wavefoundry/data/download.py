@@ -238,27 +238,16 @@ def _fetch_s3(
     retries: int,
     progress: bool | None,
 ) -> Path:
-    parsed = urlparse(uri)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    if not bucket or not key:
-        raise UserError(f"bad s3 URI {uri}: expected s3://bucket/key")
+    bucket, key = _s3_location(uri)
     final = dest_dir / _file_name(uri, key)
     if _already_there(final, sha256):
         return final
     where = f"{uri} (endpoint {storage.s3_endpoint_url or 'AWS'})"
-    config = BotoConfig(
-        connect_timeout=S3_TIMEOUT,
-        read_timeout=S3_TIMEOUT * 6,
-        retries={"max_attempts": retries + 1, "mode": "standard"},
-    )
-    # A fresh session: the default one caches credentials from the first client it makes.
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=storage.s3_endpoint_url, region_name=storage.s3_region, config=config
-    )
+    client = _s3_client(storage, retries)
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
     try:
-        size = _s3_size(client, bucket, key, where)
+        size = _s3_head(client, bucket, key, where)["ContentLength"]
         with byte_progress(progress) as bar:
             task = bar.add_task(final.name, total=size)
             client.download_file(
@@ -269,10 +258,7 @@ def _fetch_s3(
                 Config=TransferConfig(num_download_attempts=retries + 1),
             )
     except ClientError as err:
-        code = _s3_code(err)
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise UserError(f"access denied ({code}) to {where}: check the credentials") from None
-        raise UserError(f"s3 error {code} for {where}") from None
+        raise _s3_error(err, where) from None
     except (BotoCoreError, Boto3Error) as err:
         raise UserError(f"cannot download {where}: {err}") from None
     if sha256 is not None:
@@ -281,9 +267,36 @@ def _fetch_s3(
     return final
 
 
-def _s3_size(client, bucket: str, key: str, where: str) -> int:
+def _s3_client(storage: StorageConfig, retries: int = 5):
+    config = BotoConfig(
+        connect_timeout=S3_TIMEOUT,
+        read_timeout=S3_TIMEOUT * 6,
+        retries={"max_attempts": retries + 1, "mode": "standard"},
+    )
+    # A fresh session: the default one caches credentials from the first client it makes.
+    return boto3.session.Session().client(
+        "s3", endpoint_url=storage.s3_endpoint_url, region_name=storage.s3_region, config=config
+    )
+
+
+def _s3_location(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket or not key:
+        raise UserError(f"bad s3 URI {uri}: expected s3://bucket/key")
+    return bucket, key
+
+
+def _s3_error(err: ClientError, where: str) -> UserError:
+    code = _s3_code(err)
+    if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return UserError(f"access denied ({code}) to {where}: check the credentials")
+    return UserError(f"s3 error {code} for {where}")
+
+
+def _s3_head(client, bucket: str, key: str, where: str) -> dict:
     try:
-        return client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        return client.head_object(Bucket=bucket, Key=key)
     except ClientError as err:
         if _s3_code(err) not in ("404", "NoSuchKey"):
             raise
@@ -299,6 +312,71 @@ def _s3_size(client, bucket: str, key: str, where: str) -> int:
 
 def _s3_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", "unknown"))
+
+
+# --------------------------------------------------------------------------- revisions
+
+
+def source_revision(sources: list[str], *, sha256: dict[str, str], storage: StorageConfig) -> str:
+    """A short digest that changes when the data behind `sources` changes, found without
+    downloading it: a known sha256; else an http(s) server's ETag, Last-Modified and length;
+    an S3 object's ETag and size; the content of a local file or folder. A scheduled pipeline
+    keys its cached ingest on it, so new data is ingested and unchanged data is not."""
+    seen = []
+    for source in sources:
+        known = _normalise_sha(sha256.get(source) or sha256.get(_source_name(source)))
+        scheme = urlparse(source).scheme.lower() if "://" in source else ""
+        # What the data is, not where: the same files in another folder are the same revision.
+        if known:
+            seen.append(["sha256", known])
+        elif scheme in ("http", "https"):
+            seen.append(_http_revision(source))
+        elif scheme == "s3":
+            seen.append(_s3_revision(source, storage))
+        elif scheme in ("", "file"):
+            seen.append([_local_revision(_local(source, None))])
+        else:
+            raise UserError(
+                f"unsupported source {source}: expected a path, http(s):// URL or s3:// URI"
+            )
+    return hashlib.sha256(repr(seen).encode()).hexdigest()[:16]
+
+
+def _http_revision(url: str) -> list[str]:
+    try:
+        resp = requests.head(url, allow_redirects=True, timeout=HTTP_TIMEOUT)
+    except requests.RequestException as err:
+        raise UserError(f"cannot reach {url}: {_reason(err)}") from None
+    if resp.status_code >= 400:
+        raise UserError(f"http {resp.status_code} for {url}")
+    facts = [resp.headers.get(h, "") for h in ("ETag", "Last-Modified", "Content-Length")]
+    if not any(facts):
+        raise UserError(
+            f"{url} gives no ETag, Last-Modified or Content-Length, so a change cannot be seen: "
+            "give its sha256 (datasets.NAME.sha256) or a data revision"
+        )
+    return facts
+
+
+def _s3_revision(uri: str, storage: StorageConfig) -> list[str]:
+    bucket, key = _s3_location(uri)
+    where = f"{uri} (endpoint {storage.s3_endpoint_url or 'AWS'})"
+    try:
+        head = _s3_head(_s3_client(storage, retries=2), bucket, key, where)
+    except ClientError as err:
+        raise _s3_error(err, where) from None
+    except (BotoCoreError, Boto3Error) as err:
+        raise UserError(f"cannot reach {where}: {err}") from None
+    return [str(head.get("ETag", "")), str(head["ContentLength"])]
+
+
+def _local_revision(path: Path) -> str:
+    if path.is_file():
+        return sha256_of(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(
+        "".join(f"{p.relative_to(path).as_posix()}\0{sha256_of(p)}\n" for p in files).encode()
+    ).hexdigest()
 
 
 # --------------------------------------------------------------------------- sources
@@ -343,4 +421,5 @@ __all__ = [
     "fetch",
     "resolve_sources",
     "sha256_of",
+    "source_revision",
 ]

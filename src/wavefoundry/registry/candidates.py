@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,17 @@ class Candidate:
     @property
     def label(self) -> str:
         return f"v{self.version} {self.family}"
+
+    def as_record(self) -> dict[str, Any]:
+        """What a pipeline task hands on and `evaluate --out` writes (JSON: NaN becomes null)."""
+        return {
+            "registered_model": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "family": self.family,
+            "task": self.task,
+            "metrics": {k: v if math.isfinite(v) else None for k, v in self.metrics.items()},
+        }
 
 
 def client(tracking: TrackingConfig) -> Any:

@@ -328,3 +328,46 @@ def rollback(cfg: Config, name: str) -> dict[str, Any]:
         if current is None:
             raise UserError(f"'{name}' has no {alias}: nothing to roll back")
         return roll_back(client, name, alias, current)
+
+
+@dataclass
+class Contest:
+    """One challenger of a run with several (a pipeline's families): what became of it."""
+
+    name: str
+    version: str
+    outcome: Outcome | None  # None: it already held the alias, so it was not faced with itself
+
+    @property
+    def verdict(self) -> str:
+        if self.outcome is None:
+            return "already champion"
+        if self.outcome.decision.passed:
+            return "champion"
+        return "refused: " + "; ".join(self.outcome.decision.reasons)
+
+
+def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
+    """Promote several challengers (registered model, version): per registered model, best
+    primary metric first, each through the gate. The best one that passes takes the alias and
+    the rest face it, so the order of training does not decide the champion."""
+    from wavefoundry.evaluation.metrics import METRICS
+
+    client = candidates.client(cfg.tracking)
+    found = [candidates.find(client, name, version) for name, version in challengers]
+
+    def best_first(c: Candidate) -> tuple[bool, float]:
+        metric = cfg.promotion.tasks[c.task].primary
+        value = c.metrics.get(metric, math.nan)
+        sign = -1.0 if METRICS[metric].higher_is_better else 1.0
+        return (not math.isfinite(value), sign * value if math.isfinite(value) else 0.0)
+
+    contests = []
+    for challenger in sorted(found, key=lambda c: (c.name, best_first(c))):
+        champion = candidates.by_alias(client, challenger.name, cfg.promotion.alias)
+        if champion is not None and champion.version == challenger.version:
+            contests.append(Contest(challenger.name, challenger.version, None))
+            continue
+        outcome = promote(cfg, challenger.name, challenger.version)
+        contests.append(Contest(challenger.name, challenger.version, outcome))
+    return contests

@@ -16,6 +16,7 @@ from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
+BENTO_TAG = "bento_tag"  # the model-version tag naming the Bento built from it
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -109,4 +110,17 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
             "timeout": cfg.serving.timeout,
         },
     )
+    # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
+    candidates.client(cfg.tracking).set_model_version_tag(
+        registered_model, version.version, BENTO_TAG, str(bento.tag)
+    )
     return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
+
+
+def export(tag: str, folder: Path) -> Path:
+    """The Bento as one `.bento` archive in `folder` (a pipeline's Model artifact); on another
+    machine `bentoml import FILE` puts it in that store, then `bentoml serve TAG`."""
+    import bentoml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(bentoml.export_bento(tag, str(folder / f"{tag.replace(':', '-')}.bento")))

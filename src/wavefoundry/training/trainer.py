@@ -53,6 +53,17 @@ class TrainResult:
     model_uri: str | None
     seconds: float
 
+    def as_record(self) -> dict[str, Any]:
+        """What `train --out` writes and a pipeline task reads back (JSON)."""
+        return {
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "model_dir": str(self.model_dir.resolve()),
+            "steps": self.steps,
+            "seconds": round(self.seconds, 3),
+            "metrics": {**self.metrics, **self.validation},
+        }
+
 
 @dataclass
 class Distributed:

@@ -12,8 +12,10 @@ from wavefoundry.validation.report import (
     ExpectationOutcome,
     ManifestError,
     ValidationResult,
+    failures,
     load_quarantine,
     quarantined_ids,
+    render_html,
     render_summary,
     validate_manifest,
 )
@@ -30,8 +32,10 @@ __all__ = [
     "ValidationResult",
     "build_suite",
     "checks_for",
+    "failures",
     "load_quarantine",
     "quarantined_ids",
+    "render_html",
     "render_summary",
     "validate_manifest",
 ]

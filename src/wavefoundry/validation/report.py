@@ -259,6 +259,15 @@ def _describe_failure(outcome: ExpectationOutcome) -> str:
     return text
 
 
+def failures(result: ValidationResult) -> list[str]:
+    """Each expectation that failed the suite, with how: `name: 3 of 40 clips unexpected ...`."""
+    by_name = {o.name: o for o in result.expectations}
+    return [
+        f"{name}: {_describe_failure(by_name[name])}" if name in by_name else name
+        for name in result.failed_expectations
+    ]
+
+
 def render_summary(result: ValidationResult) -> str:
     """A few plain-text lines: the verdict, each failed expectation, where the quarantine is."""
     verdict = "PASSED" if result.success else "FAILED"
@@ -266,14 +275,49 @@ def render_summary(result: ValidationResult) -> str:
         f"{result.dataset or 'dataset'}: {result.clips} clips, {result.passed} pass, "
         f"{result.quarantined} quarantined — suite {verdict}"
     ]
-    by_name = {o.name: o for o in result.expectations}
-    for name in result.failed_expectations:
-        outcome = by_name.get(name)
-        detail = f": {_describe_failure(outcome)}" if outcome is not None else ""
-        lines.append(f"  failed: {name}{detail}")
+    lines += [f"  failed: {failure}" for failure in failures(result)]
     if result.quarantined:
         lines.append(f"quarantine: {result.quarantine_path}")
     return "\n".join(lines)
+
+
+def render_html(result: ValidationResult, max_rows: int = 500) -> str:
+    """The report as one self-contained HTML page (what a pipeline UI shows): the verdict,
+    every expectation with its outcome, and the quarantine list (its first `max_rows` rows)."""
+    from html import escape
+
+    def cells(values: list[Any], tag: str = "td") -> str:
+        return "<tr>" + "".join(f"<{tag}>{escape(str(v))}</{tag}>" for v in values) + "</tr>"
+
+    verdict = "PASSED" if result.success else "FAILED"
+    expectations = [
+        cells(["expectation", "column", "result", "unexpected", "allowed", "detail"], "th")
+    ]
+    for o in result.expectations:
+        allowed = "" if o.mostly is None else f"{(1 - o.mostly) * 100:.3g}%"
+        unexpected = "" if o.unexpected_count is None else f"{o.unexpected_count}"
+        detail = "" if o.success else _describe_failure(o)
+        row = cells(
+            [o.name, o.column or "", "pass" if o.success else "FAIL", unexpected, allowed, detail]
+        )
+        expectations.append(row if o.success else row.replace("<tr>", '<tr class="fail">', 1))
+    quarantine = load_quarantine(result.quarantine_path)
+    rows = [cells(list(QUARANTINE_COLUMNS), "th")]
+    rows += [cells(list(r)) for r in quarantine.head(max_rows).itertuples(index=False)]
+    more = len(quarantine) - max_rows
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{escape(result.dataset)} validation</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}} .fail{{background:#fdd}}</style>
+</head><body>
+<h1>{escape(result.dataset)}: suite {verdict}</h1>
+<p>{result.clips} clips, {result.passed} pass, {result.quarantined} quarantined.</p>
+<h2>Expectations</h2><table>{"".join(expectations)}</table>
+<h2>Quarantine ({result.quarantined} clips, kept on disk, left out of the store)</h2>
+<table>{"".join(rows)}</table>
+{f"<p>… and {more} more in {escape(QUARANTINE_NAME)}</p>" if more > 0 else ""}
+</body></html>
+"""
 
 
 def load_quarantine(path: Path) -> pd.DataFrame:

@@ -1,0 +1,439 @@
+"""What each task of the lifecycle pipeline does, in the library's terms.
+
+The Kubeflow components (`components/`) are a few lines that call these. Nothing here imports
+kfp: an artifact is anything with a `.path` and a `.metadata` dict (and `.log_metric` for
+metrics), which is how KFP hands them to a component.
+
+A task's configuration is `params.yaml` in its working directory (the image's, or the
+checkout's on a local run), then the pipeline's configuration layer (`data_config` for the
+data tasks, `config` for the others), then what the task fixes itself: where its data is
+(its artifacts), the tracking server, the number of steps.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from wavefoundry import stages
+from wavefoundry.config import Config, load_config
+from wavefoundry.errors import UserError
+
+# MLflow tags that tie runs to the pipeline run that trained them, and record its outcome.
+JOB_TAG = "wavefoundry.pipeline.job_id"
+STATUS_TAG = "wavefoundry.pipeline.status"
+DECISION_TAG = "wavefoundry.pipeline.decision"
+VERSION_TAG = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+
+
+class Artifact(Protocol):
+    path: str
+    metadata: dict[str, Any]
+
+
+class Metrics(Artifact, Protocol):
+    def log_metric(self, metric: str, value: float) -> None: ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def step(fn: Callable[P, R]) -> Callable[P, R]:
+    """A user error (bad data, a bad setting, a failed suite, a server that does not answer)
+    ends the task with one `error:` line and exit status 2, which the pipeline shows as the
+    task's failure; anything else keeps its traceback."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(err.exit_code) from None
+
+    return run
+
+
+def task_config(
+    layer: dict[str, Any],
+    *,
+    data: str | Path | None = None,
+    tracking_uri: str = "",
+    steps: int = 0,
+) -> Config:
+    fixed: dict[str, Any] = {}
+    if data is not None:
+        fixed["paths"] = {"data": str(data)}
+    if tracking_uri:
+        fixed["tracking"] = {"uri": tracking_uri}
+    if steps:
+        fixed["training"] = {"steps": steps}
+    return load_config(Path("params.yaml"), layers=[layer or {}, fixed])
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+@step
+def data_revision(
+    dataset: str, sources: list[str], revision: str, data_config: dict[str, Any]
+) -> str:
+    """The revision given, else one read off the sources (see `source_revision`)."""
+    from wavefoundry.data.download import source_revision
+
+    if revision:
+        return revision
+    cfg = task_config(data_config)
+    settings = cfg.datasets.for_dataset(dataset)
+    found = source_revision(sources or settings.source, sha256=settings.sha256, storage=cfg.storage)
+    print(f"{dataset} sources at revision {found}")
+    return found
+
+
+@step
+def ingest(
+    dataset: str, sources: list[str], revision: str, data_config: dict[str, Any], out: Artifact
+) -> None:
+    """Fetch, unpack and probe the sources into `out`: the manifest (and what was unpacked)."""
+    cfg = task_config(data_config, data=out.path)
+    result = stages.ingest(cfg, dataset, sources or None)
+    out.metadata.update(
+        dataset=dataset,
+        revision=revision,
+        clips=result.clips,
+        usable=result.usable,
+        hours=round(result.hours, 4),
+        problems=result.problems,
+        data_root=str(Path(out.path).resolve()),
+    )
+    print(f"{dataset}: {result.clips} clips, {result.usable} readable, problems: {result.problems}")
+
+
+def _manifest_from(ingested: Artifact, dataset: str, cfg: Config) -> None:
+    """The ingested manifest, into this task's data folder. Clips unpacked by ingest are named
+    by where ingest wrote them; where the artifact arrives elsewhere, the names follow it."""
+    from wavefoundry.data.manifest import read_manifest, write_manifest
+
+    manifest = read_manifest(Path(ingested.path) / "manifest" / f"{dataset}.parquet")
+    written_at = ingested.metadata.get("data_root")
+    here = str(Path(ingested.path).resolve())
+    if written_at and written_at != here:
+        manifest["path"] = [
+            here + p[len(written_at) :] if p.startswith(written_at + "/") else p
+            for p in manifest["path"]
+        ]
+    write_manifest(manifest, cfg.paths.manifest(dataset))
+
+
+@step
+def validate(
+    dataset: str,
+    ingested: Artifact,
+    data_config: dict[str, Any],
+    store: Artifact,
+    report: Artifact,
+    metrics: Metrics,
+) -> str:
+    """Run the suite; a pass stores the usable clips in `store` and returns the data version,
+    a failure stops the pipeline naming the failed expectations and the quarantine list."""
+    from wavefoundry.validation import failures, render_html, render_summary
+
+    cfg = task_config(data_config, data=store.path)
+    _manifest_from(ingested, dataset, cfg)
+    result = stages.validate(cfg, dataset)
+    Path(report.path).write_text(render_html(result), encoding="utf-8")
+    for name in ("clips", "passed", "quarantined"):
+        metrics.log_metric(name, getattr(result, name))
+    print(render_summary(result))
+    if not result.success:
+        raise UserError(
+            f"validation of {dataset} failed, so nothing was trained: "
+            f"{'; '.join(failures(result))}. Quarantined clips are listed in "
+            f"{result.quarantine_path}; the report is {report.path} (HTML)"
+        )
+    stored = stages.store(cfg, dataset)
+    store.metadata.update(
+        dataset=dataset,
+        data_version=stored.data_version,
+        clips=stored.clips,
+        sample_rate=stored.sample_rate,
+        excluded=stored.excluded,
+    )
+    print(f"{dataset} stored: {stored.clips} clips, data version {stored.data_version}")
+    return stored.data_version
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+@step
+def train(
+    dataset: str,
+    family: str,
+    data: Artifact,
+    data_version: str,
+    steps: int,
+    tracking_uri: str,
+    config: dict[str, Any],
+    gpu_type: str,
+    gpu_count: int,
+    model: Artifact,
+) -> str:
+    """Train `family` on the stored data, tracked in MLflow, one process per GPU asked for;
+    the exported network (safetensors + config.json) goes to `model`. Returns the run id."""
+    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri, steps=steps)
+    stored = json.loads(cfg.paths.data_version(dataset).read_text())["data_version"]
+    if stored != data_version:
+        raise UserError(
+            f"the stored {dataset} is version {stored}, the task was given {data_version}"
+        )
+    processes = _processes(cfg, gpu_type, gpu_count)
+    if processes > 1:
+        result = _train_under_torchrun(cfg, family, dataset, processes)
+    else:
+        from wavefoundry.training.trainer import train as run_training
+
+        result = run_training(cfg, family, dataset).as_record()
+    shutil.copytree(result["model_dir"], model.path, dirs_exist_ok=True)
+    model.metadata.update(
+        family=family, dataset=dataset, data_version=data_version, processes=processes
+    )
+    model.metadata.update({k: v for k, v in result.items() if k != "model_dir"})
+    print(
+        f"{family} on {dataset}: {result['steps']} steps in {result['seconds']:.1f} s, run {result['run_id']}"
+    )
+    return result["run_id"] or ""
+
+
+def _processes(cfg: Config, gpu_type: str, gpu_count: int) -> int:
+    """One process per GPU the task asked for. A task that asked for GPUs and sees fewer
+    stops: on a CPU it would train for days. (With training.device=cpu, `gpu_count` CPU
+    processes run data-parallel, which is how the several-process path is tested.)"""
+    if gpu_count < 0:
+        raise UserError(f"gpu_count must be 0 or more, got {gpu_count}")
+    if gpu_count and cfg.training.device != "cpu":
+        import torch
+
+        found = torch.cuda.device_count()
+        if found < gpu_count:
+            raise UserError(
+                f"the task asked for {gpu_count} {gpu_type} but torch sees {found} CUDA "
+                "device(s): check the node's GPUs and driver, or run with gpu_count=0 on a CPU"
+            )
+    return max(1, gpu_count)
+
+
+def _train_under_torchrun(cfg: Config, family: str, dataset: str, processes: int) -> dict[str, Any]:
+    """`wavefoundry train` under torchrun, data-parallel over `processes` (this task's whole
+    configuration in a params file of its own); what rank 0 trained."""
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        params, out = Path(tmp) / "params.yaml", Path(tmp) / "trained.json"
+        params.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={processes}", "-m", "wavefoundry.cli", "train",
+            "-m", family, "-d", dataset, "--params", str(params), "--out", str(out),
+        ]  # fmt: skip
+        status = subprocess.call(command)
+        if status != 0:
+            raise UserError(f"training under torchrun ({processes} processes) exited with {status}")
+        return json.loads(out.read_text())
+
+
+@step
+def evaluate(
+    run_id: str, data: Artifact, tracking_uri: str, config: dict[str, Any], metrics: Metrics
+) -> str:
+    """Score the run on the held-out clips and register it; returns the candidate (JSON)."""
+    from wavefoundry.evaluation.evaluate import evaluate as score_run
+
+    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
+    done = score_run(cfg, run_id=run_id)
+    for name, value in done.score.metrics.items():
+        if math.isfinite(value):  # a KFP metric is a number; the NaN stays on the MLflow run
+            metrics.log_metric(name, value)
+    record = done.candidate.as_record()
+    print(
+        f"{record['family']}: {record['registered_model']} v{record['version']} {record['metrics']}"
+    )
+    return json.dumps(record)
+
+
+@step
+def promote(
+    candidates: list[str],
+    data: Artifact,
+    tracking_uri: str,
+    config: dict[str, Any],
+    job_id: str,
+    decisions: Artifact,
+) -> list[str]:
+    """Face the run's candidates with their champions, best first (see `promote_best`); tag
+    each candidate's run with this pipeline run and its verdict. Returns the registered models."""
+    from wavefoundry.registry import candidates as registry
+    from wavefoundry.registry.promotion import promote_best
+
+    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
+    records = [json.loads(c) for c in candidates]
+    contests = promote_best(cfg, [(r["registered_model"], r["version"]) for r in records])
+    client = registry.client(cfg.tracking)
+    runs = {(r["registered_model"], r["version"]): r for r in records}
+    lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
+    for contest in contests:
+        record = runs[(contest.name, contest.version)]
+        client.set_tag(record["run_id"], JOB_TAG, job_id)
+        client.set_tag(record["run_id"], DECISION_TAG, contest.verdict[:4000])
+        client.set_tag(record["run_id"], VERSION_TAG, f"{contest.name}:{contest.version}")
+        lines.append(
+            f"| {contest.name} | {contest.version} | {record['family']} | {contest.verdict} |"
+        )
+        print(f"{contest.name} v{contest.version} ({record['family']}): {contest.verdict}")
+    Path(decisions.path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return sorted({c.name for c in contests})
+
+
+@step
+def build_bento(
+    registered_models: list[str], tracking_uri: str, config: dict[str, Any], bento: Artifact
+) -> list[str]:
+    """A Bento of each registered model's champion, into the BentoML store and, as a `.bento`
+    archive, into `bento`. Returns the Bento tags."""
+    from wavefoundry.serving.bento import build, export
+
+    cfg = task_config(config, tracking_uri=tracking_uri)
+    tags = []
+    for name in registered_models:
+        built = build(cfg, name, cfg.promotion.alias)
+        archive = export(built.tag, Path(bento.path))
+        tags.append(built.tag)
+        print(f"{name} v{built.version}: Bento {built.tag} ({archive.name})")
+    bento.metadata.update(tags=tags, registered_models=registered_models)
+    return tags
+
+
+# --- the exit handler -----------------------------------------------------------------------
+
+
+def record_outcome(
+    state: str,
+    error: str,
+    dataset: str,
+    tracking_uri: str,
+    config: dict[str, Any],
+    job_id: str,
+    job_name: str,
+    summary: Artifact,
+) -> None:
+    """Whatever became of the run: a summary (state, error, each candidate's verdict, the
+    champions and their Bentos) as `summary` (Markdown, the dict in its metadata) and as an
+    MLflow run `pipeline <job name>` tagged with the state; each candidate run gets the state
+    too. A tracking server that does not answer leaves the summary without the MLflow part."""
+    facts: dict[str, Any] = {
+        "job_id": job_id,
+        "job_name": job_name,
+        "state": state,
+        "error": error,
+        "dataset": dataset,
+        "candidates": [],
+        "champions": [],
+    }
+    try:
+        cfg = task_config(config, tracking_uri=tracking_uri)
+        facts.update(_record_in_mlflow(cfg, facts))
+    except UserError as err:
+        facts["recording_error"] = str(err)
+        print(f"warning: the outcome is not in MLflow: {err}", file=sys.stderr)
+    Path(summary.path).write_text(summary_markdown(facts), encoding="utf-8")
+    summary.metadata.update(facts)
+    print(summary_markdown(facts))
+
+
+def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
+    import mlflow
+
+    from wavefoundry.registry import candidates as registry
+    from wavefoundry.serving.bento import BENTO_TAG
+    from wavefoundry.training.tracking import connect
+
+    experiment_id = connect(cfg.tracking)
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{facts['job_id']}'"
+    )
+    trained, models = [], set()
+    for run in runs:
+        tags = run.data.tags
+        name, _, version = tags.get(VERSION_TAG, "").partition(":")
+        models.add(name)
+        trained.append(
+            {
+                "family": tags.get("family", ""),
+                "run_id": run.info.run_id,
+                "registered_model": name,
+                "version": version,
+                "verdict": tags.get(DECISION_TAG, ""),
+                "metrics": {
+                    k.removeprefix("eval/"): v
+                    for k, v in run.data.metrics.items()
+                    if k.startswith("eval/")
+                },
+            }
+        )
+        client.set_tag(run.info.run_id, STATUS_TAG, facts["state"])
+    champions = []
+    for name in sorted(models):
+        champion = registry.by_alias(client, name, cfg.promotion.alias)
+        if champion is not None:
+            champions.append(
+                {
+                    **champion.as_record(),
+                    "bento_tag": champion.tags.get(BENTO_TAG, ""),
+                }
+            )
+    found = {"candidates": trained, "champions": champions, "tracking_uri": cfg.tracking.uri}
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"pipeline {facts['job_name']}",
+        tags={
+            JOB_TAG: facts["job_id"],
+            STATUS_TAG: facts["state"],
+            "wavefoundry.pipeline.error": facts["error"][:4000],
+        },
+    ) as run:
+        mlflow.log_dict({**facts, **found}, "pipeline/summary.json")
+        found["outcome_run_id"] = run.info.run_id
+    return found
+
+
+def summary_markdown(facts: dict[str, Any]) -> str:
+    lines = [f"# {facts['job_name']}: {facts['state']}", ""]
+    if facts.get("error"):
+        lines += [f"**Error:** {facts['error']}", ""]
+    if facts["candidates"]:
+        lines += ["| family | run | version | verdict |", "|---|---|---|---|"]
+        lines += [
+            f"| {c['family']} | {c['run_id']} | {c['registered_model']} v{c['version']} | {c['verdict']} |"
+            for c in facts["candidates"]
+        ]
+        lines.append("")
+    for champion in facts["champions"]:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in champion["metrics"].items() if v is not None)
+        lines.append(
+            f"**Champion** {champion['registered_model']} v{champion['version']} "
+            f"({champion['family']}): {metrics}; Bento `{champion['bento_tag'] or '-'}`"
+        )
+    if facts.get("recording_error"):
+        lines.append(f"Not recorded in MLflow: {facts['recording_error']}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,209 @@
+"""The main job end to end, as a user runs it: `wavefoundry pipeline run` in a project folder
+of its own (the compiled Kubeflow pipeline through kfp.local, MLflow in a SQLite file, the
+sample corpus), then a second run on unchanged data, a run whose data fails validation, the
+Bento it built answering HTTP, and `dvc repro` on a fresh clone reaching the same champion."""
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+import yaml
+from servers import BentoServer
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "wavefoundry-ljspeech-vocoder"
+FAMILIES = ("hifigan", "wavenet")
+
+pytestmark = pytest.mark.slow
+
+
+def small_params() -> dict:
+    """params.yaml, shrunk so a run takes a minute on two cores."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["sample_data"].update(ljspeech_clips=20, vctk_speakers=3, vctk_clips_per_speaker=3)
+    params["sample_data"].update(
+        nsynth_instruments_per_split={"train": 2, "valid": 1, "test": 1},
+        nsynth_notes_per_instrument=2,
+    )
+    params["datasets"]["ljspeech"]["split"] = {
+        "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
+    }  # fmt: skip
+    params["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
+    params["evaluation"].update(clips=2, max_seconds=0.25, audio_examples=1)
+    return params
+
+
+def wavefoundry(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wavefoundry.cli", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def run_record(done: subprocess.CompletedProcess) -> dict:
+    line = next(line for line in done.stdout.splitlines() if line.startswith("run record: "))
+    return json.loads(Path(line.removeprefix("run record: ").split(";")[0]).read_text())
+
+
+def states(record: dict) -> dict[str, str]:
+    return {t["path"].split("/", 1)[1]: t["state"] for t in record["tasks"]}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    (root / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "PYTHONUNBUFFERED": "1"}
+    first = wavefoundry(root, "pipeline", "run", env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return root, env, first
+
+
+def mlflow_client(root: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{root / '.wavefoundry' / 'mlflow.db'}")
+
+
+def test_a_run_trains_every_family_scores_promotes_and_builds_the_bento(project):
+    root, _, done = project
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name("wavefoundry")
+    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
+    trained = [r for r in runs if r.data.tags.get("family") in FAMILIES]
+    assert sorted(r.data.tags["family"] for r in trained) == sorted(FAMILIES)  # one run each
+    for run in trained:
+        assert {"eval/mel_l1", "eval/mrstft", "eval/rtf"} <= run.data.metrics.keys()
+        assert run.data.tags["wavefoundry.pipeline.status"] == "SUCCEEDED"
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.run_id in {r.info.run_id for r in trained}
+    family = champion.tags["family"]
+    assert f"champion: {MODEL} version {champion.version} ({family}" in done.stdout
+    assert f"Bento: {champion.tags['bento_tag']}" in done.stdout
+    assert f"bentoml serve {champion.tags['bento_tag']}" in done.stdout
+    assert "uv run mlflow ui --backend-store-uri sqlite:///" in done.stdout
+    # The exit handler's record of the run: an MLflow run with the state and the summary.
+    [outcome] = [r for r in runs if r.info.run_name.startswith("pipeline wavefoundry-training-")]
+    assert outcome.data.tags["wavefoundry.pipeline.status"] == "SUCCEEDED"
+    summary = json.loads(
+        Path(client.download_artifacts(outcome.info.run_id, "pipeline/summary.json")).read_text()
+    )
+    assert summary["champions"][0]["version"] == str(champion.version)
+    record = run_record(done)
+    assert record["state"] == "SUCCEEDED"
+    assert set(states(record).values()) == {"SUCCEEDED"}
+
+
+def test_the_bento_it_built_answers_http(project):
+    root, _, _ = project
+    champion = mlflow_client(root).get_model_version_by_alias(MODEL, "champion")
+    server = BentoServer(champion.tags["bento_tag"], root / "bentoml")
+    try:
+        info = requests.get(f"{server.url}/info", timeout=30).json()
+        assert (info["registered_model"], info["version"]) == (MODEL, str(champion.version))
+        clip = 0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050).astype(np.float32)
+        upload = io.BytesIO()
+        sf.write(upload, clip, 22050, format="WAV", subtype="PCM_16")
+        answer = requests.post(
+            f"{server.url}/vocode", files={"audio": ("a.wav", upload.getvalue())}, timeout=120
+        )
+        assert answer.status_code == 200, answer.text
+        audio, rate = sf.read(io.BytesIO(answer.content))
+        assert rate == 22050 and len(audio) > 0
+    finally:
+        server.stop()
+
+
+def test_a_second_run_on_unchanged_data_reuses_ingest_and_validate(project):
+    root, env, _ = project
+    done = wavefoundry(root, "pipeline", "run", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = states(run_record(done))
+    assert seen["lifecycle/resolve-data-revision"] == "SUCCEEDED"  # it looks every time
+    assert seen["lifecycle/ingest"] == seen["lifecycle/validate"] == "CACHED"
+    # Same data version, same settings: the trainings are reused too.
+    assert [seen[f"lifecycle/for-loop-2-{i}-{f}/train"] for i, f in enumerate(FAMILIES)] == [
+        "CACHED",
+        "CACHED",
+    ]
+    assert seen["lifecycle/promote"] == seen["lifecycle/build-bento"] == "SUCCEEDED"
+
+
+def test_a_run_whose_validation_fails_stops_before_training(project):
+    root, env, _ = project
+    done = wavefoundry(
+        root, "pipeline", "run", "--set", "validation.ljspeech.sample_rate=16000", env=env
+    )
+    assert done.returncode == 1
+    assert "validation of ljspeech failed, so nothing was trained" in done.stderr
+    assert "sample rate 16000 Hz: 20 of 20 clips unexpected" in done.stderr
+    quarantine = Path(done.stderr.split("Quarantined clips are listed in ")[1].split(";")[0])
+    assert quarantine.name == "quarantine.csv" and len(quarantine.read_text().splitlines()) == 21
+    assert "Traceback" not in done.stderr
+    record = run_record(done)
+    seen = states(record)
+    assert seen["lifecycle/validate"] == "FAILED"
+    assert seen["lifecycle/for-loop-2"] == seen["lifecycle/promote"] == "SKIPPED"
+    assert not any("train" in path for path in seen)
+    assert seen["record-outcome"] == "SUCCEEDED"
+    # The exit handler recorded the failure in MLflow.
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name("wavefoundry")
+    [outcome] = client.search_runs(
+        [experiment.experiment_id], f"attributes.run_name = 'pipeline {record['job_name']}'"
+    )
+    assert outcome.data.tags["wavefoundry.pipeline.status"] == "FAILED"
+    assert "validation of ljspeech failed" in outcome.data.tags["wavefoundry.pipeline.error"]
+
+
+def test_dvc_repro_on_a_fresh_clone_reaches_the_same_champion(project, tmp_path):
+    root, env, _ = project
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    clone = tmp_path / "clone"
+    for name in files:
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    (clone / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    dvc_env = {**env, "PATH": path, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    for command in (["git", "init", "-q"], ["dvc", "repro"]):
+        done = subprocess.run(command, cwd=clone, env=dvc_env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    promotion = json.loads((clone / "runs" / "promotion.json").read_text())
+    assert promotion["registered_models"] == [MODEL]
+    by_dvc = mlflow_client(clone).get_model_version_by_alias(MODEL, "champion")
+    by_pipeline = mlflow_client(root).get_model_version_by_alias(MODEL, "champion")
+    assert by_dvc.tags["family"] == by_pipeline.tags["family"]
+    assert by_dvc.tags["data_version"] == by_pipeline.tags["data_version"]
+    assert by_dvc.tags["config_hash"] == by_pipeline.tags["config_hash"]
+    for key, value in by_pipeline.tags.items():
+        if key.startswith("eval.") and key != "eval.rtf":  # rtf is a timing
+            assert float(by_dvc.tags[key]) == pytest.approx(float(value), rel=1e-4, abs=1e-6), key
+    bento = json.loads((clone / "runs" / "bento.json").read_text())
+    assert bento["tags"] == [by_dvc.tags["bento_tag"]]
+    with sqlite3.connect(clone / ".wavefoundry" / "mlflow.db") as db:
+        families = sorted(
+            row[0] for row in db.execute("select value from tags where key = 'family'")
+        )
+    assert families == sorted(FAMILIES)
