@@ -34,6 +34,7 @@ bench: setup
 	$(UV) run --locked python bench/generate.py
 	$(UV) run --locked python bench/train.py
 	$(UV) run --locked python bench/serve.py
+	$(UV) run --locked python bench/demo.py
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache
