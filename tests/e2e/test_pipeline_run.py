@@ -91,8 +91,8 @@ def test_a_run_trains_every_family_scores_promotes_and_builds_the_bento(project)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.run_id in {r.info.run_id for r in trained}
     family = champion.tags["family"]
-    assert f"champion: {MODEL} version {champion.version} ({family}" in done.stdout
-    assert f"Bento: {champion.tags['bento_tag']}" in done.stdout
+    assert f"champion: {MODEL} v{champion.version} ({family}, run {champion.run_id})" in done.stdout
+    assert f"Bento {champion.tags['bento_tag']}" in done.stdout
     assert f"bentoml serve {champion.tags['bento_tag']}" in done.stdout
     assert "uv run mlflow ui --backend-store-uri sqlite:///" in done.stdout
     # The exit handler's record of the run: an MLflow run with the state and the summary.

@@ -203,6 +203,7 @@ def cmd_compile(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.pipeline.definition import load_spec
     from wavefoundry.pipeline.local import LocalRun
+    from wavefoundry.pipeline.steps import describe_champion
 
     arguments = _arguments(args, cfg, here=True)
     if args.parallelism is not None and args.parallelism < 1:
@@ -228,13 +229,7 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     summary = result.outputs.get("record-outcome", {}).get("summary")
     facts = dict(summary.metadata) if summary is not None else {}
     for champion in facts.get("champions", []):
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in champion["metrics"].items() if v is not None)
-        out.print(
-            f"champion: [bold]{champion['registered_model']}[/] version {champion['version']} "
-            f"({champion['family']}, run {champion['run_id']}): {metrics}"
-        )
-        if champion.get("bento_tag"):
-            out.print(f"Bento: [bold]{champion['bento_tag']}[/]")
+        out.print(f"champion: {describe_champion(champion)}", markup=False)
     out.print(f"run record: {result.record}; task outputs under {result.record.parent}")
     if facts.get("outcome_run_id"):
         out.print(

@@ -428,12 +428,16 @@ def summary_markdown(facts: dict[str, Any]) -> str:
             for c in facts["candidates"]
         ]
         lines.append("")
-    for champion in facts["champions"]:
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in champion["metrics"].items() if v is not None)
-        lines.append(
-            f"**Champion** {champion['registered_model']} v{champion['version']} "
-            f"({champion['family']}): {metrics}; Bento `{champion['bento_tag'] or '-'}`"
-        )
+    lines += [f"**Champion** {describe_champion(c)}" for c in facts["champions"]]
     if facts.get("recording_error"):
         lines.append(f"Not recorded in MLflow: {facts['recording_error']}")
     return "\n".join(lines) + "\n"
+
+
+def describe_champion(champion: dict[str, Any]) -> str:
+    """`wavefoundry-ljspeech-vocoder v3 (hifigan, run ...): mel_l1 1.8, ...; Bento NAME:TAG`"""
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in champion["metrics"].items() if v is not None)
+    return (
+        f"{champion['registered_model']} v{champion['version']} ({champion['family']}, run "
+        f"{champion['run_id']}): {metrics}; Bento {champion.get('bento_tag') or '-'}"
+    )
