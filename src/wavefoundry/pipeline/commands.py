@@ -171,7 +171,7 @@ def _local_sources(cfg: Config, dataset: str, given: list[str] | None) -> list[s
 
     sources = given or cfg.datasets.for_dataset(dataset).source
     samples = cfg.paths.samples.resolve()
-    if not given and all(samples in Path(s).resolve().parents for s in sources if "://" not in s):
+    if not given and all("://" not in s and samples in Path(s).resolve().parents for s in sources):
         for name, path in stages.sample_data(cfg, [dataset]).items():
             out.print(f"[bold]{name}[/] sample corpus: {path}")
     return [s if "://" in s else str(Path(s).resolve()) for s in sources]
