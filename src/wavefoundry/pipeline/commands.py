@@ -205,9 +205,9 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.pipeline.local import LocalRun
     from wavefoundry.pipeline.steps import describe_champion
 
-    arguments = _arguments(args, cfg, here=True)
     if args.parallelism is not None and args.parallelism < 1:
         raise UserError(f"--parallelism must be 1 or more, got {args.parallelism}")
+    arguments = _arguments(args, cfg, here=True)
     runner = LocalRun(
         load_spec(),
         cfg.pipeline.root,

@@ -384,8 +384,8 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
                 "registered_model": name,
                 "version": version,
                 "verdict": tags.get(DECISION_TAG, ""),
-                "metrics": {
-                    k.removeprefix("eval/"): v
+                "metrics": {  # JSON for KFP's metadata: a NaN score becomes null
+                    k.removeprefix("eval/"): v if math.isfinite(v) else None
                     for k, v in run.data.metrics.items()
                     if k.startswith("eval/")
                 },
