@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
@@ -49,7 +50,7 @@ def bento_model_name(registered_model: str) -> str:
 
 
 def import_model(
-    cfg: Config, registered_model: str, alias: str
+    cfg: Config, client: Any, registered_model: str, alias: str
 ) -> tuple[str, candidates.Candidate]:
     """The version `alias` points at, copied into the BentoML model store with an info.json
     (registry facts and the serving limits); returns its BentoML tag."""
@@ -57,7 +58,6 @@ def import_model(
 
     from wavefoundry.training.tracking import download_logged_model
 
-    client = candidates.client(cfg.tracking)
     candidates.candidates(client, registered_model)  # one clear error for a missing model
     version = candidates.by_alias(client, registered_model, alias)
     if version is None:
@@ -93,7 +93,8 @@ def import_model(
 def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltBento:
     import bentoml
 
-    model_tag, version = import_model(cfg, registered_model, alias)
+    client = candidates.client(cfg.tracking)
+    model_tag, version = import_model(cfg, client, registered_model, alias)
     bento = bentoml.bentos.build(
         SERVICE,
         name=f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}",
@@ -111,9 +112,7 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         },
     )
     # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
-    candidates.client(cfg.tracking).set_model_version_tag(
-        registered_model, version.version, BENTO_TAG, str(bento.tag)
-    )
+    client.set_model_version_tag(registered_model, version.version, BENTO_TAG, str(bento.tag))
     return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
 
 
