@@ -1,10 +1,7 @@
-"""The one image every component runs in: components/Dockerfile, built and pushed by you.
-WAVEFOUNDRY_IMAGE overrides it when the pipeline is compiled (`wavefoundry pipeline compile
---image` does the same)."""
+"""The one image every component runs in: components/Dockerfile (`make image` builds it here;
+on a cluster, build and push it yourself). WAVEFOUNDRY_IMAGE overrides it when the pipeline is
+compiled (`wavefoundry pipeline compile --image` does the same). Named in wavefoundry.containers."""
 
-import os
+from wavefoundry.containers import DEFAULT_IMAGE, IMAGE as BASE_IMAGE
 
-from wavefoundry import __version__
-
-DEFAULT_IMAGE = f"ghcr.io/wavefoundry/wavefoundry:{__version__}"
-BASE_IMAGE = os.environ.get("WAVEFOUNDRY_IMAGE", DEFAULT_IMAGE)
+__all__ = ["BASE_IMAGE", "DEFAULT_IMAGE"]

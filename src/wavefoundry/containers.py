@@ -21,8 +21,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from wavefoundry import __version__
 from wavefoundry.errors import UserError
 
+# The one image every pipeline component runs in (and a containerized Bento starts from): the
+# release's name, or WAVEFOUNDRY_IMAGE. `wavefoundry image build` tags what it builds with it.
+DEFAULT_IMAGE = f"ghcr.io/wavefoundry/wavefoundry:{__version__}"
+IMAGE = os.environ.get("WAVEFOUNDRY_IMAGE", DEFAULT_IMAGE)
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "components" / "Dockerfile"
 CONTAINERS_CONF = REPO / "components" / "containers.conf"
