@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,13 @@ def add_commands(commands: Any, command: Command) -> None:
     )
     parser.add_argument(
         "--parallelism", type=int, help="training tasks at once (default: pipeline.parallelism)"
+    )
+    parser.add_argument(
+        "--runner",
+        choices=("subprocess", "container"),
+        default="subprocess",
+        help="subprocess: each task in this environment (default); container: each task in the "
+        "component image (make image) through podman, as on a cluster",
     )
 
     for name, handler, help in (
@@ -208,15 +216,20 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     if args.parallelism is not None and args.parallelism < 1:
         raise UserError(f"--parallelism must be 1 or more, got {args.parallelism}")
     arguments = _arguments(args, cfg, here=True)
-    runner = LocalRun(
-        load_spec(),
-        cfg.pipeline.root,
-        cache=not args.no_cache,
-        parallelism=args.parallelism or cfg.pipeline.parallelism,
-        echo=args.verbose,
-        report=_report_task,
-    )
-    result = runner.run(arguments)
+    with contextlib.ExitStack() as stack:
+        kfp_runner = None
+        if args.runner == "container":
+            kfp_runner = stack.enter_context(_container_runner(arguments))
+        runner = LocalRun(
+            load_spec(),
+            cfg.pipeline.root,
+            cache=not args.no_cache,
+            parallelism=args.parallelism or cfg.pipeline.parallelism,
+            echo=args.verbose,
+            report=_report_task,
+            runner=kfp_runner,
+        )
+        result = runner.run(arguments)
     table = Table(title=f"{result.job_name}: {result.state} in {result.seconds:.1f} s")
     for column in ("task", "state", "seconds"):
         table.add_column(column)
@@ -251,6 +264,24 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
         err.print(f"[bold red]pipeline failed[/] at {result.error}")
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _container_runner(arguments: dict[str, Any]) -> Iterator[Any]:
+    """kfp.local's DockerRunner on podman's API (started here unless DOCKER_HOST is set), for
+    the image the spec names, which must be built (make image)."""
+    from wavefoundry import containers
+    from wavefoundry.pipeline import container_runner
+
+    if not containers.image_exists(containers.IMAGE):
+        raise UserError(f"no image {containers.IMAGE} here: build it with make image")
+    extra = [s for s in arguments["source"] if "://" not in s]
+    uri = arguments["tracking_uri"]
+    if uri.startswith("sqlite:///"):
+        extra.append(uri.removeprefix("sqlite:///"))
+    with containers.docker_api() as url, container_runner.exit_statuses_kept():
+        out.print(f"[dim]each task in {containers.IMAGE}, through {url}[/]")
+        yield container_runner.make_docker_runner(Path.cwd(), extra)
 
 
 # kfp.local's and the KFP executor's own log lines, and its separators.

@@ -191,8 +191,9 @@ class LocalRun:
         parallelism: int = 1,
         echo: bool = False,
         report: Callable[[TaskRecord | str], None] | None = None,
+        runner: Any = None,
     ):
-        """`echo`: show every task's log as it runs (it is kept in the task's folder either
+        """`runner`: a kfp.local runner (default `SubprocessRunner(use_venv=False)`); `echo`: show every task's log as it runs (it is kept in the task's folder either
         way); `report(path)` hears of each task as it starts, `report(record)` as it ends."""
         self.spec = spec
         self.echo = echo
@@ -207,6 +208,7 @@ class LocalRun:
             name: utils.struct_to_executor_spec(executor)
             for name, executor in spec.deployment_spec["executors"].items()
         }
+        self.runner = runner
         self.records: list[TaskRecord] = []
         self._lock = threading.Lock()
 
@@ -216,7 +218,7 @@ class LocalRun:
         name = self.spec.pipeline_info.name
         self.job_id = str(uuid.uuid4())
         self.job_name = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
-        self.runner = local.SubprocessRunner(use_venv=False)
+        self.runner = self.runner or local.SubprocessRunner(use_venv=False)
         local.init(runner=self.runner, pipeline_root=str(self.root), raise_on_error=False)
         started = time.perf_counter()
         tee = _Tee(sys.stdout, self.echo)
