@@ -36,6 +36,7 @@ LOCAL_BASE = "localhost/wavefoundry-base:bookworm"
 BASE_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+BUILD_ULIMIT = "nofile=20000:20000"  # podman's default limits are refused here
 
 
 def env() -> dict[str, str]:
@@ -121,7 +122,7 @@ def ensure_base(name: str = LOCAL_BASE) -> bool:
 def build_options() -> list[str]:
     """What a build here needs: the host's network (to reach the package registries) and CA
     bundle, and the host's file limits (podman's defaults are refused here)."""
-    options = ["--network=host", "--ulimit", "nofile=20000:20000"]
+    options = ["--network=host", "--ulimit", BUILD_ULIMIT]
     if CA_BUNDLE.is_file():
         options += ["--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
     return options
@@ -144,7 +145,7 @@ def build_image(
     missing); the layers of an unchanged checkout are reused. Returns the tag."""
     if base == LOCAL_BASE:
         ensure_base(base)
-    args = ["build", "--file", str(DOCKERFILE), *build_options()]
+    args = ["build", "--file", str(Path(context) / DOCKERFILE.relative_to(REPO)), *build_options()]
     args += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"UV_VERSION={uv_version()}"]
     for name in (tag, *extra_tags):
         args += ["--tag", name]

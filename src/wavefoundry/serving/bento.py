@@ -1,6 +1,6 @@
 """`wavefoundry bento build`: a registered model version (the champion by default) into the
 BentoML model store, then a Bento of `serving/service.py` carrying it, with pinned
-dependencies. `bentoml serve TAG` runs it; `bentoml containerize TAG` makes an image."""
+dependencies. `bentoml serve TAG` runs it; `wavefoundry bento containerize TAG` makes an image (containerize.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from wavefoundry import tracking
+from wavefoundry import containers, tracking
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
+DOCKERFILE_TEMPLATE = Path(__file__).with_name("bento.Dockerfile.j2")
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -104,7 +105,8 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         include=["wavefoundry/**/*.py"],
         exclude=["__pycache__"],
         python={"packages": pinned_requirements(), "lock_packages": False},
-        docker={"python_version": "3.11"},
+        # The component image is the base (it has every pinned package): see containerize.
+        docker={"base_image": containers.IMAGE, "dockerfile_template": str(DOCKERFILE_TEMPLATE)},
         args={
             "model_tag": model_tag,
             "max_concurrency": cfg.serving.max_concurrency,
