@@ -5,7 +5,7 @@
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test test-containers image lint format bench clean
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -20,6 +20,15 @@ test: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+# The component image (components/Dockerfile) with podman, on a local Debian base made when
+# missing; prints its tag. README "Containers".
+image: setup
+	$(UV) run --locked wavefoundry image build
+
+# The container tests alone (podman, runc, mmdebstrap; .ci/run installs them).
+test-containers: setup
+	$(UV) run --locked pytest -m container tests/containers $(PYTEST_ARGS)
 
 lint: setup
 	$(UV) run --locked ruff check .
