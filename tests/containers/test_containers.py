@@ -56,9 +56,15 @@ def small_params() -> dict:
     params["datasets"]["ljspeech"]["split"] = {
         "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
     }  # fmt: skip
-    params["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
     params["evaluation"].update(clips=2, max_seconds=0.25, audio_examples=1)
     return params
+
+
+def tiny_recipe() -> dict:
+    """configs/tiny.yaml (the recipe params.yaml names), a few steps long."""
+    tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
+    return tiny
 
 
 def run_record(done: subprocess.CompletedProcess) -> dict:
@@ -73,6 +79,8 @@ def states(record: dict) -> dict[str, str]:
 def new_project(root: Path) -> tuple[Path, dict[str, str]]:
     root.mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    (root / "configs").mkdir()
+    (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny_recipe(), sort_keys=False))
     env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "PYTHONUNBUFFERED": "1"}
     env.pop("DOCKER_HOST", None)  # the command starts podman's API itself
     return root, env
