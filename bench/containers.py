@@ -36,7 +36,13 @@ RESULTS = Path(__file__).parent / "results"
 def timed_build(clone: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", "from wavefoundry import containers as c; c.build_image(c.IMAGE)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from wavefoundry import containers as c; "
+            "c.build_image(c.IMAGE, context=sys.argv[1])",
+            str(clone),
+        ],
         cwd=clone,
         capture_output=True,
         text=True,

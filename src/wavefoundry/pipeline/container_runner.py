@@ -17,13 +17,16 @@ kfp.local (2.16 and 2.17) starts each container with `auto_remove=True`, streams
 then asks its exit status; podman 4.3 has removed the container by then, and kfp.local takes the
 missing container for a success. While a container run is on, `exit_statuses_kept()` has
 kfp.local's `run_docker_container` keep the container until its status is read, then remove it:
-a failing component fails its task, as it does under the subprocess runner.
+a failing component fails its task, as it does under the subprocess runner. An interrupt
+(Ctrl-C, SIGTERM) stops the containers still running before the run ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,10 @@ def bentoml_home() -> Path:
     return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")).resolve()
 
 
+_running: dict[str, Any] = {}  # containers started and not yet removed, by id
+_lock = threading.Lock()
+
+
 def _run_docker_container(
     client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any
 ) -> int:
@@ -96,11 +103,23 @@ def _run_docker_container(
         environment=environment,
         **run_args,
     )
+    with _lock:
+        _running[container.id] = container
     try:
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="")
         return int(container.wait()["StatusCode"])
     finally:
+        with _lock:
+            _running.pop(container.id, None)
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+def _stop_all() -> None:
+    with _lock:
+        left = list(_running.values())
+    for container in left:
         with contextlib.suppress(Exception):
             container.remove(force=True)
 
@@ -110,9 +129,18 @@ def exit_statuses_kept() -> Iterator[None]:
     """While it is open, kfp.local's Docker tasks report their containers' real exit status."""
     from kfp.local import docker_task_handler
 
+    def interrupted(signum: int, frame: Any) -> None:
+        # The tasks' threads wait on their containers: stop those first, then unwind.
+        _stop_all()
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
     before = docker_task_handler.run_docker_container
     docker_task_handler.run_docker_container = _run_docker_container
+    handlers = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        _stop_all()
         docker_task_handler.run_docker_container = before
