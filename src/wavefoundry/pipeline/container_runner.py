@@ -106,8 +106,15 @@ def _run_docker_container(
     with _lock:
         _running[container.id] = container
     try:
-        for line in container.logs(stream=True, follow=True):
-            print(line.decode(errors="replace"), end="")
+        # The stream comes in chunks that split lines; the log gets whole lines, as a
+        # subprocess task's does.
+        pending = ""
+        for chunk in container.logs(stream=True, follow=True):
+            *lines, pending = (pending + chunk.decode(errors="replace")).split("\n")
+            for line in lines:
+                print(line + "\n", end="")
+        if pending:
+            print(pending + "\n", end="")
         return int(container.wait()["StatusCode"])
     finally:
         with _lock:
