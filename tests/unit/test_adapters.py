@@ -308,3 +308,20 @@ def test_os_junk_is_ignored_for_every_dataset_and_counted(sample_corpora, tmp_pa
     pd.testing.assert_frame_equal(mac_manifest[columns], clean_manifest[columns])
     assert (mac.clips, mac.usable, mac.problems) == (clean.clips, clean.usable, clean.problems)
     assert (clean.os_junk, mac.os_junk) == (0, junk)
+
+
+@pytest.mark.parametrize("dataset", ["ljspeech", "vctk"])
+def test_a_zip_made_on_windows_ingests_like_the_folder(sample_corpora, tmp_path, dataset):
+    """Old Windows tools (PowerShell's Compress-Archive) store `LJSpeech-1.1\\wavs\\X.wav`."""
+    corpus = sample_corpora[dataset]
+    archive = tmp_path / f"{corpus.name}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(corpus.rglob("*")):
+            name = str(path.relative_to(corpus.parent)) + ("" if path.is_file() else "/")
+            info = zipfile.ZipInfo(name.replace("/", "\\"))
+            info.create_system = 0  # MS-DOS / Windows FAT
+            zf.writestr(info, path.read_bytes() if path.is_file() else b"")
+    assert any("\\wavs\\" in n or "\\txt\\" in n for n in zipfile.ZipFile(archive).namelist())
+    columns = ["clip_id", "split", "text", "frames", "sha256", "status", "reason"]
+    from_zip = manifest_of(dataset, from_archives(tmp_path, [archive]))
+    assert from_zip[columns].equals(manifest_of(dataset, [corpus])[columns])
