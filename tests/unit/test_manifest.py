@@ -10,7 +10,13 @@ import pytest
 import soundfile as sf
 
 from wavefoundry.data import schema
-from wavefoundry.data.manifest import Unreadable, audio_stats, build_manifest, probe
+from wavefoundry.data.manifest import (
+    Unreadable,
+    audio_stats,
+    build_manifest,
+    probe,
+    write_manifest,
+)
 
 SR = 22050
 
@@ -273,6 +279,8 @@ def test_manifest_reasons_are_deterministic(tmp_path):
     for reason in first["reason"]:
         assert not re.search(r"0x[0-9a-fA-F]{6,}|object at|BytesIO", reason), reason
     pd.testing.assert_frame_equal(first, second)
+    written = [write_manifest(m, tmp_path / f"{i}.parquet") for i, m in enumerate((first, second))]
+    assert written[0].read_bytes() == written[1].read_bytes()
     assert first.set_index("clip_id").loc["c0", "reason"] == (
         "not a readable audio file (Format not recognised.)"
     )

@@ -364,9 +364,7 @@ def source_revision(sources: list[str], *, sha256: dict[str, str], storage: Stor
 
 def _http_revision(url: str) -> list[str]:
     try:
-        resp = requests.head(
-            url, headers=HTTP_HEADERS, allow_redirects=True, timeout=HTTP_TIMEOUT
-        )
+        resp = requests.head(url, headers=HTTP_HEADERS, allow_redirects=True, timeout=HTTP_TIMEOUT)
     except requests.RequestException as err:
         raise UserError(f"cannot reach {url}: {_reason(err)}") from None
     if resp.status_code >= 400:

@@ -232,8 +232,7 @@ def checks_for(rules: ValidationRules) -> list[Check]:
             thresholds={"min_value": -rules.max_dc_offset, "max_value": rules.max_dc_offset},
             row_condition=readable,
             reason=lambda row: (
-                f"DC offset {fmt_number(row['dc_offset'])}, "
-                f"limit ±{fmt_bound(rules.max_dc_offset)}"
+                f"DC offset {fmt_number(row['dc_offset'])}, limit ±{fmt_bound(rules.max_dc_offset)}"
             ),
         ),
         Check(
