@@ -4,8 +4,9 @@
 writing anything (no absolute paths, no `..`, no links out of the tree, no device files, a bound
 on the expanded size), counts the bytes it really writes, and builds the tree in a temporary
 folder that is renamed into place, so a half-extracted tree never looks finished. A marker file
-in the tree names the archive it came from, so the same archive is not unpacked twice.
-`archive_stem` names the folder an archive unpacks into.
+in the tree names the archive it came from, so the same archive is not unpacked twice. Zip names
+with "\\" separators (made on Windows) are read as Info-ZIP's `unzip` reads them
+(`zip_member_name`), before the checks. `archive_stem` names the folder an archive unpacks into.
 """
 
 from __future__ import annotations
