@@ -30,7 +30,7 @@ image: setup
 
 # The container tests alone (podman, runc, mmdebstrap; .ci/run installs them).
 test-containers: setup
-	$(UV) run --locked pytest -m container tests/containers $(PYTEST_ARGS)
+	$(UV) run --locked pytest -m container tests/containers
 
 lint: setup
 	$(UV) run --locked ruff check .
