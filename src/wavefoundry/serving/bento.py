@@ -4,6 +4,7 @@ dependencies. `bentoml serve TAG` runs it; `wavefoundry bento containerize TAG` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -18,7 +19,8 @@ from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
-DOCKERFILE_TEMPLATE = Path(__file__).with_name("bento.Dockerfile.j2")
+# BentoML's Dockerfile template for the Bento, relative to the build context (SOURCE).
+DOCKERFILE_TEMPLATE = "wavefoundry/serving/bento.Dockerfile.j2"
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -96,7 +98,18 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
 
     client = candidates.client(cfg.tracking)
     model_tag, version = import_model(cfg, client, registered_model, alias)
-    bento = bentoml.bentos.build(
+    # BentoML reads a Dockerfile template only from under the working directory.
+    with contextlib.chdir(SOURCE):
+        bento = _build(bentoml, registered_model, version, model_tag, cfg)
+    # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
+    client.set_model_version_tag(
+        registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
+    )
+    return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
+
+
+def _build(bentoml: Any, registered_model: str, version: Any, model_tag: str, cfg: Config) -> Any:
+    return bentoml.bentos.build(
         SERVICE,
         name=f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}",
         labels={"registered_model": registered_model, "version": version.version},
@@ -106,18 +119,13 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         exclude=["__pycache__"],
         python={"packages": pinned_requirements(), "lock_packages": False},
         # The component image is the base (it has every pinned package): see containerize.
-        docker={"base_image": containers.IMAGE, "dockerfile_template": str(DOCKERFILE_TEMPLATE)},
+        docker={"base_image": containers.IMAGE, "dockerfile_template": DOCKERFILE_TEMPLATE},
         args={
             "model_tag": model_tag,
             "max_concurrency": cfg.serving.max_concurrency,
             "timeout": cfg.serving.timeout,
         },
     )
-    # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
-    client.set_model_version_tag(
-        registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
-    )
-    return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
 
 
 def export(tag: str, folder: Path) -> Path:

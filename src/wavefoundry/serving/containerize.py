@@ -9,7 +9,11 @@ serves it (BentoML's `bentoml serve` on port 3000).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from wavefoundry import containers
 from wavefoundry.errors import UserError
@@ -41,12 +45,19 @@ def containerize(bento_tag: str, image_tag: str | None = None) -> str:
     before = os.environ.get("CONTAINERS_CONF")
     os.environ["CONTAINERS_CONF"] = containers.env()["CONTAINERS_CONF"]
     try:
-        bentoml.container.build(
-            str(bento.tag),
-            backend="podman",
-            image_tag=(name,),
-            ulimit=containers.BUILD_ULIMIT,
-        )
+        # BentoML copies the Bento to a temporary build context and reads the Dockerfile
+        # template there only from under the working directory: both go in one scratch folder.
+        with (
+            tempfile.TemporaryDirectory(prefix="wavefoundry-containerize-") as scratch,
+            contextlib.chdir(scratch),
+            _temporary_files_in(Path(scratch)),
+        ):
+            bentoml.container.build(
+                str(bento.tag),
+                backend="podman",
+                image_tag=(name,),
+                ulimit=containers.BUILD_ULIMIT,
+            )
     finally:
         if before is None:
             os.environ.pop("CONTAINERS_CONF", None)
@@ -56,3 +67,13 @@ def containerize(bento_tag: str, image_tag: str | None = None) -> str:
     if not containers.image_exists(name):
         raise UserError(f"podman could not build {name} (its output is above)")
     return name
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: Path) -> Iterator[None]:
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
