@@ -108,17 +108,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     containers.build_image(containers.IMAGE, context=clone)
     again = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from wavefoundry import containers as c; "
-            "c.build_image(c.IMAGE, context=sys.argv[1])",
-            str(clone),
-        ],
-        cwd=clone,
+        [sys.executable, "-m", "wavefoundry.cli", "image", "build", "--context", str(clone)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     return containers.IMAGE, again.stdout

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 from wavefoundry.cli.common import Command, common, out
 from wavefoundry.config import Config
+from wavefoundry.errors import UserError
 
 BUILD_HELP = """\
 Build components/Dockerfile with podman: the image every pipeline component runs in (and the
@@ -38,6 +40,7 @@ def add_commands(commands: Any, command: Command) -> None:
         "--base",
         help="the base image (default: the local Debian base; a CUDA runtime on a cluster)",
     )
+    parser.add_argument("--context", type=Path, help="the checkout to build (default: this one)")
 
 
 def cmd_image_build(args: argparse.Namespace, cfg: Config) -> int:
@@ -45,7 +48,10 @@ def cmd_image_build(args: argparse.Namespace, cfg: Config) -> int:
 
     tag = args.tag or containers.IMAGE
     started = time.perf_counter()
-    containers.build_image(tag, args.base or containers.LOCAL_BASE)
+    context = args.context or containers.REPO
+    if not (context / "components" / "Dockerfile").is_file():
+        raise UserError(f"no components/Dockerfile under {context}: give a wavefoundry checkout")
+    containers.build_image(tag, args.base or containers.LOCAL_BASE, context=context)
     size = containers.image_size(tag) / 2**30
     out.print(f"built {tag} in {time.perf_counter() - started:.0f} s ({size:.1f} GiB)")
     out.print(tag, markup=False)
