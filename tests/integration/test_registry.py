@@ -110,6 +110,35 @@ def run_cli(
     )
 
 
+def test_a_run_and_its_version_name_each_fact_alike(registry: Registry) -> None:
+    """Every fact a training run and the version registered from it both carry is under one
+    tag name (tracking.TAG_*), with the same value: no eval.fingerprint beside eval_fingerprint."""
+    from wavefoundry import tracking
+
+    shared = [
+        tracking.TAG_FAMILY,
+        tracking.TAG_DATASET,
+        tracking.TAG_DATA_VERSION,
+        tracking.TAG_GIT_COMMIT,
+        tracking.TAG_EVAL_FINGERPRINT,
+        tracking.TAG_EVAL_DATA_VERSION,
+    ]
+    candidate = registry.strong
+    run_tags = registry.client.get_run(candidate.run_id).data.tags
+    version_tags = registry.client.get_model_version(NAME, candidate.version).tags
+    for name in shared:
+        assert run_tags[name] == version_tags[name] != "", name
+    assert version_tags[tracking.TAG_RUN_ID] == candidate.run_id
+    assert run_tags[tracking.TAG_MODEL_URI] == candidate.model_uri
+    names = {v for k, v in vars(tracking).items() if k.startswith("TAG_")}
+    unnamed = {
+        k
+        for k in {*run_tags, *version_tags}
+        if not k.startswith(("mlflow.", tracking.TAG_EVAL_PREFIX)) and k not in names
+    }
+    assert not unnamed, f"tags spelled outside tracking.py: {unnamed}"
+
+
 def test_every_candidate_is_scored_on_the_same_clips_and_registered(registry: Registry) -> None:
     candidates = [registry.weak, registry.strong, registry.worse]
     assert [c.name for c in candidates] == [NAME] * 3
