@@ -109,6 +109,7 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
             "model_tag": model_tag,
             "max_concurrency": cfg.serving.max_concurrency,
             "timeout": cfg.serving.timeout,
+            "max_upload_bytes": cfg.serving.max_upload_bytes,
         },
     )
     # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
