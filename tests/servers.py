@@ -167,7 +167,7 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
 class ServerProcess:
     """A server run as a subprocess on a free loopback port, up once `health_path` answers.
 
-    `url` is its base URL; `log()` the tail of its output; `stop()` ends it.
+    `url` is its base URL; `pid` its process id; `log()` the tail of its output; `stop()` ends it.
     """
 
     name = "server"
@@ -202,9 +202,15 @@ class ServerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
 
-    def log(self) -> str:
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def log(self, chars: int | None = 4000) -> str:
+        """The last `chars` characters of its output (None: all of it)."""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-4000:]
+        text = self._log.read().decode(errors="replace")
+        return text if chars is None else text[-chars:]
 
     def stop(self) -> None:
         if self._proc.poll() is None:
