@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -49,7 +50,8 @@ def pinned_requirements() -> list[str]:
 def bento_model_name(registered_model: str) -> str:
     """A BentoML name for a registered model: lower case letters, digits and `-._`, at most
     63 characters (BentoML's tag rule; MLflow allows spaces, capitals and more)."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", registered_model.replace("_", "-").lower())
+    ascii_name = unicodedata.normalize("NFKD", registered_model).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9._-]+", "-", ascii_name.replace("_", "-").lower())
     name = name.strip("-._")[:63].rstrip("-._")
     if not name:
         raise UserError(
