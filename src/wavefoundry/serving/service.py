@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 
 from wavefoundry.audio import resample, write_wav
 from wavefoundry.config import ServingConfig
+from wavefoundry.families.io import load_model
 from wavefoundry.serving import guard
-from wavefoundry.training.checkpoint import load_model
 
 
 class BuildArguments(BaseModel):
