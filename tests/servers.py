@@ -283,7 +283,7 @@ class MlflowServer(ServerProcess):
         root: Path,
         artifacts: str | None = None,
         env: dict[str, str] | None = None,
-        start_timeout: float = 120.0,
+        start_timeout: float = 300.0,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -312,7 +312,7 @@ class BentoServer(ServerProcess):
     name = "bentoml serve"
     health_path = "/readyz"
 
-    def __init__(self, tag: str, bentoml_home: Path, start_timeout: float = 120.0) -> None:
+    def __init__(self, tag: str, bentoml_home: Path, start_timeout: float = 300.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         bentoml = Path(sys.executable).with_name("bentoml")
