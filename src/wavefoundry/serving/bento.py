@@ -30,6 +30,7 @@ RUNTIME_PACKAGES = (
     "torchaudio",
     "numpy",
     "soundfile",
+    "soxr",  # audio.resample
     "safetensors",
     "pydantic",
     "pyyaml",
