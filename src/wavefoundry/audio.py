@@ -78,6 +78,20 @@ def mu_law_decode(classes: torch.Tensor, quantization_channels: int = 256) -> to
     return torch.sign(companded) * (torch.pow(1 + mu, companded.abs()) - 1) / mu
 
 
+# --- linear quantisation (SampleRNN, section 3) ----------------------------------------------
+
+
+def linear_quantize(audio: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """Float audio in [-1, 1] to integer classes 0 .. levels - 1, evenly spaced."""
+    x = audio.clamp(-1.0, 1.0)
+    return ((x + 1) / 2 * (levels - 1) + 0.5).long()
+
+
+def linear_dequantize(classes: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """Integer classes back to float audio in [-1, 1]."""
+    return 2 * classes.float() / (levels - 1) - 1
+
+
 # --- log-mel spectrogram (HiFi-GAN's front end) -----------------------------------------------
 
 
