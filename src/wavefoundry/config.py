@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -19,7 +19,8 @@ DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
-FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
+FamilyName = Literal["wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior"]
+FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
 # audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
 TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
@@ -300,9 +301,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[Literal["wavenet", "vqvae", "hifigan", "wavegan"]] = Field(
-        default_factory=lambda: ["hifigan", "wavenet"], min_length=1
-    )
+    families: list[FamilyName] = Field(default_factory=lambda: ["hifigan", "wavenet"], min_length=1)
     root: Path = Field(
         Path(".wavefoundry/kfp"),
         description="Local runs: task artifacts, the task cache and a record of each run.",
