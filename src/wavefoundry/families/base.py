@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from wavefoundry.audio import MelConfig
+from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
 
 
@@ -78,6 +79,16 @@ class Family(ABC):
             name: torch.optim.AdamW(net.parameters(), lr=lr, betas=betas, weight_decay=decay)
             for name, net in nets.items()
         }
+
+    def resolve(self, tracking: TrackingConfig) -> None:
+        """Before a training run builds the networks: fetch the registered models this family
+        builds on (the code prior's VQ-VAE) and pin their versions in `self.config`, so the
+        exported model says exactly what it was trained on. Default: nothing."""
+
+    def upstream(self) -> dict[str, str]:
+        """The registered models this one is built on, as tracking.UPSTREAM_TAGS -> value: tagged
+        on the run and its registered version, shown by the Bento's /info. Default: none."""
+        return {}
 
     def for_inference(self, net: nn.Module) -> nn.Module:
         """The trained inference net made ready to serve (e.g. weight norm folded into the

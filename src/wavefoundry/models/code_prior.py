@@ -34,7 +34,7 @@ class CodePriorConfig:
     # The VQ-VAE whose codes are modelled: a registered model and a version (a number or an
     # alias). The family pins the version number, its run and its config when training starts.
     codec_model: str = ""  # "" = wavefoundry-DATASET-codec
-    codec_version: str = "champion"
+    codec_version: str | int = "champion"
     codec_run_id: str = ""
     codec: VQVAEConfig | None = None
     # Transformer (AudioLM's acoustic stages)

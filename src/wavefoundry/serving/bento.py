@@ -75,6 +75,8 @@ def import_model(
         "data_version": version.tags.get(tracking.TAG_DATA_VERSION, ""),
         "eval_data_version": version.tags.get(tracking.TAG_EVAL_DATA_VERSION, ""),
         "metrics": version.metrics,
+        # The registered models this one is built on (a code prior's VQ-VAE), by version.
+        "upstream": {k: version.tags[k] for k in tracking.UPSTREAM_TAGS if k in version.tags},
         "limits": cfg.serving.model_dump(mode="json"),
     }
     with tempfile.TemporaryDirectory() as tmp:
