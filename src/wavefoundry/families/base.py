@@ -84,6 +84,7 @@ class Family(ABC):
         """Before a training run builds the networks: fetch the registered models this family
         builds on (the code prior's VQ-VAE) and pin their versions in `self.config`, so the
         exported model says exactly what it was trained on. Default: nothing."""
+        return None
 
     def upstream(self) -> dict[str, str]:
         """The registered models this one is built on, as tracking.UPSTREAM_TAGS -> value: tagged
