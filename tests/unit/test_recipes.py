@@ -16,6 +16,8 @@ RECIPES = {
     "hifigan": "ljspeech-hifigan-v1.yaml",
     "vqvae": "vctk-vqvae.yaml",
     "wavegan": "nsynth-wavegan.yaml",
+    "samplernn": "vctk-samplernn.yaml",
+    "code_prior": "vctk-code-prior.yaml",
 }
 
 
@@ -29,6 +31,8 @@ def test_each_recipe_loads_with_the_papers_sizes(family: str) -> None:
         "hifigan": {"preset": "v1", "hop_length": 256, "mel_weight": 45.0},
         "vqvae": {"downsamplings": 6, "codebook_size": 512, "commitment_cost": 0.25},
         "wavegan": {"slice_length": 16384, "kernel_size": 25, "stride": 4, "model_size": 64},
+        "samplernn": {"frame_sizes": (8, 2), "dim": 1024, "n_rnn": 1, "q_levels": 256},
+        "code_prior": {"n_layer": 12, "n_head": 16, "n_embd": 1024, "block_size": 1024},
     }[family]
     assert {key: getattr(config, key) for key in published} == published
 
