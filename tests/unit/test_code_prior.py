@@ -15,14 +15,7 @@ from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 from wavefoundry.models.vqvae import VQVAE, VQVAEConfig
 from wavefoundry.training.step import Stepper
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds synchronisation on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CODEC = VQVAEConfig(

@@ -142,6 +142,14 @@ class Family(ABC):
         return {}
 
 
+def requested_pitch(conditions: dict[str, Any], pitches: int) -> int:
+    """A request's "pitch" (MIDI, default 60); a ValueError naming the range when outside it."""
+    pitch = int(conditions.get("pitch", 60))
+    if not 0 <= pitch < pitches:
+        raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{pitches - 1}")
+    return pitch
+
+
 def unwrap(net: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or the module itself)."""
     return getattr(net, "module", net)

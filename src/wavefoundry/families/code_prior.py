@@ -27,7 +27,7 @@ from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.errors import UserError
-from wavefoundry.families.base import Family, Step, unwrap
+from wavefoundry.families.base import Family, Step, requested_pitch, unwrap
 from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 
 MIDI_PITCHES = 128
@@ -187,10 +187,7 @@ class CodePriorFamily(Family):
         if c.speakers:
             return torch.tensor([self.data.speaker_id(conditions.get("speaker"))], device=device)
         if c.pitches:
-            pitch = int(conditions.get("pitch", 60))
-            if not 0 <= pitch < c.pitches:
-                raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{c.pitches - 1}")
-            return torch.tensor([pitch], device=device)
+            return torch.tensor([requested_pitch(conditions, c.pitches)], device=device)
         return None
 
     @torch.no_grad()

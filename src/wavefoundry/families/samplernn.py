@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, unwrap
+from wavefoundry.families.base import Family, Step, requested_pitch, unwrap
 from wavefoundry.models.samplernn import SampleRNN, SampleRNNConfig
 from wavefoundry.models.wavenet import bits_per_sample, negative_log_likelihood
 
@@ -114,9 +114,7 @@ class SampleRNNFamily(Family):
             speaker = self.data.speaker_id(conditions.get("speaker"))
             labels["speaker"] = torch.tensor([speaker], device=device)
         if c.pitches:
-            pitch = int(conditions.get("pitch", 60))
-            if not 0 <= pitch < c.pitches:
-                raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{c.pitches - 1}")
+            pitch = requested_pitch(conditions, c.pitches)
             labels["pitch"] = torch.tensor([pitch], device=device)
         return labels
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavefoundry.models.layers import sample_from_logits
 from wavefoundry.models.vqvae import VQVAE, VQVAEConfig
 
 
@@ -238,21 +239,5 @@ class CodePrior(nn.Module):
                 cached_from = start
             else:  # only the newest code is new
                 logits, cache = self(codes[:, t - 1 : t], cache)
-            codes[:, t] = self._draw(logits[:, -1], temperature, top_k, generator)
+            codes[:, t] = sample_from_logits(logits[:, -1], temperature, generator, top_k)
         return codes
-
-    @staticmethod
-    def _draw(
-        logits: torch.Tensor,
-        temperature: float,
-        top_k: int | None,
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        if temperature == 0:
-            return logits.argmax(dim=-1)
-        logits = logits / temperature
-        if top_k is not None:
-            kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, -math.inf)
-        probs = torch.softmax(logits, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import linear_dequantize, linear_quantize, mu_law_decode, mu_law_encode
+from wavefoundry.models.layers import sample_from_logits
 
 
 @dataclass(frozen=True)
@@ -224,16 +225,6 @@ class SampleRNN(nn.Module):
 
     # --- generation ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _draw(
-        logits: torch.Tensor, temperature: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """(B, classes) logits -> (B,) classes from softmax(logits / temperature); 0 = argmax."""
-        if temperature == 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
     @torch.inference_mode()
     def generate(
         self,
@@ -290,7 +281,7 @@ class SampleRNN(nn.Module):
             if logits_out is not None:
                 logits_out[:, :, t] = logits
             if teacher_forcing is None:
-                drawn = self._draw(logits, temperature, generator)
+                drawn = sample_from_logits(logits, temperature, generator)
                 history[:, now] = drawn
                 values[:, now] = c.dequantize(drawn)
         samples = history[:, lookback:]
