@@ -43,6 +43,7 @@ TAG_PIPELINE_JOB = "wavefoundry.pipeline.job_id"
 TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
 TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
 TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+TAG_PIPELINE_ERROR = "wavefoundry.pipeline.error"  # on the outcome run of a failed pipeline
 # A model built on another registered model (a code prior on its VQ-VAE) names it on its run,
 # its registered version and its Bento's /info.
 TAG_CODEC_MODEL = "codec_model"  # the registered model

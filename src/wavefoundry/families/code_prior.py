@@ -52,6 +52,8 @@ class CodePriorFamily(Family):
         return dataclasses.replace(
             config,
             codec_model=config.codec_model or tracking.registered_model_name(data.dataset, "codec"),
+            # As the VQ-VAE family would size it on this data, until resolve() pins the real one.
+            codec=dataclasses.replace(config.codec, speakers=max(1, len(data.speakers))),
             speakers=len(data.speakers) if data.dataset == "vctk" else 0,
             pitches=MIDI_PITCHES if data.dataset == "nsynth" else 0,
         )
@@ -95,8 +97,6 @@ class CodePriorFamily(Family):
     @property
     def hop_length(self) -> int:
         """Audio samples per code."""
-        if self.config.codec is None:
-            raise UserError("the code prior's VQ-VAE is unknown: train it through the trainer")
         return self.config.codec.hop_length
 
     @property

@@ -37,7 +37,7 @@ class CodePriorConfig:
     codec_model: str = ""  # "" = wavefoundry-DATASET-codec
     codec_version: str | int = "champion"
     codec_run_id: str = ""
-    codec: VQVAEConfig | None = None
+    codec: VQVAEConfig = VQVAEConfig()  # the paper's until the registered one is pinned
     # Transformer (AudioLM's acoustic stages)
     n_layer: int = 12
     n_head: int = 16
@@ -61,8 +61,6 @@ class CodePriorConfig:
 
     @property
     def codebook_size(self) -> int:
-        if self.codec is None:
-            raise ValueError("the prior's VQ-VAE is not known yet (codec is unset)")
         return self.codec.codebook_size
 
     @property
@@ -153,7 +151,6 @@ class CodePrior(nn.Module):
         for name, parameter in self.named_parameters():  # GPT-2's scaled residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        assert config.codec is not None
         self.codec = VQVAE(config.codec).requires_grad_(False)  # the frozen VQ-VAE
 
     @staticmethod

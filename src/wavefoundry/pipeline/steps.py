@@ -71,7 +71,9 @@ def task_config(
         fixed["tracking"] = {"uri": tracking_uri}
     if steps:
         fixed["training"] = {"steps": steps}
-    return load_config(Path("params.yaml"), layers=[layer or {}, fixed])
+    # The layer is the whole configuration, resolved where the run was started (params,
+    # recipe, --set): reading a params file here again would re-apply its default recipe.
+    return load_config(None, layers=[layer or {}, fixed])
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -406,7 +408,7 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
         tags={
             tracking.TAG_PIPELINE_JOB: facts["job_id"],
             tracking.TAG_PIPELINE_STATUS: facts["state"],
-            "wavefoundry.pipeline.error": facts["error"][:4000],
+            tracking.TAG_PIPELINE_ERROR: facts["error"][:4000],
         },
     ) as run:
         mlflow.log_dict({**facts, **found}, "pipeline/summary.json")
