@@ -150,6 +150,13 @@ def requested_pitch(conditions: dict[str, Any], pitches: int) -> int:
     return pitch
 
 
+def seeded_generator(conditions: dict[str, Any], device: torch.device) -> torch.Generator | None:
+    """A random generator seeded with the request's "seed", or None (torch's global one)."""
+    if conditions.get("seed") is None:
+        return None
+    return torch.Generator(device).manual_seed(int(conditions["seed"]))
+
+
 def unwrap(net: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or the module itself)."""
     return getattr(net, "module", net)

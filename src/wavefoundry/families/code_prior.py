@@ -27,7 +27,7 @@ from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.errors import UserError
-from wavefoundry.families.base import Family, Step, requested_pitch, unwrap
+from wavefoundry.families.base import Family, Step, requested_pitch, seeded_generator, unwrap
 from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 
 MIDI_PITCHES = 128
@@ -201,9 +201,7 @@ class CodePriorFamily(Family):
         device = next(model.parameters()).device
         n_samples = max(1, round(float(conditions.get("seconds", 1.0)) * self.data.sample_rate))
         label = self._request(conditions, device)
-        generator = None
-        if conditions.get("seed") is not None:
-            generator = torch.Generator(device).manual_seed(int(conditions["seed"]))
+        generator = seeded_generator(conditions, device)
         top_k = conditions.get("top_k")
         codes = model.generate(
             -(-n_samples // self.hop_length),

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, requested_pitch, unwrap
+from wavefoundry.families.base import Family, Step, requested_pitch, seeded_generator, unwrap
 from wavefoundry.models.samplernn import SampleRNN, SampleRNNConfig
 from wavefoundry.models.wavenet import bits_per_sample, negative_log_likelihood
 
@@ -128,9 +128,7 @@ class SampleRNNFamily(Family):
         model = unwrap(net)
         device = next(model.parameters()).device
         n_samples = max(1, round(float(conditions.get("seconds", 1.0)) * self.data.sample_rate))
-        generator = None
-        if conditions.get("seed") is not None:
-            generator = torch.Generator(device).manual_seed(int(conditions["seed"]))
+        generator = seeded_generator(conditions, device)
         classes = model.generate(
             n_samples,
             **self._request(conditions, device),

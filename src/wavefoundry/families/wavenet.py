@@ -18,7 +18,14 @@ from torch import nn
 
 from wavefoundry.audio import log_mel, mu_law_decode, mu_law_encode
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, mel_config, requested_pitch, unwrap
+from wavefoundry.families.base import (
+    Family,
+    Step,
+    mel_config,
+    requested_pitch,
+    seeded_generator,
+    unwrap,
+)
 from wavefoundry.models.wavenet import (
     WaveNet,
     WaveNetConfig,
@@ -166,9 +173,7 @@ class WaveNetFamily(Family):
                 family = names.index(family) if family in names else 0
             family = min(max(int(family), 0), c.instrument_families - 1)
             conditioning["instrument_family"] = torch.tensor([family], device=device)
-        generator = None
-        if conditions.get("seed") is not None:
-            generator = torch.Generator(device).manual_seed(int(conditions["seed"]))
+        generator = seeded_generator(conditions, device)
         classes = net.generate(
             n_samples,
             **conditioning,
