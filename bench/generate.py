@@ -182,7 +182,7 @@ def main() -> None:
         # O(length) against O(length^2) shows even on a CPU.
         rows = [
             code_prior_speed(device, args.prior_tokens),
-            code_prior_speed(device, 1000, n_layer=4, n_head=4, n_embd=128),
+            code_prior_speed(device, 400, n_layer=4, n_head=4, n_embd=128),
         ]
         table = Table(title=f"Code prior generation, batch 1, {device}")
         for column in ("layers / width", "params", "tokens", "cached/s", "uncached/s", "speed-up"):
