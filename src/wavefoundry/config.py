@@ -19,10 +19,11 @@ DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
-FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
+FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan", "tacotron2")
 # What a model does, which decides how it is scored and which registered model it joins:
-# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
-TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
+# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator),
+# mel frames from text (acoustic: text-to-speech, voiced by the dataset's vocoder champion).
+TASKS: tuple[str, ...] = ("vocoder", "codec", "generator", "acoustic")
 
 
 class ConfigError(UserError):

@@ -39,6 +39,12 @@ METRICS: dict[str, Metric] = {
         Metric("rtf", False, "seconds of compute per second of audio"),
         Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
         Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),
+        Metric("mcd_dtw", False, "mel-cepstral distortion after DTW alignment, dB"),
+        Metric("f0_rmse", False, "F0 RMSE over frames voiced in both, after DTW, Hz"),
+        Metric("duration_ratio", False, "|log(generated / reference duration)|, 0 is exact"),
+        Metric("attention_focus", True, "mean of each decoder step's largest attention weight"),
+        Metric("attention_diagonality", True, "attention mass near the diagonal (g = 0.2)"),
+        Metric("decoder_limit_share", False, "share of sentences that hit max_decoder_steps"),
         Metric(
             "classifier_pitch_accuracy",
             True,
@@ -133,3 +139,34 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     trace_root = np.sqrt(np.clip(cross, 0, None)).sum()
     distance = mean_gap @ mean_gap + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
     return float(max(distance, 0.0))
+
+
+def attention_focus_rate(alignment: torch.Tensor) -> float:
+    """(decoder steps, characters) attention weights -> the mean over steps of each step's
+    largest weight (the "focus rate" of FastSpeech, Ren et al. 2019): 1 when every step looks
+    at one character, 1/characters when attention is spread evenly."""
+    return alignment.detach().double().max(dim=-1).values.mean().item()
+
+
+def attention_diagonality(alignment: torch.Tensor, sigma: float = 0.2) -> float:
+    """Attention mass near the diagonal: mean over steps t < T of sum_n A[t, n] *
+    exp(-(n/N - t/T)^2 / (2 sigma^2)), Tachibana et al. 2017's guide turned into a score in
+    [0, 1]; 1 when attention walks the text at an even pace."""
+    a = alignment.detach().double()
+    steps, chars = a.shape
+    t = torch.arange(steps, dtype=torch.float64)[:, None] / steps
+    n = torch.arange(chars, dtype=torch.float64)[None, :] / chars
+    return (a * torch.exp(-((n - t) ** 2) / (2 * sigma**2))).sum(-1).mean().item()
+
+
+def attention_is_monotonic(alignment: torch.Tensor, slack: int = 1, reach: float = 0.9) -> bool:
+    """Whether the attention peak walks the text forwards: it never steps back by more than
+    `slack` characters, starts in the first tenth and ends past `reach` of the text."""
+    peaks = alignment.detach().argmax(dim=-1)
+    chars = alignment.shape[-1]
+    backwards = (peaks[:-1] - peaks[1:]).max().item() if len(peaks) > 1 else 0
+    return bool(
+        backwards <= slack
+        and peaks[0].item() <= max(1, chars // 10)
+        and peaks[-1].item() >= reach * (chars - 1)
+    )

@@ -16,6 +16,7 @@ FAMILIES: dict[str, str] = {
     "vqvae": "wavefoundry.training.families.vqvae:VQVAEFamily",
     "hifigan": "wavefoundry.training.families.hifigan:HiFiGANFamily",
     "wavegan": "wavefoundry.training.families.wavegan:WaveGANFamily",
+    "tacotron2": "wavefoundry.training.families.tacotron2:Tacotron2Family",
 }
 
 

@@ -139,6 +139,12 @@ class Tracker:
                 figure.clf()
             self.mlflow.log_artifacts(tmp, folder)
 
+    def log_figures(self, step: int, figures: dict[str, Any]) -> None:
+        """Each figure as samples/step-N/NAME.png."""
+        for name, figure in figures.items():
+            self.mlflow.log_figure(figure, f"samples/step-{step:08d}/{name}.png")
+            figure.clf()
+
     def log_model(self, model_dir: Path, family_name: str) -> str:
         """The exported model as an MLflow pyfunc model (code + safetensors); its URI."""
         from mlflow.models import ModelSignature
