@@ -8,11 +8,13 @@ import dataclasses
 import pytest
 import torch
 
+from wavefoundry.data.stored import DataSpec
 from wavefoundry.evaluation.metrics import (
     attention_diagonality,
     attention_focus_rate,
     attention_is_monotonic,
 )
+from wavefoundry.families.tacotron2 import Tacotron2Family
 from wavefoundry.models.tacotron2 import (
     Tacotron2,
     Tacotron2Config,
@@ -20,8 +22,6 @@ from wavefoundry.models.tacotron2 import (
     tacotron2_loss,
 )
 from wavefoundry.text import TextError
-from wavefoundry.training.families.tacotron2 import Tacotron2Family
-from wavefoundry.training.family import DataSpec
 
 TINY = Tacotron2Config(
     symbols_embedding_dim=16,

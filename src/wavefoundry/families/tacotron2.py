@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from wavefoundry.audio import griffin_lim, log_mel
+from wavefoundry.data.stored import DataSpec
 from wavefoundry.errors import UserError
+from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Output, tacotron2_loss
 from wavefoundry.text.symbols import TextError
-from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap
 
 Vocoder = Callable[[torch.Tensor], torch.Tensor]  # (n_mels, frames) log-mel -> (samples,) audio
 
