@@ -272,6 +272,7 @@ class PromotionConfig(Section):
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "codec": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "generator": TaskGate(primary="frechet_distance", secondary=["pitch_accuracy"]),
+        "acoustic": TaskGate(primary="mcd_dtw"),
     }
 
     @field_validator("tasks")

@@ -39,8 +39,8 @@ METRICS: dict[str, Metric] = {
         Metric("rtf", False, "seconds of compute per second of audio"),
         Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
         Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),
-        Metric("mcd_dtw", False, "mel-cepstral distortion after DTW alignment, dB"),
-        Metric("f0_rmse", False, "F0 RMSE over frames voiced in both, after DTW, Hz"),
+        Metric("mcd_dtw", False, "mel-cepstral distortion c1-c24 after DTW, dB (WORLD)"),
+        Metric("f0_rmse_cents", False, "F0 RMSE over frames voiced in both, after DTW, cents"),
         Metric("duration_ratio", False, "|log(generated / reference duration)|, 0 is exact"),
         Metric("attention_focus", True, "mean of each decoder step's largest attention weight"),
         Metric("attention_diagonality", True, "attention mass near the diagonal (g = 0.2)"),
@@ -170,3 +170,51 @@ def attention_is_monotonic(alignment: torch.Tensor, slack: int = 1, reach: float
         and peaks[0].item() <= max(1, chars // 10)
         and peaks[-1].item() >= reach * (chars - 1)
     )
+
+
+FRAME_PERIOD_MS = 5.0  # WORLD analysis frames for MCD and F0
+MEL_CEPSTRUM_ORDER = 24  # c1 .. c24; c0 (the frame's energy) is left out of MCD
+
+
+def _world_features(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(F0 in Hz per 5 ms frame, 0 where unvoiced; mel-cepstra (frames, 1 + order)) from
+    WORLD (Morise 2016): DIO + StoneMask for F0, CheapTrick's envelope as a mel-cepstrum."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyworld imports pkg_resources, which warns
+        import pyworld
+
+    audio = np.ascontiguousarray(np.nan_to_num(audio), dtype=np.float64)
+    f0, times = pyworld.dio(audio, sample_rate, frame_period=FRAME_PERIOD_MS)
+    f0 = pyworld.stonemask(audio, f0, times, sample_rate)
+    envelope = pyworld.cheaptrick(audio, f0, times, sample_rate)
+    return f0, pyworld.code_spectral_envelope(envelope, sample_rate, MEL_CEPSTRUM_ORDER + 1)
+
+
+def dtw_speech_scores(reference: np.ndarray, generated: np.ndarray, sample_rate: int) -> dict:
+    """Speech that is not sample-aligned with its reference (text-to-speech) compared after
+    dynamic time warping of the two mel-cepstra (Euclidean, librosa.sequence.dtw):
+
+    - mcd_dtw: mel-cepstral distortion (Kubichek 1993), (10 / ln 10) sqrt(2 sum_d (c_d -
+      c'_d)^2) over c1 .. c24, dB, averaged over the path; 0 for identical signals.
+    - f0_rmse_cents: RMS of 1200 log2(F0_gen / F0_ref) over path frames voiced in both (NaN
+      when none are).
+    - duration_ratio: |ln(len(generated) / len(reference))|.
+    """
+    from librosa.sequence import dtw
+
+    f0_ref, mc_ref = _world_features(reference, sample_rate)
+    f0_gen, mc_gen = _world_features(generated, sample_rate)
+    _, path = dtw(X=mc_ref[:, 1:].T, Y=mc_gen[:, 1:].T, metric="euclidean")
+    i, j = path[::-1, 0], path[::-1, 1]
+    per_frame = (10.0 / math.log(10.0)) * np.sqrt(
+        2.0 * ((mc_ref[i, 1:] - mc_gen[j, 1:]) ** 2).sum(1)
+    )
+    voiced = (f0_ref[i] > 0) & (f0_gen[j] > 0)
+    cents = 1200.0 * np.log2(f0_gen[j][voiced] / f0_ref[i][voiced])
+    return {
+        "mcd_dtw": float(per_frame.mean()),
+        "f0_rmse_cents": float(np.sqrt((cents**2).mean())) if voiced.any() else math.nan,
+        "duration_ratio": abs(math.log(max(len(generated), 1) / max(len(reference), 1))),
+    }

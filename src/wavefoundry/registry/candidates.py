@@ -18,9 +18,13 @@ from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.errors import UserError
 
+# How a task is called in a registered model's name where it differs from the task.
+REGISTERED_TASK_NAMES = {"acoustic": "tts"}
+
 
 def registered_model_name(dataset: str, task: str) -> str:
-    return f"wavefoundry-{dataset}-{task}"
+    """wavefoundry-DATASET-TASK; an acoustic model's is wavefoundry-DATASET-tts."""
+    return f"wavefoundry-{dataset}-{REGISTERED_TASK_NAMES.get(task, task)}"
 
 
 def config_hash(model_config: dict[str, Any]) -> str:
