@@ -290,6 +290,12 @@ class ServingConfig(Section):
     max_input_seconds: float = Field(30.0, gt=0.0, description="Longest audio /vocode takes.")
     max_upload_bytes: int = Field(16 * 2**20, gt=0, description="Largest upload /vocode takes.")
     max_generate_seconds: float = Field(10.0, gt=0.0, description="Longest audio /generate makes.")
+    max_text_chars: int = Field(
+        1000, gt=0, description="Longest text /synthesize speaks, in characters."
+    )
+    max_sentence_chars: int = Field(
+        200, gt=0, description="/synthesize splits text at sentence ends into pieces this long."
+    )
     max_concurrency: int = Field(
         32, gt=0, description="Requests a replica takes at once; more get HTTP 429."
     )

@@ -141,45 +141,15 @@ def latest_run(client: Any, cfg: Config, model: str, dataset: str) -> str:
     return runs[0].info.run_id
 
 
-@dataclass
-class Voice:
-    """What voices an acoustic model's mel frames: the dataset's vocoder champion when its
-    mel matches, else Griffin-Lim (`vocode` None). `label` names it for the fingerprint."""
-
-    label: str
-    vocode: Any = None  # (n_mels, frames) log-mel -> (samples,) audio
-    candidate: Candidate | None = None
-
-
-def voice_for(cfg: Config, client: Any, family: Family) -> Voice:
-    """The vocoder champion of `family`'s dataset, when one is registered and reads the same
-    mel frames (rate, FFT, hop, mels, band); Griffin-Lim otherwise."""
-    from wavefoundry.families.base import mel_config
-    from wavefoundry.registry import candidates
-    from wavefoundry.tracking import load_logged_model
-
-    name = candidates.registered_model_name(family.data.dataset, "vocoder")
-    champion = candidates.by_alias(client, name, cfg.promotion.alias)
-    if champion is None:
-        return Voice("griffin-lim")
-    vocoder_family, vocoder = load_logged_model(champion.model_uri, device(cfg))
-    same_mel = mel_config(vocoder_family.data.sample_rate, vocoder_family.config) == mel_config(
-        family.data.sample_rate, family.config
-    )
-    if not same_mel or not hasattr(vocoder_family, "vocode_mel"):
-        return Voice("griffin-lim")
-    label = f"{name}/{champion.version}"
-    return Voice(label, lambda mel: vocoder_family.vocode_mel(vocoder, mel), champion)
-
-
 def score_model(cfg: Config, family: Family, net: torch.nn.Module, held_out: HeldOutSet) -> Score:
     """Score a loaded model, training or loading the note classifier when it is a generator."""
     from wavefoundry.evaluation.scorer import score
 
     if family.task == "acoustic":
         from wavefoundry.registry import candidates
+        from wavefoundry.registry.voice import voice_for
 
-        voice = voice_for(cfg, candidates.client(cfg.tracking), family)
+        voice = voice_for(cfg, candidates.client(cfg.tracking), family, device(cfg))
         return score(family, net, held_out, None, cfg.evaluation.audio_examples, voice.vocode)
     if family.task != "generator" or held_out.dataset != "nsynth":
         return score(family, net, held_out, None, cfg.evaluation.audio_examples)
@@ -195,6 +165,7 @@ def held_out_for(cfg: Config, client: Any, family: Family) -> HeldOutSet:
     """The held-out set `family`'s candidates are scored on: whole sentences voiced by the
     current vocoder for an acoustic model, clips cut to evaluation.max_seconds otherwise."""
     from wavefoundry.evaluation.scorer import held_out_set
+    from wavefoundry.registry.voice import voice_for
 
     if family.task != "acoustic":
         return held_out_set(cfg, family.data.dataset)

@@ -25,7 +25,7 @@ from wavefoundry.data.stored import DataSpec
 from wavefoundry.errors import UserError
 from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Output, tacotron2_loss
-from wavefoundry.text.symbols import TextError
+from wavefoundry.text.symbols import TextError, split_sentences
 
 Vocoder = Callable[[torch.Tensor], torch.Tensor]  # (n_mels, frames) log-mel -> (samples,) audio
 
@@ -164,6 +164,29 @@ class Tacotron2Family(Family):
         )
         vocoder: Vocoder = conditions.get("vocoder") or self.vocode
         return vocoder(out.mel_postnet[0]).reshape(-1).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def speak(
+        self,
+        net: nn.Module,
+        text: str,
+        speaker: Any = None,
+        vocoder: Vocoder | None = None,
+        max_sentence_chars: int = 200,
+    ) -> torch.Tensor:
+        """What the voice service says for `text`: the text split at sentence ends into pieces
+        of at most `max_sentence_chars` (text/symbols.split_sentences), piece i spoken with
+        prenet seed i and voiced by `vocoder` (Griffin-Lim when None), the pieces joined.
+        The same text, speaker and vocoder always give the same samples. TextError when a
+        piece has nothing speakable, ValueError for an unknown speaker."""
+        pieces = split_sentences(text, max_sentence_chars)
+        if not pieces:
+            raise TextError("nothing speakable in the text: it is empty")
+        speech = []
+        for seed, piece in enumerate(pieces):
+            out = self.text_to_mel(net, piece, speaker, seed)
+            speech.append((vocoder or self.vocode)(out.mel_postnet[0]).reshape(-1).cpu())
+        return torch.cat(speech).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def sample(
