@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,8 @@ import requests
 import soundfile as sf
 from rich.console import Console
 from rich.table import Table
+from serve import free_port, wavefoundry  # bench/serve.py: the CLI in a scratch folder
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 TEN_WORDS = "The keeper of the prison was examined by the great commission."
 FORTY_WORDS = (
@@ -42,27 +41,6 @@ FORTY_WORDS = (
     "came in the morning were told to wait by the gate until the sheriff had seen their "
     "papers, which took a long time because the keeper was careful with every one of them."
 )
-
-
-def wavefoundry(workdir: Path, *args: str) -> str:
-    command = [
-        sys.executable,
-        "-m",
-        "wavefoundry.cli",
-        *args,
-        "--params",
-        str(ROOT / "params.yaml"),
-    ]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=os.environ)
-    if done.returncode:
-        raise SystemExit(f"wavefoundry {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def alignment_steps(workdir: Path) -> list[dict]:
