@@ -159,16 +159,19 @@ def attention_diagonality(alignment: torch.Tensor, sigma: float = 0.2) -> float:
     return (a * torch.exp(-((n - t) ** 2) / (2 * sigma**2))).sum(-1).mean().item()
 
 
-def attention_is_monotonic(alignment: torch.Tensor, slack: int = 1, reach: float = 0.9) -> bool:
-    """Whether the attention peak walks the text forwards: it never steps back by more than
-    `slack` characters, starts in the first tenth and ends past `reach` of the text."""
-    peaks = alignment.detach().argmax(dim=-1)
-    chars = alignment.shape[-1]
-    backwards = (peaks[:-1] - peaks[1:]).max().item() if len(peaks) > 1 else 0
+def attention_is_monotonic(alignment: torch.Tensor, slack: float = 1.0, reach: float = 0.9) -> bool:
+    """Whether attention walks the text forwards: its centre (the weighted mean character
+    position of each decoder step) never steps back by more than `slack` characters, starts in
+    the first tenth of the text and ends past `reach` of it. The centre rather than the peak,
+    so two neighbouring characters sharing a step's weight do not count as a step back."""
+    a = alignment.detach().double()
+    chars = a.shape[-1]
+    centre = (a * torch.arange(chars, dtype=torch.float64)).sum(-1) / a.sum(-1).clamp(min=1e-12)
+    backwards = (centre[:-1] - centre[1:]).max().item() if len(centre) > 1 else 0.0
     return bool(
         backwards <= slack
-        and peaks[0].item() <= max(1, chars // 10)
-        and peaks[-1].item() >= reach * (chars - 1)
+        and centre[0].item() <= max(1.0, chars / 10)
+        and centre[-1].item() >= reach * (chars - 1)
     )
 
 

@@ -158,6 +158,14 @@ def score(
     }
     if family.task == "generator":
         values.update(_note_metrics(classifier, held_out, rendered, table))
+    if family.task == "acoustic":
+        # F0 is compared only where both voices sound; a sentence with no such frame (an
+        # untrained voice) has no F0 error rather than an infinite one: left out of the mean,
+        # and the metric left out when no sentence has one.
+        f0 = float(table["f0_rmse_cents"].mean(skipna=True))
+        values.pop("f0_rmse_cents")
+        if math.isfinite(f0):
+            values["f0_rmse_cents"] = f0
     made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
     values["rtf"] = metrics.real_time_factor(compute, made)
     return Score(
