@@ -21,8 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import requests
 import soundfile as sf
 from rich.console import Console
 from rich.table import Table
-from serve import free_port, wavefoundry  # bench/serve.py: the CLI in a scratch folder
+from serve import start_bento, wavefoundry  # bench/serve.py: the CLI in a scratch folder
 
 RESULTS = Path(__file__).parent / "results"
 TEN_WORDS = "The keeper of the prison was examined by the great commission."
@@ -130,21 +128,8 @@ def main() -> None:
             wavefoundry(workdir, "promote", "--model-name", name, *flags(common))
         built = wavefoundry(workdir, "bento", "build", "--model-name", "wavefoundry-ljspeech-tts")
         tag = built.strip().splitlines()[-1]
-        port = free_port()
-        server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("bentoml")), "serve", tag, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_bento(tag, wait_seconds=300)
         try:
-            for _ in range(1500):
-                try:
-                    if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.2)
             time_request(url, "Warm up.")
             for label, text in (("10 words", TEN_WORDS), ("40 words", FORTY_WORDS)):
                 runs = [time_request(url, text) for _ in range(args.requests)]

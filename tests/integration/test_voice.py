@@ -137,6 +137,15 @@ def test_bad_text_is_a_4xx_with_the_reason_and_the_voice_keeps_speaking(
     assert good.status_code == 200, good.text
 
 
+def test_characters_without_a_symbol_are_dropped_and_named(voice: dict) -> None:
+    url = voice["server"].url
+    response = requests.post(url + "/synthesize", json={"text": "Good [morning] #1."}, timeout=300)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Dropped-Characters"] == "#[]"
+    clean = requests.post(url + "/synthesize", json={"text": "Good morning."}, timeout=300)
+    assert "X-Dropped-Characters" not in clean.headers
+
+
 def test_long_text_is_spoken_sentence_by_sentence(voice: dict) -> None:
     url = voice["server"].url
     one = requests.post(url + "/synthesize", json={"text": SENTENCE}, timeout=300)

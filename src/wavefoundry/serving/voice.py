@@ -9,7 +9,8 @@ Griffin-Lim. Each folder holds the exported network and info.json (registry fact
 What a request says is what the library says: `Tacotron2Family.speak` splits long text at
 sentence ends and seeds each piece's prenet dropout with its index, so the same text gives
 the same samples every time. Bad text (empty, only punctuation, control characters, over the
-limit) or an unknown speaker is a 400 with the reason; the service keeps answering.
+limit) or an unknown speaker is a 400 with the reason; the service keeps answering. Characters
+the voice has no symbol for are left out and named in the X-Dropped-Characters header.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class VoiceArguments(BaseModel):
 arguments = bentoml.use_arguments(VoiceArguments)
 info_app = FastAPI(title="wavefoundry voice info")
 WAV = Annotated[Path, ContentType("audio/wav")]
+DROPPED_HEADER = "X-Dropped-Characters"  # what the symbol table could not spell, if anything
 
 
 def load_voice(acoustic_folder: Path, vocoder_folder: Path | None) -> tuple[Any, Any, Any]:
@@ -84,11 +86,14 @@ class Voice:
                 f"the text is {len(text)} characters; this voice speaks at most {limit}"
             )
         try:
+            dropped = self.family.symbols.encode(text).dropped
             audio = self.family.speak(
                 self.net, text, speaker, self.vocode, self.limits["max_sentence_chars"]
             )
         except (TextError, ValueError) as err:
             raise InvalidArgument(str(err)) from None
+        if dropped:  # characters the voice has no symbol for: said, not hidden
+            context.response.headers[DROPPED_HEADER] = "".join(dropped)
         out = Path(context.temp_dir) / f"{time.monotonic_ns()}.wav"
         return write_wav(out, audio.numpy(), self.sample_rate)
 
