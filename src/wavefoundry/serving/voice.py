@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from wavefoundry.audio import write_wav
 from wavefoundry.families.io import load_model
+from wavefoundry.serving import guard
 from wavefoundry.text import TextError
 
 
@@ -39,6 +40,7 @@ class VoiceArguments(BaseModel):
     vocoder_tag: str = ""  # "" : Griffin-Lim
     max_concurrency: int = 32
     timeout: float = 120.0
+    max_upload_bytes: int = 16 * 2**20  # unused here: /synthesize takes JSON (guard.py's limit)
 
 
 arguments = bentoml.use_arguments(VoiceArguments)
@@ -75,6 +77,7 @@ class Voice:
         self.limits = self.info["limits"]
         self.sample_rate = self.family.data.sample_rate
         torch.set_grad_enabled(False)
+        guard.quiet_client_errors()
 
     @bentoml.api(route="/synthesize")
     def synthesize(self, text: str, context: bentoml.Context, speaker: str | None = None) -> WAV:
@@ -108,3 +111,8 @@ class Voice:
             "speakers": list(self.family.data.speakers),
             "vocoder": self.vocoder_info or {"registered_model": "griffin-lim", "version": ""},
         }
+
+
+Voice.add_asgi_middleware(
+    guard.RequestGuard, routes=guard.routes_of(Voice, arguments.max_upload_bytes)
+)
