@@ -52,9 +52,14 @@ TAG_CODEC_RUN_ID = "codec_run_id"  # the run that trained it
 UPSTREAM_TAGS = (TAG_CODEC_MODEL, TAG_CODEC_VERSION, TAG_CODEC_RUN_ID)
 
 
+# How a task is called in a registered model's name where it differs from the task.
+REGISTERED_TASK_NAMES = {"acoustic": "tts"}
+
+
 def registered_model_name(dataset: str, task: str) -> str:
-    """The registered model a task's candidates on a dataset join: wavefoundry-DATASET-TASK."""
-    return f"wavefoundry-{dataset}-{task}"
+    """The registered model a task's candidates on a dataset join: wavefoundry-DATASET-TASK
+    (an acoustic model's is wavefoundry-DATASET-tts)."""
+    return f"wavefoundry-{dataset}-{REGISTERED_TASK_NAMES.get(task, task)}"
 
 
 def registered_version(tracking: TrackingConfig, name: str, version: str) -> Any:
@@ -191,6 +196,12 @@ class Tracker:
                 figure.savefig(Path(tmp) / f"{i}-spectrogram.png", dpi=80)
                 figure.clf()
             self.mlflow.log_artifacts(tmp, folder)
+
+    def log_figures(self, step: int, figures: dict[str, Any]) -> None:
+        """Each figure as samples/step-N/NAME.png."""
+        for name, figure in figures.items():
+            self.mlflow.log_figure(figure, f"samples/step-{step:08d}/{name}.png")
+            figure.clf()
 
     def log_model(self, model_dir: Path, family_name: str) -> str:
         """The exported model as an MLflow pyfunc model (code + safetensors); its URI."""

@@ -61,6 +61,7 @@ def mean(values: list[float]) -> float:
         ("vqvae", "vctk"),
         ("wavegan", "nsynth"),
         ("samplernn", "nsynth"),
+        ("tacotron2", "vctk"),
     ],
 )
 def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
@@ -86,7 +87,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("model", "dataset"), [("wavegan", "nsynth"), ("vqvae", "vctk"), ("samplernn", "vctk")]
+    ("model", "dataset"),
+    [("wavegan", "nsynth"), ("vqvae", "vctk"), ("samplernn", "vctk"), ("tacotron2", "ljspeech")],
 )
 def test_resume_after_a_kill_gives_bitwise_identical_weights(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str
