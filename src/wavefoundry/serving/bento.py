@@ -21,6 +21,7 @@ from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
+VOICE_SERVICE = "wavefoundry.serving.voice:Voice"  # a tts model, with its dataset's vocoder
 # BentoML's Dockerfile template for the Bento, relative to the build context (SOURCE).
 DOCKERFILE_TEMPLATE = "wavefoundry/serving/bento.Dockerfile.j2"
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
@@ -36,6 +37,8 @@ RUNTIME_PACKAGES = (
     "pyyaml",
     "fastapi",
     "bentoml",
+    "unidecode",  # the voice service's text front end
+    "inflect",
 )
 
 
@@ -92,6 +95,8 @@ def import_model(
         "data_version": version.tags.get(tracking.TAG_DATA_VERSION, ""),
         "eval_data_version": version.tags.get(tracking.TAG_EVAL_DATA_VERSION, ""),
         "metrics": version.metrics,
+        # The registered models this one is built on (a code prior's VQ-VAE), by version.
+        "upstream": {k: version.tags[k] for k in tracking.UPSTREAM_TAGS if k in version.tags},
         "limits": cfg.serving.model_dump(mode="json"),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,40 +112,59 @@ def import_model(
     return str(model.tag), version
 
 
+def voice_models(
+    cfg: Config, client: Any, registered_model: str, alias: str
+) -> tuple[str, candidates.Candidate, dict[str, Any]]:
+    """A tts model and the vocoder champion of its dataset into the model store: (acoustic
+    tag, its version, the voice service's build arguments). No vocoder champion, or one that
+    reads other mel frames: Griffin-Lim voices it (vocoder_tag "")."""
+    from wavefoundry.registry.voice import voice_for
+    from wavefoundry.tracking import load_logged_model
+
+    acoustic_tag, version = import_model(cfg, client, registered_model, alias)
+    family, _ = load_logged_model(version.model_uri)
+    voice = voice_for(cfg, client, family)
+    vocoder_tag = ""
+    if voice.candidate is not None:
+        vocoder_tag, _ = import_model(cfg, client, voice.candidate.name, cfg.promotion.alias)
+    return acoustic_tag, version, {"acoustic_tag": acoustic_tag, "vocoder_tag": vocoder_tag}
+
+
 def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltBento:
     import bentoml
 
     client = candidates.client(cfg.tracking)
-    model_tag, version = import_model(cfg, client, registered_model, alias)
+    if registered_model.endswith(f"-{tracking.REGISTERED_TASK_NAMES['acoustic']}"):
+        model_tag, version, model_args = voice_models(cfg, client, registered_model, alias)
+        service = VOICE_SERVICE
+    else:
+        model_tag, version = import_model(cfg, client, registered_model, alias)
+        model_args, service = {"model_tag": model_tag}, SERVICE
     # BentoML reads a Dockerfile template only from under the working directory.
     with contextlib.chdir(SOURCE):
-        bento = _build(bentoml, registered_model, version, model_tag, cfg)
+        bento = bentoml.bentos.build(
+            service,
+            name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
+            labels={"registered_model": registered_model, "version": version.version},
+            description=f"{registered_model} version {version.version} ({version.family})",
+            build_ctx=str(SOURCE),
+            include=["wavefoundry/**/*.py"],
+            exclude=["__pycache__"],
+            python={"packages": pinned_requirements(), "lock_packages": False},
+            # The component image is the base (it has every pinned package): see containerize.
+            docker={"base_image": containers.IMAGE, "dockerfile_template": DOCKERFILE_TEMPLATE},
+            args={
+                **model_args,
+                "max_concurrency": cfg.serving.max_concurrency,
+                "timeout": cfg.serving.timeout,
+                "max_upload_bytes": cfg.serving.max_upload_bytes,
+            },
+        )
     # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
     client.set_model_version_tag(
         registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
     )
     return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
-
-
-def _build(bentoml: Any, registered_model: str, version: Any, model_tag: str, cfg: Config) -> Any:
-    return bentoml.bentos.build(
-        SERVICE,
-        name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
-        labels={"registered_model": registered_model, "version": version.version},
-        description=f"{registered_model} version {version.version} ({version.family})",
-        build_ctx=str(SOURCE),
-        include=["wavefoundry/**/*.py"],
-        exclude=["__pycache__"],
-        python={"packages": pinned_requirements(), "lock_packages": False},
-        # The component image is the base (it has every pinned package): see containerize.
-        docker={"base_image": containers.IMAGE, "dockerfile_template": DOCKERFILE_TEMPLATE},
-        args={
-            "model_tag": model_tag,
-            "max_concurrency": cfg.serving.max_concurrency,
-            "timeout": cfg.serving.timeout,
-            "max_upload_bytes": cfg.serving.max_upload_bytes,
-        },
-    )
 
 
 def export(tag: str, folder: Path) -> Path:
