@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -30,6 +31,9 @@ JOB_TAG = "wavefoundry.pipeline.job_id"
 STATUS_TAG = "wavefoundry.pipeline.status"
 DECISION_TAG = "wavefoundry.pipeline.decision"
 VERSION_TAG = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+# On a local run, a file holding the failing task's error line (see pipeline/local_run.py):
+# kfp.local's PipelineTaskFinalStatus says only which DAG failed.
+ERRORS_ENV = "WAVEFOUNDRY_PIPELINE_ERRORS"
 
 
 class Artifact(Protocol):
@@ -340,6 +344,9 @@ def record_outcome(
     champions and their Bentos) as `summary` (Markdown, the dict in its metadata) and as an
     MLflow run `pipeline <job name>` tagged with the state; each candidate run gets the state
     too. A tracking server that does not answer leaves the summary without the MLflow part."""
+    local_errors = Path(os.environ.get(ERRORS_ENV) or "/nonexistent")
+    if state == "FAILED" and local_errors.is_file():
+        error = local_errors.read_text(encoding="utf-8").strip() or error
     facts: dict[str, Any] = {
         "job_id": job_id,
         "job_name": job_name,

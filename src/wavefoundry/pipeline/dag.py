@@ -10,12 +10,13 @@ new data retrains, unchanged data does not. Promotion, the Bento and the outcome
 change the registry, so they always run.
 
 Compiled and checked in as pipelines/compiled/training_pipeline.yaml (`wavefoundry pipeline
-compile`); `wavefoundry pipeline run` runs it here, `submit` and `schedule` send it to a host.
+compile`); `wavefoundry pipeline run` runs it here on kfp.local, `submit` and `schedule` send it
+to a host.
 """
 
 from kfp import dsl, kubernetes
 
-from components import (
+from wavefoundry.pipeline.components import (
     build_bento,
     evaluate,
     ingest,
