@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wavefoundry.config import ConfigError, load_config, model_config
-from wavefoundry.models.registry import FAMILIES, get_family
+from wavefoundry.families.registry import FAMILIES, get_family
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = {

@@ -22,15 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from wavefoundry import stages
+from wavefoundry import stages, tracking
 from wavefoundry.config import Config, load_config
 from wavefoundry.errors import UserError
 
-# MLflow tags that tie runs to the pipeline run that trained them, and record its outcome.
-JOB_TAG = "wavefoundry.pipeline.job_id"
-STATUS_TAG = "wavefoundry.pipeline.status"
-DECISION_TAG = "wavefoundry.pipeline.decision"
-VERSION_TAG = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
 # On a local run, a file holding the failing task's error line (see pipeline/local_run.py):
 # kfp.local's PipelineTaskFinalStatus says only which DAG failed.
 ERRORS_ENV = "WAVEFOUNDRY_PIPELINE_ERRORS"
@@ -261,7 +256,7 @@ def evaluate(
     run_id: str, data: Artifact, tracking_uri: str, config: dict[str, Any], metrics: Metrics
 ) -> str:
     """Score the run on the held-out clips and register it; returns the candidate (JSON)."""
-    from wavefoundry.evaluation.evaluate import evaluate as score_run
+    from wavefoundry.stages import evaluate as score_run
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
     done = score_run(cfg, run_id=run_id)
@@ -297,9 +292,11 @@ def promote(
     lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
     for contest in contests:
         record = runs[(contest.name, contest.version)]
-        client.set_tag(record["run_id"], JOB_TAG, job_id)
-        client.set_tag(record["run_id"], DECISION_TAG, contest.verdict[:4000])
-        client.set_tag(record["run_id"], VERSION_TAG, f"{contest.name}:{contest.version}")
+        client.set_tag(record["run_id"], tracking.TAG_PIPELINE_JOB, job_id)
+        client.set_tag(record["run_id"], tracking.TAG_PIPELINE_DECISION, contest.verdict[:4000])
+        client.set_tag(
+            record["run_id"], tracking.TAG_PIPELINE_VERSION, f"{contest.name}:{contest.version}"
+        )
         lines.append(
             f"| {contest.name} | {contest.version} | {record['family']} | {contest.verdict} |"
         )
@@ -371,26 +368,25 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
     import mlflow
 
     from wavefoundry.registry import candidates as registry
-    from wavefoundry.serving.bento import BENTO_TAG
-    from wavefoundry.training.tracking import connect
+    from wavefoundry.tracking import connect
 
     experiment_id = connect(cfg.tracking)
     client = mlflow.MlflowClient(cfg.tracking.uri)
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{facts['job_id']}'"
+        [experiment_id], filter_string=f"tags.`{tracking.TAG_PIPELINE_JOB}` = '{facts['job_id']}'"
     )
     trained, models = [], set()
     for run in runs:
         tags = run.data.tags
-        name, _, version = tags.get(VERSION_TAG, "").partition(":")
+        name, _, version = tags.get(tracking.TAG_PIPELINE_VERSION, "").partition(":")
         models.add(name)
         trained.append(
             {
-                "family": tags.get("family", ""),
+                "family": tags.get(tracking.TAG_FAMILY, ""),
                 "run_id": run.info.run_id,
                 "registered_model": name,
                 "version": version,
-                "verdict": tags.get(DECISION_TAG, ""),
+                "verdict": tags.get(tracking.TAG_PIPELINE_DECISION, ""),
                 "metrics": {  # JSON for KFP's metadata: a NaN score becomes null
                     k.removeprefix("eval/"): v if math.isfinite(v) else None
                     for k, v in run.data.metrics.items()
@@ -398,7 +394,7 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         )
-        client.set_tag(run.info.run_id, STATUS_TAG, facts["state"])
+        client.set_tag(run.info.run_id, tracking.TAG_PIPELINE_STATUS, facts["state"])
     champions = []
     for name in sorted(models):
         champion = registry.by_alias(client, name, cfg.promotion.alias)
@@ -406,7 +402,7 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
             champions.append(
                 {
                     **champion.as_record(),
-                    "bento_tag": champion.tags.get(BENTO_TAG, ""),
+                    "bento_tag": champion.tags.get(tracking.TAG_BENTO, ""),
                 }
             )
     found = {"candidates": trained, "champions": champions, "tracking_uri": cfg.tracking.uri}
@@ -414,8 +410,8 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
         experiment_id=experiment_id,
         run_name=f"pipeline {facts['job_name']}",
         tags={
-            JOB_TAG: facts["job_id"],
-            STATUS_TAG: facts["state"],
+            tracking.TAG_PIPELINE_JOB: facts["job_id"],
+            tracking.TAG_PIPELINE_STATUS: facts["state"],
             "wavefoundry.pipeline.error": facts["error"][:4000],
         },
     ) as run:
