@@ -261,6 +261,11 @@ class PromotionConfig(Section):
     max_real_time_factor: float = Field(
         1.0, gt=0.0, description="Seconds of compute per second of audio, as scored."
     )
+    real_time_factor_device: str = Field(
+        "cuda",
+        description="The device max_real_time_factor is a serving target on: a candidate "
+        "scored on another device (a CPU demo) is not held to it, and the promotion says so.",
+    )
     secondary_tolerance: float = Field(
         0.05, ge=0.0, description="A secondary metric may be worse by at most this fraction."
     )

@@ -8,3 +8,27 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+# What the operating system says when a write cannot happen, in words a user acts on.
+_DISK_ERRORS = {
+    "ENOSPC": "no space left on the device",
+    "EDQUOT": "the disk quota is used up",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "EROFS": "the file system is read-only",
+}
+
+
+def disk_error(error: OSError) -> UserError | None:
+    """A full disk, a quota, a permission or a read-only file system as one line naming the
+    path (None for any other OSError, which stays a bug with its traceback)."""
+    import errno
+
+    name = errno.errorcode.get(error.errno or 0, "")
+    if name not in _DISK_ERRORS:
+        return None
+    where = error.filename or "a file"
+    if error.filename2:
+        where = f"{where} -> {error.filename2}"
+    return UserError(f"cannot write {where}: {_DISK_ERRORS[name]} ({name})")

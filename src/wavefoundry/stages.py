@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from wavefoundry.evaluation.scorer import HeldOutSet, Score
     from wavefoundry.families.base import Family
     from wavefoundry.registry.candidates import Candidate
+    from wavefoundry.registry.promotion import Contest, Outcome
 
 
 def sample_data(cfg: Config, datasets: list[str], out: Path | None = None) -> dict[str, Path]:
@@ -193,6 +194,7 @@ def evaluate(
         result.metrics,
         result.fingerprint,
         result.data_version,
+        result.device,
     )
     return Evaluated(candidate, result, run.info.run_name)
 
@@ -221,9 +223,46 @@ def rescore(
         tags = {
             k: v for k, v in candidate.tags.items() if not k.startswith(tracking.TAG_EVAL_PREFIX)
         }
-        tags.update(candidates.score_tags(result.metrics, result.fingerprint, result.data_version))
+        tags.update(
+            candidates.score_tags(
+                result.metrics, result.fingerprint, result.data_version, result.device
+            )
+        )
         return dataclasses.replace(candidate, tags=tags)
     log_score(candidate.run_id, result, held_out.sample_rate)
     return candidates.update_scores(
-        client, candidate, result.metrics, result.fingerprint, result.data_version
+        client, candidate, result.metrics, result.fingerprint, result.data_version, result.device
     )
+
+
+def _rescorer(cfg: Config) -> Any:
+    """`rescore` as promotion takes it: the champion, the challenger's fingerprint, save."""
+
+    def again(champion: Candidate, fingerprint: str, save: bool) -> Candidate:
+        from wavefoundry.registry import candidates
+
+        return rescore(cfg, candidates.client(cfg.tracking), champion, fingerprint, save)
+
+    return again
+
+
+def promote(
+    cfg: Config,
+    name: str,
+    version: str | None = None,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Face a challenger with the champion through the gate (registry.promotion.promote); a
+    champion scored on other held-out data is scored again here first."""
+    from wavefoundry.registry import promotion
+
+    return promotion.promote(cfg, name, version, run_id, dry_run, rescore=_rescorer(cfg))
+
+
+def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
+    """Several challengers (registered model, version), best first (registry.promotion.
+    promote_best), a stale champion scored again here."""
+    from wavefoundry.registry import promotion
+
+    return promotion.promote_best(cfg, challengers, rescore=_rescorer(cfg))

@@ -34,6 +34,7 @@ TAG_CONFIG_HASH = "config_hash"
 TAG_EVAL_PREFIX = "eval."  # eval.<metric> on a version: its score
 TAG_EVAL_FINGERPRINT = "eval_fingerprint"  # the held-out set it was scored on
 TAG_EVAL_DATA_VERSION = "eval_data_version"  # the data that held-out set came from
+TAG_EVAL_DEVICE = "eval_device"  # cpu, cuda, ...: where it was scored (and its rtf measured)
 TAG_PREVIOUS_CHAMPION = "previous_champion"  # on a version and its registered model
 TAG_BENTO = "bento_tag"  # on a version: the Bento built from it
 TAG_AUDIT_PREFIX = "audit."  # audit.<time> on a registered model: a promotion record
@@ -43,6 +44,9 @@ TAG_PIPELINE_JOB = "wavefoundry.pipeline.job_id"
 TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
 TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
 TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+# NAME:VERSION the promotion of a pipeline run left the alias on ("" for none), on its runs
+TAG_PIPELINE_CHAMPION = "wavefoundry.pipeline.champion"
+TAG_PIPELINE_ERROR = "wavefoundry.pipeline.error"  # on the outcome run of a failed pipeline
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

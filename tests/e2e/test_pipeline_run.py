@@ -59,7 +59,7 @@ def run_record(done: subprocess.CompletedProcess) -> dict:
 
 
 def states(record: dict) -> dict[str, str]:
-    return {t["path"].split("/", 1)[1]: t["state"] for t in record["tasks"]}
+    return {t["path"]: t["state"] for t in record["tasks"]}
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,10 @@ def test_a_run_trains_every_family_scores_promotes_and_builds_the_bento(project)
     record = run_record(done)
     assert record["state"] == "SUCCEEDED"
     assert set(states(record).values()) == {"SUCCEEDED"}
+    # Each training task's progress (step, loss, time left), without --verbose.
+    for family in FAMILIES:
+        assert f"train [{family}]: step 4/4  " in done.stdout
+        assert " s left" in done.stdout
 
 
 def test_the_bento_it_built_answers_http(project):
@@ -132,14 +136,15 @@ def test_a_second_run_on_unchanged_data_reuses_ingest_and_validate(project):
     done = wavefoundry(root, "pipeline", "run", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = states(run_record(done))
-    assert seen["lifecycle/resolve-data-revision"] == "SUCCEEDED"  # it looks every time
-    assert seen["lifecycle/ingest"] == seen["lifecycle/validate"] == "CACHED"
+    assert seen["resolve-data-revision"] == "SUCCEEDED"  # it looks every time
+    assert seen["ingest"] == seen["validate"] == "CACHED"
     # Same data version, same settings: the trainings are reused too.
-    assert [seen[f"lifecycle/for-loop-2-{i}-{f}/train"] for i, f in enumerate(FAMILIES)] == [
+    assert [seen[f"for-loop-2-iteration-{i}/train"] for i in range(len(FAMILIES))] == [
         "CACHED",
         "CACHED",
     ]
-    assert seen["lifecycle/promote"] == seen["lifecycle/build-bento"] == "SUCCEEDED"
+    assert seen["promote"] == seen["build-bento"] == "SUCCEEDED"
+    assert "= train [hifigan] cached (made by wavefoundry-training-" in done.stdout
 
 
 def test_a_run_whose_validation_fails_stops_before_training(project):
@@ -155,8 +160,8 @@ def test_a_run_whose_validation_fails_stops_before_training(project):
     assert "Traceback" not in done.stderr
     record = run_record(done)
     seen = states(record)
-    assert seen["lifecycle/validate"] == "FAILED"
-    assert seen["lifecycle/for-loop-2"] == seen["lifecycle/promote"] == "SKIPPED"
+    assert seen["validate"] == "FAILED"
+    assert seen["for-loop-2"] == seen["promote"] == "SKIPPED"
     assert not any("train" in path for path in seen)
     assert seen["record-outcome"] == "SUCCEEDED"
     # The exit handler recorded the failure in MLflow.

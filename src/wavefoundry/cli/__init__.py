@@ -16,7 +16,7 @@ from wavefoundry import __version__
 from wavefoundry.cli import data, pipeline, registry, serving, train
 from wavefoundry.cli.common import Handler, common, err, out
 from wavefoundry.config import Config, load_config
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, disk_error
 
 DESCRIPTION = """\
 The lifecycle of audio generation models, one stage per command.
@@ -88,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         err.print(f"[bold red]error:[/] {escape(str(error))}")
         return error.exit_code
+    except OSError as error:  # a full disk, a read-only folder: one line naming the path
+        user = disk_error(error)
+        if user is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(user))}")
+        return user.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

@@ -15,6 +15,8 @@ from rich.table import Table
 from wavefoundry.cli.common import Command, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
+from wavefoundry.locks import file_lock
+from wavefoundry.pipeline.local_run import KFP_LINE, RUNNERS
 
 RUN_HELP = """\
 The lifecycle as one run on this machine: the compiled Kubeflow pipeline (pipelines/
@@ -65,7 +67,15 @@ def add_commands(commands: Any, command: Command) -> None:
         "--verbose", "-v", action="store_true", help="show every task's log as it runs"
     )
     parser.add_argument(
-        "--parallelism", type=int, help="training tasks at once (default: pipeline.parallelism)"
+        "--parallelism",
+        type=int,
+        help="training tasks at once, at most 2 (kfp.local's cap; default: pipeline.parallelism)",
+    )
+    parser.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="subprocess",
+        help="how kfp.local runs each task: subprocess, in this environment (default)",
     )
 
     for name, handler, help in (
@@ -201,22 +211,34 @@ def cmd_compile(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.pipeline.definition import load_spec
-    from wavefoundry.pipeline.local import LocalRun
-    from wavefoundry.pipeline.steps import describe_champion
 
     if args.parallelism is not None and args.parallelism < 1:
         raise UserError(f"--parallelism must be 1 or more, got {args.parallelism}")
+    # One run at a time in a project folder: they share the sample corpus, the task cache and
+    # the registry's champion. A second one says so in one line and changes nothing.
+    with file_lock(
+        cfg.pipeline.root / ".run.lock", f"this folder's pipeline ({cfg.pipeline.root})", wait=False
+    ):
+        return _run_here(args, cfg)
+
+
+def _run_here(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.pipeline import local_run
+    from wavefoundry.pipeline.steps import describe_champion
+
     arguments = _arguments(args, cfg, here=True)
-    runner = LocalRun(
-        load_spec(),
+    labels = _Labels(arguments["families"])
+    result = local_run.run(
+        None,
+        arguments,
         cfg.pipeline.root,
+        runner=local_run.make_runner(args.runner),
         cache=not args.no_cache,
         parallelism=args.parallelism or cfg.pipeline.parallelism,
         echo=args.verbose,
-        report=_report_task,
+        report=labels.report,
+        progress=labels.progress,
     )
-    result = runner.run(arguments)
     table = Table(title=f"{result.job_name}: {result.state} in {result.seconds:.1f} s")
     for column in ("task", "state", "seconds"):
         table.add_column(column)
@@ -224,13 +246,12 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
         state = {"FAILED": "[red]FAILED[/]", "CACHED": "[cyan]cached[/]"}.get(
             task.state, task.state
         )
-        table.add_row(_short(task.path), state, f"{task.seconds:.1f}" if task.seconds else "")
+        table.add_row(labels(task.path), state, f"{task.seconds:.1f}" if task.seconds else "")
     out.print(table)
-    summary = result.outputs.get("record-outcome", {}).get("summary")
-    facts = dict(summary.metadata) if summary is not None else {}
+    facts = result.outputs("record-outcome").get("summary", {})
     for champion in facts.get("champions", []):
         out.print(f"champion: {describe_champion(champion)}", markup=False)
-    out.print(f"run record: {result.record}; task outputs under {result.record.parent}")
+    out.print(f"run record: {result.record}; task outputs under {result.folder}")
     if facts.get("outcome_run_id"):
         out.print(
             f"outcome recorded in MLflow run {facts['outcome_run_id']} (tag wavefoundry.pipeline.status)"
@@ -253,32 +274,49 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-# kfp.local's and the KFP executor's own log lines, and its separators.
-_KFP_LINE = re.compile(r"^\s*(\[KFP Executor |\d\d:\d\d:\d\d\.\d+ - |-{20,}$)")
+class _Labels:
+    """Task names as a user reads them (`train [hifigan]` for the loop's first item), and the
+    lines shown as tasks start, print and end."""
+
+    def __init__(self, families: list[str]):
+        self.families = families
+
+    def __call__(self, path: str) -> str:
+        found = _ITERATION.search(path)
+        if not found or int(found.group(1)) >= len(self.families):
+            return path
+        return f"{path[found.end() + 1 :] or path} [{self.families[int(found.group(1))]}]"
+
+    def report(self, event: Any) -> None:
+        """A line as each task starts and ends; a failed task's log ends up on stderr."""
+        if isinstance(event, str):
+            out.print(f"[dim]-> {event}[/]")
+            return
+        name = self(event.path)
+        if event.state == "FAILED":
+            # The task's own last lines, without kfp's bookkeeping around them.
+            log = Path(event.log).read_text(encoding="utf-8").splitlines() if event.log else []
+            own = [
+                line.strip()
+                for line in log
+                if line.strip() and not KFP_LINE.match(line) and not line.startswith(" " * 8)
+            ]
+            err.print("\n".join(own[-15:]), markup=False, highlight=False)
+            err.print(f"[red]x {name} FAILED[/] after {event.seconds:.1f} s")
+            err.print(f"  its log: {event.log}")
+        elif event.state == "CACHED":
+            made_by = f" (made by {event.cached_from})" if event.cached_from else ""
+            out.print(f"[cyan]= {name}[/] cached{made_by}")
+        elif event.state == "SKIPPED":
+            out.print(f"[dim]- {name} skipped[/]")
+        else:
+            out.print(f"[green]+ {name}[/] {event.seconds:.1f} s")
+
+    def progress(self, path: str, line: str) -> None:
+        out.print(f"  [dim]{self(path)}:[/] {line}", highlight=False)
 
 
-def _short(path: str) -> str:
-    return path.split("/", 1)[-1] if "/" in path else path
-
-
-def _report_task(event: Any) -> None:
-    """A line as each task starts and ends; a failed task's log ends up on stderr."""
-    if isinstance(event, str):
-        out.print(f"[dim]-> {_short(event)}[/]")
-        return
-    if event.state == "FAILED":
-        # The task's own last lines, without kfp's bookkeeping around them.
-        log = Path(event.log).read_text(encoding="utf-8").splitlines() if event.log else []
-        own = [line.strip() for line in log if line.strip() and not _KFP_LINE.match(line)]
-        err.print("\n".join(own[-15:]), markup=False, highlight=False)
-        err.print(f"[red]x {_short(event.path)} FAILED[/] after {event.seconds:.1f} s")
-        err.print(f"  its log: {event.log}")
-    elif event.state == "CACHED":
-        out.print(f"[cyan]= {_short(event.path)}[/] cached (made by {event.cached_from})")
-    elif event.state == "SKIPPED":
-        out.print(f"[dim]- {_short(event.path)} skipped[/]")
-    else:
-        out.print(f"[green]+ {_short(event.path)}[/] {event.seconds:.1f} s")
+_ITERATION = re.compile(r"for-loop-\d+-iteration-(\d+)")
 
 
 def _host(args: argparse.Namespace, cfg: Config) -> tuple[Any, Path, dict[str, Any], str]:

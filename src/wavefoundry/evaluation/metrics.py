@@ -36,7 +36,13 @@ METRICS: dict[str, Metric] = {
         Metric("bits_per_sample", False, "teacher-forced NLL on held-out audio, bits"),
         Metric("perplexity", True, "exp(entropy) of the codes used on held-out audio"),
         Metric("codebook_usage", True, "fraction of the codebook used on held-out audio"),
-        Metric("rtf", False, "seconds of compute per second of audio"),
+        Metric(
+            "rtf",
+            False,
+            "seconds of compute per second of audio: the process's CPU seconds when scored on a "
+            "CPU (load elsewhere does not inflate them), wall seconds on a GPU",
+        ),
+        Metric("rtf_wall", False, "wall-clock seconds per second of audio, as scored"),
         Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
         Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),
         Metric(

@@ -111,9 +111,9 @@ def promote(
     config: dict,
     job_id: str,
     decisions: Output[Markdown],
-) -> NamedTuple("PromoteOutputs", [("registered_models", list)]):
+) -> NamedTuple("PromoteOutputs", [("champions", list)]):
     """Face the candidates with their champions through the gate, best first; the best that
-    passes takes the `champion` alias."""
+    passes takes the `champion` alias. Returns the versions decided on, per registered model."""
     from wavefoundry.pipeline import steps
 
     return (steps.promote(candidates, data, tracking_uri, config, job_id, decisions),)
@@ -121,13 +121,14 @@ def promote(
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def build_bento(
-    registered_models: list, tracking_uri: str, config: dict, bento: Output[Model]
+    champions: list, tracking_uri: str, config: dict, bento: Output[Model]
 ) -> NamedTuple("BentoOutputs", [("tags", list)]):
-    """Build a Bento of each registered model's champion; the output holds it as a .bento
-    archive (`bentoml import` it, then `bentoml serve` or `bentoml containerize`)."""
+    """Build a Bento of each champion promotion decided on (the version, not the alias); the
+    output holds it as a .bento archive (`bentoml import` it, then `bentoml serve` or
+    `bentoml containerize`)."""
     from wavefoundry.pipeline import steps
 
-    return (steps.build_bento(registered_models, tracking_uri, config, bento),)
+    return (steps.build_bento(champions, tracking_uri, config, bento),)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

@@ -113,7 +113,7 @@ def training_pipeline(
             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         ).set_caching_options(False)
         build_bento(
-            registered_models=promoted.outputs["registered_models"],
+            champions=promoted.outputs["champions"],
             tracking_uri=tracking_uri,
             config=config,
         ).set_caching_options(False)

@@ -14,12 +14,14 @@ local runner"):
   output in its own log file and writes the run record (`run.json`, a row per task);
 - a cache hit is logged at INFO outside kfp.local's logger, so nobody sees it: we listen;
 - tasks of a loop run on threads whose output interleaves; we attribute it by thread;
+- tasks on two threads can leave builtins.print swapped for an indenting one; we restore it;
 - the exit handler's `PipelineTaskFinalStatus` says only "Task exit-handler-1 failed."; the
-  failing task's own error line is handed to it through `ERRORS_ENV` (a file).
+  failing task's own error line is handed to it in a file (`steps.ERRORS_ENV` names it).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import json
@@ -37,9 +39,19 @@ from typing import Any
 
 from wavefoundry.errors import UserError
 
-from wavefoundry.pipeline.steps import ERRORS_ENV
-
 SUCCEEDED, FAILED, CACHED, SKIPPED = "SUCCEEDED", "FAILED", "CACHED", "SKIPPED"
+# How kfp.local runs each task; `make_runner(name)` makes one.
+RUNNERS = ("subprocess",)
+
+
+def make_runner(name: str = "subprocess") -> Any:
+    """A kfp.local runner by name: `subprocess` runs each component's command in this
+    environment (`SubprocessRunner(use_venv=False)`)."""
+    from kfp import local
+
+    if name == "subprocess":
+        return local.SubprocessRunner(use_venv=False)
+    raise UserError(f"unknown runner '{name}' (known: {', '.join(RUNNERS)})")
 
 
 @dataclass
@@ -109,6 +121,8 @@ class _Running:
     started: float
     lines: list[str] = field(default_factory=list)
     folder: str = ""
+    skipping: bool = False
+    brace: int | None = None  # the indent of the executor input's opening brace
 
 
 class Console(io.TextIOBase):
@@ -135,6 +149,8 @@ class Console(io.TextIOBase):
     # --- stdout ------------------------------------------------------------------------
 
     def write(self, text: str) -> int:
+        if getattr(self.local, "passing", False):  # what report and progress print
+            return self.stream.write(text)
         pending = getattr(self.local, "pending", "") + text
         *lines, self.local.pending = pending.split("\n")
         for line in lines:
@@ -156,15 +172,23 @@ class Console(io.TextIOBase):
         running.lines.append(line)
         if not running.folder and (found := _FOLDER.search(line)):
             running.folder = found.group(1)
-        if self.echo:
+        if line.strip().endswith("Got executor_input:"):
+            running.skipping = True  # the JSON that follows, to its closing brace
+        elif running.skipping:
+            indent = len(line) - len(line.lstrip())
+            if running.brace is None and line.strip() == "{":
+                running.brace = indent
+            elif line.strip() == "}" and indent == running.brace:
+                running.skipping, running.brace = False, None
+        elif self.echo:
             self.stream.write(line + "\n")
         elif self.progress and line.strip() and not KFP_LINE.match(line):
-            self.progress(self._path(running), line.strip())
+            self._pass(self.progress, self._path(running), line.strip())
 
     def _event(self, message: str, running: _Running | None) -> None:
         if match := _START.match(message):
             self.local.task = _Running(match.group(1), time.perf_counter())
-            self.report(match.group(1))
+            self._pass(self.report, match.group(1))
         elif match := _END.match(message):
             if running is not None:
                 self.local.task = None
@@ -198,7 +222,9 @@ class Console(io.TextIOBase):
         if state == FAILED and self.first_failure is None:
             self.first_failure = record
             with contextlib.suppress(OSError):
-                self.error_file.write_text(f"{path.rsplit('/', 1)[-1]}: {error}\n", encoding="utf-8")
+                self.error_file.write_text(
+                    f"{path.rsplit('/', 1)[-1]}: {error}\n", encoding="utf-8"
+                )
         self._record(record)
 
     def _cached(self, name: str, key: str) -> tuple[str, str, float, str, str, str]:
@@ -215,7 +241,15 @@ class Console(io.TextIOBase):
     def _record(self, record: TaskRecord) -> None:
         with self.lock:
             self.records.append(record)
-        self.report(record)
+        self._pass(self.report, record)
+
+    def _pass(self, listener: Callable[..., None], *event: Any) -> None:
+        """Call a listener whose own printing goes straight to the terminal."""
+        self.local.passing = True
+        try:
+            listener(*event)
+        finally:
+            self.local.passing = False
 
 
 class _Listen(logging.Handler):
@@ -237,6 +271,9 @@ def _listening(console: Console) -> Iterator[None]:
     before, level = root.handlers[:], root.level
     root.handlers = [_Listen(console)]
     root.setLevel(logging.INFO)
+    # kfp.local indents a task's output by swapping builtins.print, which tasks on two threads
+    # can leave swapped for good; put it back.
+    print_before = builtins.print
     try:
         with contextlib.redirect_stdout(console), warnings.catch_warnings():
             # The components' image is a Python image, which kfp.local cannot tell from its
@@ -246,6 +283,7 @@ def _listening(console: Console) -> Iterator[None]:
             yield
     finally:
         root.handlers, root.level = before, level
+        builtins.print = print_before
 
 
 def limit_loops(spec: Any, parallelism: int) -> None:
@@ -260,7 +298,7 @@ def limit_loops(spec: Any, parallelism: int) -> None:
 
 
 def run(
-    package: Path,
+    package: Path | None,
     arguments: dict[str, Any],
     root: Path,
     *,
@@ -271,7 +309,8 @@ def run(
     report: Callable[[TaskRecord | str], None] | None = None,
     progress: Callable[[str, str], None] | None = None,
 ) -> RunResult:
-    """Run the compiled pipeline `package` with `arguments` through kfp.local: task outputs
+    """Run the compiled pipeline `package` (None: a fresh compile) with `arguments` through
+    kfp.local: task outputs
     under `root/runs/<job name>/`, the task cache under `root/cache/` (`cache=False`: every
     task runs, and nothing is cached). `runner`: a kfp.local runner (default
     `SubprocessRunner(use_venv=False)`). `report(name)` hears of each task as it starts and
@@ -280,6 +319,7 @@ def run(
     from kfp.local import pipeline_orchestrator
 
     from wavefoundry.pipeline.definition import load_spec, parameters
+    from wavefoundry.pipeline.steps import ERRORS_ENV
 
     spec = load_spec(package)
     known = parameters(spec)
@@ -293,7 +333,7 @@ def run(
     runs, cache_root = root / "runs", root / "cache"
     runs.mkdir(parents=True, exist_ok=True)
     local.init(
-        runner=runner or local.SubprocessRunner(use_venv=False),
+        runner=runner if runner is not None else make_runner(),
         pipeline_root=str(runs),
         raise_on_error=False,
         enable_caching=cache,

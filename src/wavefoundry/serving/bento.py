@@ -50,25 +50,31 @@ def bento_model_name(registered_model: str) -> str:
 
 
 def import_model(
-    cfg: Config, client: Any, registered_model: str, alias: str
+    cfg: Config, client: Any, registered_model: str, version: str | None, alias: str = "champion"
 ) -> tuple[str, candidates.Candidate]:
-    """The version `alias` points at, copied into the BentoML model store with an info.json
-    (registry facts and the serving limits); returns its BentoML tag."""
+    """Version `version` of `registered_model` (None: the one `alias` points at now), copied
+    into the BentoML model store with an info.json (registry facts and the serving limits);
+    returns its BentoML tag and the version."""
     import bentoml
 
     from wavefoundry.tracking import download_logged_model
 
-    candidates.candidates(client, registered_model)  # one clear error for a missing model
-    version = candidates.by_alias(client, registered_model, alias)
-    if version is None:
-        raise UserError(
-            f"'{registered_model}' has no version with alias '{alias}': promote one first "
-            f"(wavefoundry promote --model-name {registered_model})"
-        )
+    by_alias = version is None
+    if not by_alias:
+        chosen = candidates.find(client, registered_model, version)  # one clear error if absent
+    else:
+        candidates.candidates(client, registered_model)  # one clear error for a missing model
+        chosen = candidates.by_alias(client, registered_model, alias)
+        if chosen is None:
+            raise UserError(
+                f"'{registered_model}' has no version with alias '{alias}': promote one first "
+                f"(wavefoundry promote --model-name {registered_model})"
+            )
+    version = chosen
     info = {
         "registered_model": registered_model,
         "version": version.version,
-        "alias": alias,
+        "alias": alias if by_alias else "",  # "": chosen by its number
         "run_id": version.run_id,
         "model_uri": version.model_uri,
         "tracking_uri": cfg.tracking.uri,
@@ -90,11 +96,16 @@ def import_model(
     return str(model.tag), version
 
 
-def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltBento:
+def build(
+    cfg: Config, registered_model: str, version: str | None = None, alias: str = "champion"
+) -> BuiltBento:
+    """A Bento serving version `version` of `registered_model` (None: the version `alias`
+    points at when it is built). A pipeline hands on the version its promotion decided on, so
+    a promotion elsewhere in between does not change what it ships."""
     import bentoml
 
     client = candidates.client(cfg.tracking)
-    model_tag, version = import_model(cfg, client, registered_model, alias)
+    model_tag, version = import_model(cfg, client, registered_model, version, alias)
     bento = bentoml.bentos.build(
         SERVICE,
         name=f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}",
@@ -116,6 +127,18 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
     )
     return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
+
+
+def existing(tag: str) -> str | None:
+    """`tag` if the BentoML store has that Bento, else None."""
+    import bentoml
+
+    if not tag:
+        return None
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        return None
 
 
 def export(tag: str, folder: Path) -> Path:
