@@ -1,5 +1,10 @@
 """Errors a user can cause. The CLI prints them as one line and exits 2; nothing else does that."""
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """Bad input, bad config, a missing server: something the user can fix.
@@ -32,3 +37,15 @@ def disk_error(error: OSError) -> UserError | None:
     if error.filename2:
         where = f"{where} -> {error.filename2}"
     return UserError(f"cannot write {where}: {_DISK_ERRORS[name]} ({name})")
+
+
+@contextlib.contextmanager
+def writing(path: object) -> Iterator[None]:
+    """Name `path` in an OSError raised inside that names no file (a `write()` that finds the
+    disk full does not), so `disk_error` can say where."""
+    try:
+        yield
+    except OSError as error:
+        if not error.filename:
+            error.filename = str(path)
+        raise

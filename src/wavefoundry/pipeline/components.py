@@ -92,15 +92,17 @@ def evaluate(
     run_id: str,
     model: Input[Model],
     data: Input[Dataset],
+    data_version: str,
     tracking_uri: str,
     config: dict,
     metrics: Output[Metrics],
 ) -> NamedTuple("EvaluateOutputs", [("candidate", str)]):
-    """Score the trained model on the same held-out clips as every candidate, log the score on
-    its MLflow run and register it as a version of wavefoundry-DATASET-TASK."""
+    """Score the trained model on the same held-out clips as every candidate (from the data
+    version validate handed on), log the score on its MLflow run and register it as a version
+    of wavefoundry-DATASET-TASK."""
     from wavefoundry.pipeline import steps
 
-    return (steps.evaluate(run_id, data, tracking_uri, config, metrics),)
+    return (steps.evaluate(run_id, data, tracking_uri, config, metrics, data_version),)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

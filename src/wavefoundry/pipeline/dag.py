@@ -101,6 +101,7 @@ def training_pipeline(
                 run_id=trained.outputs["run_id"],
                 model=trained.outputs["model"],
                 data=validated.outputs["store"],
+                data_version=validated.outputs["data_version"],
                 tracking_uri=tracking_uri,
                 config=config,
             ).set_caching_options(True)

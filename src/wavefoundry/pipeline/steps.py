@@ -284,13 +284,25 @@ def _train_under_torchrun(cfg: Config, family: str, dataset: str, processes: int
 
 @step
 def evaluate(
-    run_id: str, data: Artifact, tracking_uri: str, config: dict[str, Any], metrics: Metrics
+    run_id: str,
+    data: Artifact,
+    tracking_uri: str,
+    config: dict[str, Any],
+    metrics: Metrics,
+    data_version: str = "",
 ) -> str:
-    """Score the run on the held-out clips and register it; returns the candidate (JSON)."""
+    """Score the run on the held-out clips of the stored data and register it; returns the
+    candidate (JSON). `data_version` is the store's, as validate handed it on: the held-out
+    clips must come from it."""
     from wavefoundry.stages import evaluate as score_run
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
     done = score_run(cfg, run_id=run_id)
+    if data_version and done.score.data_version != data_version:
+        raise UserError(
+            f"the held-out clips come from data version {done.score.data_version}, the task "
+            f"was given {data_version}"
+        )
     for name, value in done.score.metrics.items():
         if math.isfinite(value):  # a KFP metric is a number; the NaN stays on the MLflow run
             metrics.log_metric(name, value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import io
 import json
 import multiprocessing
 import shutil
@@ -27,7 +28,7 @@ import soundfile as sf
 from scipy import signal
 
 from wavefoundry.config import DATASETS, SPLITS, SampleDataConfig
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, writing
 from wavefoundry.locks import file_lock
 from wavefoundry.samples.notes import (
     FAMILY_RANGE,
@@ -78,7 +79,11 @@ def _fresh_dir(path: Path) -> Path:
 def _write_pcm16(path: Path, audio: np.ndarray, sr: int) -> None:
     """16-bit PCM in a WAV or FLAC file, by the path's suffix."""
     pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
-    sf.write(path, pcm, sr, subtype="PCM_16", format=path.suffix[1:].upper())
+    # Encoded in memory, then written by Python: a full disk is an OSError (ENOSPC), where
+    # libsndfile would only say "System error".
+    encoded = io.BytesIO()
+    sf.write(encoded, pcm, sr, subtype="PCM_16", format=path.suffix[1:].upper())
+    path.write_bytes(encoded.getvalue())
 
 
 # --------------------------------------------------------------------------------------------
@@ -780,9 +785,12 @@ def _made_atomically(out: Path, name: str, cfg: SampleDataConfig) -> Path:
         return target
     out.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
+    for left in out.glob(f".{name}-making-*"):  # a writer killed midway (we hold the lock)
+        shutil.rmtree(left, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-making-", dir=out))
     try:
-        folder = _make_one(staging, name, cfg)
+        with writing(target):
+            folder = _make_one(staging, name, cfg)
         old = staging / "old"
         if target.exists():
             target.rename(old)
