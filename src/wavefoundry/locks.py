@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, writing
 
 
 def _holder(path: Path) -> str:
@@ -47,11 +47,18 @@ def file_lock(
             if on_wait:
                 print(f"{on_wait} ({_holder(path)} holds {path})", file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
         command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
-        handle.write(json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}))
-        handle.flush()
+        try:
+            with writing(path):  # who holds it, for the message others show
+                handle.seek(0)
+                handle.truncate()
+                handle.write(
+                    json.dumps({"pid": os.getpid(), "command": command, "since": time.time()})
+                )
+                handle.flush()
+        except BaseException:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            raise
         try:
             yield
         finally:

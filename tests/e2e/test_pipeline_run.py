@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "wavefoundry-ljspeech-vocoder"
 FAMILIES = ("hifigan", "wavenet")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def small_params() -> dict:
@@ -49,7 +49,7 @@ def wavefoundry(project: Path, *args: str, env: dict[str, str]) -> subprocess.Co
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=2400,  # generous: two trainings on a shared 2-core machine
     )
 
 

@@ -197,14 +197,16 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_naming_the_path(small_dis
     filler = fill(data)
     # store on a full disk: one line naming the path; the previous store and version stay.
     line = one_error_line(run(root, "store", "-d", "ljspeech"))
-    assert "no space left on the device (ENOSPC)" in line and str(data / "processed") in line
+    assert line == (
+        "error: cannot write data/processed/ljspeech: no space left on the device (ENOSPC)"
+    )
     # ingest on a full disk: the previous manifest stays.
     line = one_error_line(run(root, "ingest", "-d", "ljspeech"))
-    assert "(ENOSPC)" in line and str(data) in line
+    assert "(ENOSPC)" in line and "data/manifest/ljspeech.parquet" in line
     # the sample corpus on a full disk: the previous corpus stays whole.
     (root / "params.yaml").write_text(yaml.safe_dump(small_params(clips=7), sort_keys=False))
     line = one_error_line(run(root, "sample-data", "-d", "ljspeech"))
-    assert "(ENOSPC)" in line and str(data / "sample") in line
+    assert "(ENOSPC)" in line and "data/sample/LJSpeech-1.1" in line
     assert whole_ljspeech(data / "sample" / "LJSpeech-1.1") == 6
     (root / "params.yaml").write_text(yaml.safe_dump(small_params(clips=6), sort_keys=False))
     filler.unlink()
@@ -214,9 +216,9 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_naming_the_path(small_dis
     # A folder this user may not write: one line, EACCES, the previous store stays.
     (data / "processed").chmod(0o555)
     line = one_error_line(run(root, "store", "-d", "ljspeech", user=65534))
-    assert "permission denied (EACCES)" in line and str(data / "processed") in line
+    assert "permission denied (EACCES)" in line and "data/processed" in line
     (data / "manifest").chmod(0o555)
     line = one_error_line(run(root, "ingest", "-d", "ljspeech", user=65534))
-    assert "(EACCES)" in line and str(data / "manifest") in line
+    assert "(EACCES)" in line and "data/manifest" in line
     assert (digest(store), version.read_text(), manifest.read_bytes()) == before
     assert json.loads(version.read_text())["dataset"] == "ljspeech"

@@ -26,17 +26,13 @@ MODEL = "wavefoundry-ljspeech-vocoder"
 pytestmark = pytest.mark.slow
 
 
+CLI = [sys.executable, "-m", "wavefoundry.cli"]
+
+
 def wavefoundry(
     *args: str, overrides: list[str], home: Path, cwd: Path
 ) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "wavefoundry.cli",
-        *args,
-        "--params",
-        str(REPO / "params.yaml"),
-    ]
+    command = [*CLI, *args, "--params", str(REPO / "params.yaml")]
     for override in overrides:
         command += ["--set", override]
     env = {**os.environ, "BENTOML_HOME": str(home)}

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from wavefoundry.cli.common import Command, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
 from wavefoundry.locks import file_lock
-from wavefoundry.pipeline.local_run import KFP_LINE, RUNNERS
+from wavefoundry.pipeline.local_run import RUNNERS
 
 RUN_HELP = """\
 The lifecycle as one run on this machine: the compiled Kubeflow pipeline (pipelines/
@@ -295,13 +296,7 @@ class _Labels:
         name = self(event.path)
         if event.state == "FAILED":
             # The task's own last lines, without kfp's bookkeeping around them.
-            log = Path(event.log).read_text(encoding="utf-8").splitlines() if event.log else []
-            own = [
-                line.strip()
-                for line in log
-                if line.strip() and not KFP_LINE.match(line) and not line.startswith(" " * 8)
-            ]
-            err.print("\n".join(own[-15:]), markup=False, highlight=False)
+            err.print(event.tail, markup=False, highlight=False)
             err.print(f"[red]x {name} FAILED[/] after {event.seconds:.1f} s")
             err.print(f"  its log: {event.log}")
         elif event.state == "CACHED":
@@ -313,7 +308,7 @@ class _Labels:
             out.print(f"[green]+ {name}[/] {event.seconds:.1f} s")
 
     def progress(self, path: str, line: str) -> None:
-        out.print(f"  [dim]{self(path)}:[/] {line}", highlight=False)
+        out.print(f"  [dim]{escape(self(path))}:[/] {escape(line)}", highlight=False)
 
 
 _ITERATION = re.compile(r"for-loop-\d+-iteration-(\d+)")

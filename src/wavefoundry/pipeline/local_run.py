@@ -65,6 +65,7 @@ class TaskRecord:
     error: str = ""
     log: str = ""  # where its output is kept
     cached_from: str = ""  # the run whose outputs a cached task handed on
+    tail: str = ""  # the last lines the task itself printed (without kfp's around them)
 
 
 @dataclass
@@ -122,6 +123,7 @@ class _Running:
     lines: list[str] = field(default_factory=list)
     folder: str = ""
     skipping: bool = False
+    own: list[str] = field(default_factory=list)  # what the task itself printed
     brace: int | None = None  # the indent of the executor input's opening brace
 
 
@@ -180,10 +182,12 @@ class Console(io.TextIOBase):
                 running.brace = indent
             elif line.strip() == "}" and indent == running.brace:
                 running.skipping, running.brace = False, None
-        elif self.echo:
+        elif line.strip() and not KFP_LINE.match(line):
+            running.own.append(line.strip())
+            if self.progress and not self.echo:
+                self._pass(self.progress, self._path(running), line.strip())
+        if self.echo and not running.skipping:
             self.stream.write(line + "\n")
-        elif self.progress and line.strip() and not KFP_LINE.match(line):
-            self._pass(self.progress, self._path(running), line.strip())
 
     def _event(self, message: str, running: _Running | None) -> None:
         if match := _START.match(message):
@@ -217,7 +221,12 @@ class Console(io.TextIOBase):
             log = Path()
         error = error_of(text) if state == FAILED else ""
         record = TaskRecord(
-            path, state, time.perf_counter() - running.started, error, str(log) if log.name else ""
+            path,
+            state,
+            time.perf_counter() - running.started,
+            error,
+            str(log) if log.name else "",
+            tail="\n".join(running.own[-15:]),
         )
         if state == FAILED and self.first_failure is None:
             self.first_failure = record
