@@ -242,7 +242,8 @@ class Console(io.TextIOBase):
             outputs = json.loads(entry.read_text())
             for value in outputs.values():
                 uri = value.get("uri", "") if isinstance(value, dict) else ""
-                parts = Path(uri).relative_to(self.run_root).parts if uri else ()
+                inside = uri and Path(uri).is_relative_to(self.run_root)
+                parts = Path(uri).relative_to(self.run_root).parts if inside else ()
                 if len(parts) >= 3:  # <job name>/<task folders...>/<output>
                     return "/".join(parts[1:-1]), CACHED, 0.0, "", "", parts[0]
         return name, CACHED, 0.0, "", "", ""
@@ -319,9 +320,8 @@ def run(
     progress: Callable[[str, str], None] | None = None,
 ) -> RunResult:
     """Run the compiled pipeline `package` (None: a fresh compile) with `arguments` through
-    kfp.local: task outputs
-    under `root/runs/<job name>/`, the task cache under `root/cache/` (`cache=False`: every
-    task runs, and nothing is cached). `runner`: a kfp.local runner (default
+    kfp.local: task outputs under `root/runs/<job name>/`, the task cache under `root/cache/`
+    (`cache=False`: every task runs, and nothing is cached). `runner`: a kfp.local runner (default
     `SubprocessRunner(use_venv=False)`). `report(name)` hears of each task as it starts and
     `report(record)` as it ends; `progress(task, line)` gets each line a task prints."""
     from kfp import local
