@@ -36,16 +36,20 @@ RESULTS = Path(__file__).parent / "results"
 BURNER = "while True: pass"
 
 
-def params(small: bool) -> dict:
+def write_project(folder: Path, small: bool) -> None:
+    """params.yaml and the tiny recipe it names; `small`: shrunk as the end-to-end test does."""
     values = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tiny = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
     if small:
         values["sample_data"].update(ljspeech_clips=20)
         values["datasets"]["ljspeech"]["split"] = {
             "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
         }  # fmt: skip
-        values["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
         values["evaluation"].update(clips=2, max_seconds=0.25, audio_examples=1)
-    return values
+        tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    (folder / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
 
 
 def outcome(folder: Path, done: subprocess.CompletedProcess) -> dict:
@@ -89,7 +93,7 @@ def outcome(folder: Path, done: subprocess.CompletedProcess) -> dict:
 def demo(small: bool, busy: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        (folder / "params.yaml").write_text(yaml.safe_dump(params(small), sort_keys=False))
+        write_project(folder, small)
         env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml"), "PYTHONUNBUFFERED": "1"}
         burners = [subprocess.Popen([sys.executable, "-c", BURNER]) for _ in range(busy)]
         try:

@@ -32,13 +32,16 @@ def small_params(clips: int = 6) -> dict:
     params["datasets"]["ljspeech"]["split"] = {
         "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
     }  # fmt: skip
-    params["training"].update(steps=2, checkpoint_every=2, validate_every=2, log_every=1)
     return params
 
 
 def project(root: Path, clips: int = 6) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
+    """params.yaml and the tiny recipe it names, with `clips` sample clips."""
+    (root / "configs").mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(small_params(clips), sort_keys=False))
+    tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    tiny["training"].update(steps=2, checkpoint_every=2, validate_every=2, log_every=1)
+    (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
     return root
 
 

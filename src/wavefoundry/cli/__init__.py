@@ -15,7 +15,7 @@ from rich.markup import escape
 from wavefoundry import __version__
 from wavefoundry.cli import data, pipeline, registry, serving, train
 from wavefoundry.cli.common import Handler, common, err, out
-from wavefoundry.config import Config, load_config
+from wavefoundry.config import FAMILIES, Config, load_config, model_config, model_sources
 from wavefoundry.errors import UserError, disk_error
 
 DESCRIPTION = """\
@@ -68,14 +68,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in (data, train, registry, serving, pipeline):
         group.add_commands(commands, command)
-    command("config", cmd_config, "print the configuration after params, recipe and overrides")
+    sub = command(
+        "config", cmd_config, "print the configuration after params, recipe and overrides"
+    )
+    sub.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        choices=list(FAMILIES),
+        help="show only this family's model settings (repeatable; default: every family)",
+    )
+    sub.epilog = (
+        "After the settings, a table per model family: every key of its config dataclass, its "
+        "value and the layer that set it (the recipe, --set, or the model file's default)."
+    )
     return parser
 
 
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
-    import yaml
+    import dataclasses
 
-    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), markup=False)
+    import yaml
+    from rich.table import Table
+
+    from wavefoundry.families.registry import get_family
+
+    params = args.params if args.params.exists() else None
+    sources = model_sources(params, args.config, args.overrides)
+    settings = cfg.model_dump(mode="json")
+    settings.pop("models")
+    out.print(yaml.safe_dump(settings, sort_keys=False), markup=False)
+    for family in args.model or list(FAMILIES):
+        config_class = get_family(family).config_class
+        resolved = dataclasses.asdict(model_config(cfg, family, config_class))
+        table = Table(
+            title=f"models.{family}",
+            caption=f"default: the dataclass in {config_class.__module__.replace('.', '/')}.py",
+        )
+        for column in ("key", "value", "set by"):
+            table.add_column(column)
+        for key, value in resolved.items():
+            source = sources.get(family, {}).get(key)
+            default = "[dim]default[/]"
+            table.add_row(key, escape(repr(value)), escape(source) if source else default)
+        out.print(table)
     return 0
 
 

@@ -151,9 +151,9 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
         resolve_family(cfg, family, dataset)  # one clear error for a family that cannot train on it
     if args.steps is not None and args.steps <= 0:
         raise UserError(f"--steps must be positive, got {args.steps}")
-    # What the command line says of the configuration travels with the run; the tasks read
-    # params.yaml themselves (their image's, or this checkout's).
-    params = args.params if args.params != Path("params.yaml") else None
+    # The whole configuration, resolved here (params.yaml, its recipe or --config's, each
+    # --set), travels with the run: a task reads no params file of its own (steps.task_config).
+    params = args.params if args.params.is_file() else None
     data_config, config = split_layer(read_layer(params, args.config, args.overrides))
     arguments: dict[str, Any] = {
         "dataset": dataset,

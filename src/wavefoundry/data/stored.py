@@ -47,6 +47,13 @@ class DataSpec:
         raise ValueError(f"unknown speaker {name!r}: known speakers are {known}{more}")
 
 
+def data_version(cfg: Config, dataset: str) -> str:
+    """The stored dataset's data version (the DVC hash of its processed folder, written by the
+    store next to it); "" when it has not been stored."""
+    path = cfg.paths.data_version(dataset)
+    return json.loads(path.read_text())["data_version"] if path.is_file() else ""
+
+
 def stored_dataset(cfg: Config, dataset: str) -> tuple[DataSpec, str]:
     """The DataSpec of a stored dataset and its data version (DVC hash of the processed folder)."""
     folder = cfg.paths.processed(dataset)
@@ -56,8 +63,7 @@ def stored_dataset(cfg: Config, dataset: str) -> tuple[DataSpec, str]:
             f"no stored {dataset} dataset at {folder}: run `wavefoundry prepare -d {dataset}` first"
         )
     meta = json.loads(meta_path.read_text())
-    version_path = cfg.paths.data_version(dataset)
-    version = json.loads(version_path.read_text())["data_version"] if version_path.is_file() else ""
+    version = data_version(cfg, dataset)
     # Only the speaker column, and only if there is one: the index can be large.
     index_path = split_dir(cfg, dataset, "train") / "index.parquet"
     speakers: tuple[str, ...] = ()

@@ -82,7 +82,9 @@ def task_config(
         fixed["tracking"] = {"uri": tracking_uri}
     if steps:
         fixed["training"] = {"steps": steps}
-    return load_config(Path("params.yaml"), layers=[layer or {}, fixed])
+    # The layer is the whole configuration, resolved where the run was started (params,
+    # recipe, --set): reading a params file here again would re-apply its default recipe.
+    return load_config(None, layers=[layer or {}, fixed])
 
 
 # --- data ---------------------------------------------------------------------------------
