@@ -43,7 +43,7 @@ Serving:
 The lifecycle as one Kubeflow pipeline (what `make demo` runs):
   pipeline run       the whole pipeline here on the CPU: ingest -> validate -> train the
                      families -> evaluate -> promote -> bento build; cached; outcome recorded
-  pipeline compile   pipelines/compiled/training_pipeline.yaml from pipelines/training_pipeline.py
+  pipeline compile   pipelines/compiled/training_pipeline.yaml from wavefoundry.pipeline.dag
   pipeline submit    one run on a Kubeflow Pipelines host; pipeline schedule: a recurring run
 
 Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.

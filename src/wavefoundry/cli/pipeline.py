@@ -20,15 +20,21 @@ from wavefoundry.locks import file_lock
 from wavefoundry.pipeline.local_run import RUNNERS
 
 RUN_HELP = """\
-The lifecycle as one run on this machine: the compiled Kubeflow pipeline (pipelines/
-training_pipeline.py) with kfp.local's SubprocessRunner, in this environment, on the CPU:
-data revision -> ingest -> validate (+ store) -> train and evaluate each family -> promote ->
-bento build, and the exit handler recording the outcome in MLflow whatever happens.
+The lifecycle as one run on this machine: the compiled Kubeflow pipeline (wavefoundry.
+pipeline.dag) on kfp.local's own orchestrator and task cache, each task in this environment
+(SubprocessRunner), on the CPU: data revision -> ingest -> validate (+ store) -> train and
+evaluate each family -> promote -> bento build, and the exit handler recording the outcome in
+MLflow whatever happens.
 
 Defaults: pipeline.dataset and pipeline.families of params.yaml, the dataset's sources (the
 sample corpus is made when they are the sample), MLflow at tracking.uri. Tasks are cached
 under pipeline.root: a second run on unchanged data reuses ingest and validate (and the
-training of unchanged settings). --config and --set travel with the run as its configuration.
+training of unchanged settings). The configuration (params.yaml, its recipe or --config, each
+--set) is resolved here and travels with the run.
+
+Exit status: 0 when the run succeeded, also when no candidate passed the gate (the champion
+and its Bento stay); 1 when a task failed; 2 for a usage error, another run holding this
+folder, a full disk or a folder it may not write.
 """
 
 
@@ -36,7 +42,7 @@ def add_commands(commands: Any, command: Command) -> None:
     group = commands.add_parser(
         "pipeline",
         help="the lifecycle as one Kubeflow pipeline: compile, run here, submit, schedule",
-        description="The lifecycle as one Kubeflow pipeline (pipelines/training_pipeline.py).",
+        description="The lifecycle as one Kubeflow pipeline (wavefoundry.pipeline.dag).",
     )
     sub = group.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
 
@@ -54,7 +60,7 @@ def add_commands(commands: Any, command: Command) -> None:
     parser = subcommand(
         "compile",
         cmd_compile,
-        "compile pipelines/training_pipeline.py to pipelines/compiled/training_pipeline.yaml",
+        "compile the pipeline (wavefoundry.pipeline.dag) to pipelines/compiled/training_pipeline.yaml",
     )
     parser.add_argument("--out", type=Path, help="where (default: the checked-in file)")
     parser.add_argument(
