@@ -160,7 +160,8 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
     # The whole configuration, resolved here (params.yaml, its recipe or --config's, each
     # --set), travels with the run: a task reads no params file of its own (steps.task_config).
     params = args.params if args.params.is_file() else None
-    data_config, config = split_layer(read_layer(params, args.config, args.overrides))
+    layer = _without_default_nulls(read_layer(params, args.config, args.overrides))
+    data_config, config = split_layer(layer)
     arguments: dict[str, Any] = {
         "dataset": dataset,
         "families": families,
@@ -181,6 +182,29 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
             raise UserError(f"--param {text!r}: expected KEY=VALUE")
         arguments[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return arguments
+
+
+def _without_default_nulls(layer: dict[str, Any]) -> dict[str, Any]:
+    """The layer without the nulls that only restate a default (a KFP parameter cannot hold
+    null); a null that changes a default is an error naming the key."""
+    from wavefoundry.config import Config
+
+    def strip(values: dict[str, Any], defaults: Any, where: str) -> dict[str, Any]:
+        kept = {}
+        for key, value in values.items():
+            default = defaults.get(key) if isinstance(defaults, dict) else None
+            if isinstance(value, dict):
+                kept[key] = strip(value, default, f"{where}{key}.")
+            elif value is not None:
+                kept[key] = value
+            elif default is not None:
+                raise UserError(
+                    f"{where}{key}: null cannot travel as a pipeline parameter (its default is "
+                    f"{default!r}): give it a value"
+                )
+        return kept
+
+    return strip(layer, Config().model_dump(mode="json"), "")
 
 
 def _local_sources(cfg: Config, dataset: str, given: list[str] | None) -> list[str]:
