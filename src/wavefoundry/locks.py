@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from wavefoundry.errors import UserError, writing
+from wavefoundry.errors import UserError
 
 
 def _holder(path: Path) -> str:
@@ -35,7 +35,8 @@ def file_lock(
     stderr while waiting); else another holder is a UserError naming it. `what` says what
     the lock guards, for that message."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
+    # Unbuffered: nothing is left to flush at close, where a full disk would raise again.
+    with open(path, "a+b", buffering=0) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -48,17 +49,12 @@ def file_lock(
                 print(f"{on_wait} ({_holder(path)} holds {path})", file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
-        try:
-            with writing(path):  # who holds it, for the message others show
-                handle.seek(0)
-                handle.truncate()
-                handle.write(
-                    json.dumps({"pid": os.getpid(), "command": command, "since": time.time()})
-                )
-                handle.flush()
-        except BaseException:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            raise
+        holder = json.dumps({"pid": os.getpid(), "command": command, "since": time.time()})
+        # Who holds it, for the message others show; on a full disk the lock holds without it
+        # (the work inside then says what could not be written).
+        with contextlib.suppress(OSError):
+            handle.truncate(0)
+            handle.write(holder.encode())
         try:
             yield
         finally:

@@ -800,7 +800,8 @@ def _made_atomically(out: Path, name: str, cfg: SampleDataConfig) -> Path:
             if old.exists():
                 old.rename(target)
             raise
-        stamp.write_text(recipe + _listing(target), encoding="utf-8")
+        with writing(stamp):
+            stamp.write_text(recipe + _listing(target), encoding="utf-8")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
