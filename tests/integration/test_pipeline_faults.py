@@ -216,7 +216,9 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_naming_the_path(small_dis
     assert (digest(store), version.read_text(), manifest.read_bytes()) == before
     assert not [p.name for p in (data / "processed").iterdir() if p.name.startswith(".")]
 
-    # A folder this user may not write: one line, EACCES, the previous store stays.
+    # A folder this user may not write (it reads everything else): one line, EACCES, the
+    # previous store stays.
+    subprocess.run(["chmod", "-R", "a+rX", str(data)], check=True)
     (data / "processed").chmod(0o555)
     line = one_error_line(run(root, "store", "-d", "ljspeech", user=65534))
     assert "permission denied (EACCES)" in line and "data/processed" in line
