@@ -2,7 +2,8 @@
 `pipeline/local_run.py` drives it: a ParallelFor whose results are collected, an exit handler
 that runs after a failure with the final status, a task cache keyed on the inputs; and what
 local_run adds: the run record (a state per task, each task's log) and the failing task's error
-line handed to the exit handler. Each component appends to a journal file, so the tests see
+line handed to the exit handler, and a loop body that takes another task's output parameter
+getting it (kfp.local hands it the loop item). Each component appends to a journal file, so the tests see
 what actually ran."""
 
 import json
@@ -16,17 +17,20 @@ from wavefoundry.pipeline.local_run import CACHED, FAILED, SKIPPED, SUCCEEDED, r
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def greet(journal: str, text: str, out: Output[Dataset]):
+def greet(journal: str, text: str, out: Output[Dataset]) -> str:
     import time
     from pathlib import Path
 
     Path(out.path).write_text(text)
     with open(journal, "a") as f:
         f.write(f"greet {time.time()}\n")
+    return text
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def shout(journal: str, word: str, greeting: Input[Dataset], fail_on: str, pause: float) -> str:
+def shout(
+    journal: str, word: str, greeting: Input[Dataset], said: str, fail_on: str, pause: float
+) -> str:
     import time
     from pathlib import Path
 
@@ -36,7 +40,8 @@ def shout(journal: str, word: str, greeting: Input[Dataset], fail_on: str, pause
     time.sleep(pause)
     with open(journal, "a") as f:
         f.write(f"shout {word} {started} {time.time()}\n")
-    return Path(greeting.path).read_text() + " " + word.upper()
+    # The artifact and the parameter greet made, both handed into the loop.
+    return Path(greeting.path).read_text() + " " + said + " " + word.upper()
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -68,6 +73,7 @@ def toy(journal: str, words: list = ["a", "b", "c"], fail_on: str = "", pause: f
                 journal=journal,
                 word=word,
                 greeting=greeting.outputs["out"],
+                said=greeting.outputs["Output"],
                 fail_on=fail_on,
                 pause=pause,
             )
@@ -93,7 +99,9 @@ def test_a_run_collects_the_loop_and_ends_with_the_exit_handler(spec, tmp_path):
     journal = tmp_path / "journal.txt"
     result = run(spec, {"journal": str(journal)}, tmp_path / "root")
     assert result.state == SUCCEEDED, result.error
-    assert journal_lines(journal, "gather") == ["gather hello A | hello B | hello C"]
+    assert journal_lines(journal, "gather") == [
+        "gather hello hello A | hello hello B | hello hello C"
+    ]
     assert journal_lines(journal, "finish") == ["finish SUCCEEDED -"]
     assert len(journal_lines(journal, "shout")) == 3
     # The record of the run: every task, its state and log.
@@ -113,7 +121,10 @@ def test_a_second_run_reuses_what_is_cached_and_reruns_what_is_not(spec, tmp_pat
     assert [state for path, state in seen if path == "shout"] == [CACHED] * 3
     assert ("gather", SUCCEEDED) in seen and ("finish", SUCCEEDED) in seen
     assert len(journal_lines(journal, "greet")) == 1  # ran once in two runs
-    assert journal_lines(journal, "gather") == ["gather hello A | hello B | hello C"] * 2
+    assert (
+        journal_lines(journal, "gather")
+        == ["gather hello hello A | hello hello B | hello hello C"] * 2
+    )
 
     # Other inputs, another key: the loop runs again; without the cache, everything does.
     run(spec, {"journal": str(journal), "words": ["a", "d"]}, tmp_path / "root")

@@ -15,6 +15,10 @@ local runner"):
 - a cache hit is logged at INFO outside kfp.local's logger, so nobody sees it: we listen;
 - tasks of a loop run on threads whose output interleaves; we attribute it by thread;
 - tasks on two threads can leave builtins.print swapped for an indenting one; we restore it;
+- a ParallelFor body's inputs that are other tasks' output parameters become the loop item
+  (the training tasks got the family as their data version); we give them back;
+- a task's retry policy (for a cluster's preempted pods) is honoured with its backoff, so a
+  failing task waits minutes before it fails; we run each task once;
 - the exit handler's `PipelineTaskFinalStatus` says only "Task exit-handler-1 failed."; the
   failing task's own error line is handed to it in a file (`steps.ERRORS_ENV` names it).
 """
@@ -296,15 +300,42 @@ def _listening(console: Console) -> Iterator[None]:
         builtins.print = print_before
 
 
-def limit_loops(spec: Any, parallelism: int) -> None:
-    """Each ParallelFor of the spec runs `parallelism` items at a time (kfp.local caps it at
-    2 threads whatever it is asked)."""
+def for_this_machine(spec: Any, parallelism: int) -> None:
+    """The spec as it runs here: each ParallelFor runs `parallelism` items at a time (kfp.local
+    caps it at 2 threads whatever it is asked), and no task is retried: a retry policy is for a
+    cluster's preempted pods, and kfp.local would wait its backoff (1, 2, 4 minutes) before a
+    failing task fails."""
     for component in [spec.root, *spec.components.values()]:
         if component.WhichOneof("implementation") != "dag":
             continue
         for task in component.dag.tasks.values():
             if task.WhichOneof("iterator"):
                 task.iterator_policy.parallelism_limit = parallelism
+            task.ClearField("retry_policy")
+
+
+@contextlib.contextmanager
+def _loop_bodies_keep_their_inputs() -> Iterator[None]:
+    """kfp 2.17.3's kfp.local gives every input of a ParallelFor body that is another task's
+    output parameter the loop item instead (task_spec_utils.
+    create_parameter_loop_iteration_task_spec): the training tasks got their family as the
+    data version. Each iteration's spec gets those inputs back, as the DAG says."""
+    from kfp.local.orchestrator import task_spec_utils
+
+    made_by_kfp = task_spec_utils.create_parameter_loop_iteration_task_spec
+
+    def iteration(original: Any, loop_item: Any, loop_task_name: str) -> Any:
+        made = made_by_kfp(original, loop_item, loop_task_name)
+        for name, given in original.inputs.parameters.items():
+            if given.HasField("task_output_parameter"):
+                made.inputs.parameters[name].CopyFrom(given)
+        return made
+
+    task_spec_utils.create_parameter_loop_iteration_task_spec = iteration
+    try:
+        yield
+    finally:
+        task_spec_utils.create_parameter_loop_iteration_task_spec = made_by_kfp
 
 
 def run(
@@ -337,7 +368,7 @@ def run(
         raise UserError(
             f"the pipeline has no parameter {', '.join(unknown)} (it has: {', '.join(known)})"
         )
-    limit_loops(spec, parallelism)
+    for_this_machine(spec, parallelism)
     root = Path(root).resolve()
     runs, cache_root = root / "runs", root / "cache"
     runs.mkdir(parents=True, exist_ok=True)
@@ -358,7 +389,7 @@ def run(
     previous = os.environ.get(ERRORS_ENV)
     os.environ[ERRORS_ENV] = str(errors)
     try:
-        with _listening(console):
+        with _listening(console), _loop_bodies_keep_their_inputs():
             pipeline_orchestrator.run_local_pipeline(pipeline_spec=spec, arguments=arguments)
     finally:
         if previous is None:
