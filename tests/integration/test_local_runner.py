@@ -1,10 +1,10 @@
 """kfp.local's own orchestrator on a small pipeline of its own (no audio, no models), as
 `pipeline/local_run.py` drives it: a ParallelFor whose results are collected, an exit handler
 that runs after a failure with the final status, a task cache keyed on the inputs; and what
-local_run adds: the run record (a state per task, each task's log) and the failing task's error
+local_run adds: the run record (a state per task, each task's log), the failing task's error
 line handed to the exit handler, and a loop body that takes another task's output parameter
-getting it (kfp.local hands it the loop item). Each component appends to a journal file, so the tests see
-what actually ran."""
+getting it (kfp.local hands it the loop item). Each component appends to a journal file, so
+the tests see what actually ran."""
 
 import json
 from pathlib import Path
