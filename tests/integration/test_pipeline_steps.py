@@ -77,6 +77,8 @@ def test_validate_follows_an_ingested_dataset_to_where_it_arrives(in_project, sa
     version = steps.validate("ljspeech", arrived, layer, store, report, metrics)
     assert version == store.metadata["data_version"]
     assert metrics.logged == {"clips": 12, "passed": 12, "quarantined": 0}
+    # ... and in the artifact's own file, which kfp.local's cache needs to reuse the task.
+    assert json.loads(Path(metrics.path).read_text()) == metrics.logged
     assert "suite PASSED" in Path(report.path).read_text()
     stored = pd.read_parquet(Path(store.path) / "manifest" / "ljspeech.parquet")
     assert all(p.startswith(str(moved)) for p in stored["path"])

@@ -87,6 +87,16 @@ def task_config(
     return load_config(None, layers=[layer or {}, fixed])
 
 
+def log_metrics(metrics: Metrics, values: dict[str, float]) -> None:
+    """Each value as a KFP metric, and the lot as JSON in the artifact's own file: a Metrics
+    artifact otherwise writes no file, and kfp.local's cache takes an output whose file is
+    missing for deleted, so the task would never be reused."""
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    Path(metrics.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics.path).write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+
+
 # --- data ---------------------------------------------------------------------------------
 
 
@@ -158,8 +168,9 @@ def validate(
     _manifest_from(ingested, dataset, cfg)
     result = stages.validate(cfg, dataset)
     Path(report.path).write_text(render_html(result), encoding="utf-8")
-    for name in ("clips", "passed", "quarantined"):
-        metrics.log_metric(name, getattr(result, name))
+    log_metrics(
+        metrics, {name: getattr(result, name) for name in ("clips", "passed", "quarantined")}
+    )
     print(render_summary(result))
     if not result.success:
         raise UserError(
@@ -305,9 +316,8 @@ def evaluate(
             f"the held-out clips come from data version {done.score.data_version}, the task "
             f"was given {data_version}"
         )
-    for name, value in done.score.metrics.items():
-        if math.isfinite(value):  # a KFP metric is a number; the NaN stays on the MLflow run
-            metrics.log_metric(name, value)
+    # A KFP metric is a number; the NaN stays on the MLflow run.
+    log_metrics(metrics, {k: v for k, v in done.score.metrics.items() if math.isfinite(v)})
     record = done.candidate.as_record()
     print(
         f"{record['family']}: {record['registered_model']} v{record['version']} {record['metrics']}"
