@@ -277,7 +277,9 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
         state = {"FAILED": "[red]FAILED[/]", "CACHED": "[cyan]cached[/]"}.get(
             task.state, task.state
         )
-        table.add_row(labels(task.path), state, f"{task.seconds:.1f}" if task.seconds else "")
+        table.add_row(
+            escape(labels(task.path)), state, f"{task.seconds:.1f}" if task.seconds else ""
+        )
     out.print(table)
     facts = result.outputs("record-outcome").get("summary", {})
     for champion in facts.get("champions", []):
@@ -321,14 +323,14 @@ class _Labels:
     def report(self, event: Any) -> None:
         """A line as each task starts and ends; a failed task's log ends up on stderr."""
         if isinstance(event, str):
-            out.print(f"[dim]-> {event}[/]")
+            out.print(f"[dim]-> {escape(event)}[/]")
             return
-        name = self(event.path)
+        name = escape(self(event.path))  # `train [hifigan]` is not markup
         if event.state == "FAILED":
             # The task's own last lines, without kfp's bookkeeping around them.
             err.print(event.tail, markup=False, highlight=False)
             err.print(f"[red]x {name} FAILED[/] after {event.seconds:.1f} s")
-            err.print(f"  its log: {event.log}")
+            err.print(f"  its log: {escape(event.log)}")
         elif event.state == "CACHED":
             made_by = f" (made by {event.cached_from})" if event.cached_from else ""
             out.print(f"[cyan]= {name}[/] cached{made_by}")
