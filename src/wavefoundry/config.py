@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -27,10 +27,14 @@ DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
-FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
+FamilyName = Literal[
+    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "tacotron2"
+]
+FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
-# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
-TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
+# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator),
+# mel frames from text (acoustic: text-to-speech, voiced by the dataset's vocoder champion).
+TASKS: tuple[str, ...] = ("vocoder", "codec", "generator", "acoustic")
 
 
 class ConfigError(UserError):
@@ -286,6 +290,7 @@ class PromotionConfig(Section):
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "codec": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "generator": TaskGate(primary="frechet_distance", secondary=["pitch_accuracy"]),
+        "acoustic": TaskGate(primary="mcd_dtw"),
     }
 
     @field_validator("tasks")
@@ -305,6 +310,12 @@ class ServingConfig(Section):
     min_sample_rate: int = Field(4000, gt=0, description="Lowest rate (Hz) /vocode takes.")
     max_sample_rate: int = Field(384000, gt=0, description="Highest rate (Hz) /vocode takes.")
     max_generate_seconds: float = Field(10.0, gt=0.0, description="Longest audio /generate makes.")
+    max_text_chars: int = Field(
+        1000, gt=0, description="Longest text /synthesize speaks, in characters."
+    )
+    max_sentence_chars: int = Field(
+        200, gt=0, description="/synthesize splits text at sentence ends into pieces this long."
+    )
     max_concurrency: int = Field(
         32, gt=0, description="Requests a replica takes at once; more get HTTP 429."
     )
@@ -325,9 +336,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[Literal["wavenet", "vqvae", "hifigan", "wavegan"]] = Field(
-        default_factory=lambda: ["hifigan", "wavenet"], min_length=1
-    )
+    families: list[FamilyName] = Field(default_factory=lambda: ["hifigan", "wavenet"], min_length=1)
     root: Path = Field(
         Path(".wavefoundry/kfp"),
         description="Local runs: task artifacts, the task cache and a record of each run.",

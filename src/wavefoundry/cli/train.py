@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wavefoundry.cli.common import Command, err, metric_table, out, write_json
-from wavefoundry.config import Config
+from wavefoundry.config import FAMILIES, Config
 from wavefoundry.errors import UserError
 
 
@@ -19,9 +19,7 @@ def add_commands(commands: Any, command: Command) -> None:
         cmd_train,
         "train a model family on a stored dataset, logged to MLflow (several GPUs: torchrun)",
     )
-    sub.add_argument(
-        "--model", "-m", required=True, metavar="NAME", help="wavenet, vqvae, hifigan or wavegan"
-    )
+    sub.add_argument("--model", "-m", required=True, metavar="NAME", help=", ".join(FAMILIES))
     sub.add_argument(
         "--dataset", "-d", required=True, metavar="NAME", help="ljspeech, vctk or nsynth"
     )
@@ -52,7 +50,7 @@ def add_commands(commands: Any, command: Command) -> None:
         metavar="FILE",
         help="instead of --run-id: the run `train --out FILE` wrote (dvc.yaml hands it on)",
     )
-    sub.add_argument("--model", "-m", metavar="NAME", help="wavenet, vqvae, hifigan or wavegan")
+    sub.add_argument("--model", "-m", metavar="NAME", help=", ".join(FAMILIES))
     sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
     sub.add_argument(
         "--out", type=Path, help="also write the candidate (version, family, metrics) as JSON"
