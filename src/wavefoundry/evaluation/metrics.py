@@ -39,6 +39,16 @@ METRICS: dict[str, Metric] = {
         Metric("rtf", False, "seconds of compute per second of audio"),
         Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
         Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),
+        # The offline judges (evaluation/judges.py runs their packages).
+        Metric("pesq", True, "wide-band PESQ MOS-LQO at 16 kHz, 1.04-4.64 (package pesq)"),
+        Metric("stoi", True, "short-time objective intelligibility, 0-1 (package pystoi)"),
+        Metric("estoi", True, "extended STOI, 0-1 (package pystoi)"),
+        Metric("mcd_dtw", False, "mel-cepstral distortion c1-c24 after DTW, dB (WORLD)"),
+        Metric("f0_rmse_cents", False, "F0 RMSE over frames voiced in both, cents (WORLD)"),
+        Metric("voicing_error", False, "fraction of frames voiced in only one (WORLD)"),
+        Metric("dnsmos_ovrl", True, "DNSMOS P.835 overall, 1-5, output only (speechmos)"),
+        Metric("dnsmos_sig", True, "DNSMOS P.835 speech signal, 1-5 (speechmos)"),
+        Metric("dnsmos_bak", True, "DNSMOS P.835 background, 1-5 (speechmos)"),
         Metric(
             "classifier_pitch_accuracy",
             True,
