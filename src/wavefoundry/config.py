@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -19,7 +19,8 @@ DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
-FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
+FamilyName = Literal["wavenet", "vqvae", "hifigan", "wavegan", "vocos"]
+FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
 # audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
 TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
@@ -241,6 +242,10 @@ class EvaluationConfig(Section):
     audio_examples: int = Field(
         4, ge=0, description="Reference/generated pairs and spectrograms logged per candidate."
     )
+    judges: list[str] = Field(
+        default_factory=lambda: ["pesq", "stoi", "mcd", "f0", "dnsmos"],
+        description="Offline judges (evaluation/judges.py) run on every reconstructed clip.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -266,6 +271,15 @@ class PromotionConfig(Section):
     )
     lock_timeout: float = Field(
         600.0, gt=0.0, description="Seconds after which another promotion's lock is stale."
+    )
+    floor: Literal["griffin_lim"] | None = Field(
+        "griffin_lim",
+        description="A vocoder or codec must beat this baseline on floor_metrics; null: off.",
+    )
+    floor_metrics: list[str] = Field(
+        default_factory=lambda: ["mrstft", "pesq"],
+        min_length=1,
+        description="The metrics (evaluation/metrics.py) a challenger must beat the floor on.",
     )
     tasks: dict[str, TaskGate] = {
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
@@ -300,9 +314,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[Literal["wavenet", "vqvae", "hifigan", "wavegan"]] = Field(
-        default_factory=lambda: ["hifigan", "wavenet"], min_length=1
-    )
+    families: list[FamilyName] = Field(default_factory=lambda: ["hifigan", "wavenet"], min_length=1)
     root: Path = Field(
         Path(".wavefoundry/kfp"),
         description="Local runs: task artifacts, the task cache and a record of each run.",

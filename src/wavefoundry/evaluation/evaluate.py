@@ -11,6 +11,7 @@ import torch
 
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
+from wavefoundry.evaluation import baseline
 from wavefoundry.evaluation.scorer import HeldOutSet, Score, held_out_set, log_score, score
 from wavefoundry.registry import candidates
 from wavefoundry.registry.candidates import Candidate
@@ -92,6 +93,8 @@ def evaluate(
     held_out = held_out_set(cfg, family.data.dataset)
     result = score_model(cfg, family, net, held_out)
     log_score(run_id, result, held_out.sample_rate)
+    if family.task in baseline.TASKS:  # its floor, scored once per held-out set
+        baseline.griffin_lim_baseline(cfg, held_out.dataset, held_out.fingerprint)
     candidate = candidates.register(
         client,
         run,

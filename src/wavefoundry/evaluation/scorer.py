@@ -5,7 +5,10 @@ split, each clip cut to evaluation.max_seconds. Its fingerprint (dataset, data v
 ids, settings) travels with every score: two scores are comparable exactly when their
 fingerprints are equal. Vocoders resynthesize each clip from its mel, codecs pass it through
 their codes, generators make one note per held-out note at its pitch (or the requested
-pitches) and are judged by the NSynth note classifier.
+pitches) and are judged by the NSynth note classifier. Reconstructions are also scored by
+the offline judges (evaluation.judges: PESQ, STOI, MCD, F0, DNSMOS); a judge that cannot run on
+a clip leaves NaN there and says why in the table's `judge_notes`. The Griffin-Lim baseline
+(evaluation/baseline.py) is scored on the same set by `score_baseline`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +30,12 @@ import torch
 from wavefoundry.audio import MelConfig, write_wav
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
-from wavefoundry.evaluation import metrics
+from wavefoundry.evaluation import judges, metrics
 from wavefoundry.progress import progress_bar
 from wavefoundry.training.data import split_dir, stored_dataset
 from wavefoundry.training.family import Family
+
+FINGERPRINT_TAG = "eval.fingerprint"  # run tag: the held-out set a run's eval/ metrics are from
 
 # Index columns that describe storage, not the clip: never passed to a model as conditioning.
 _STORAGE_COLUMNS = {"offset", "length", "sha256", "duration", "path", "source"}
@@ -64,6 +70,12 @@ class HeldOutSet:
 def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
     """The fixed held-out clips of the stored `dataset` under the evaluation settings."""
     settings = cfg.evaluation
+    missing = judges.unknown(settings.judges)
+    if missing:
+        raise UserError(
+            f"evaluation.judges: unknown judge {', '.join(missing)} (known: "
+            f"{', '.join(judges.JUDGES)})"
+        )
     spec, data_version = stored_dataset(cfg, dataset)
     folder = split_dir(cfg, dataset, settings.split)
     index = pd.read_parquet(folder / "index.parquet")
@@ -132,14 +144,19 @@ def score(
     if family.task == "generator":
         rows, rendered, compute = _render_notes(family, net, held_out, classifier)
     else:
-        rows, rendered, compute = _render_reconstructions(family, net, held_out)
+        rows, rendered, compute = _render_reconstructions(
+            family.name,
+            lambda audio, conditions: _timed(
+                family, net, audio, _model_conditions(family, conditions)
+            ),
+            held_out,
+            next(net.parameters()).device,
+            lambda audio, conditions: family.clip_metrics(
+                net, audio, _model_conditions(family, conditions)
+            ),
+        )
     table = pd.DataFrame(rows)
-    # A plain mean, so one non-finite clip makes the metric non-finite and the gate refuses it.
-    values = {
-        name: float(table[name].mean(skipna=False))
-        for name in table.columns
-        if name in metrics.METRICS
-    }
+    values = _averages(table)
     if family.task == "generator":
         values.update(_note_metrics(classifier, held_out, rendered, table))
     made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
@@ -147,6 +164,49 @@ def score(
     return Score(
         held_out.fingerprint, held_out.data_version, values, table, rendered[:audio_examples]
     )
+
+
+def score_baseline(
+    name: str,
+    synthesize: Callable[[np.ndarray], np.ndarray],
+    held_out: HeldOutSet,
+    audio_examples: int = 4,
+) -> Score:
+    """A method with no model (the Griffin-Lim baseline) scored exactly as a candidate is:
+    `synthesize` maps each held-out clip (1-D float32) to its reconstruction."""
+
+    def timed(audio: torch.Tensor, conditions: dict[str, Any]) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        generated = synthesize(audio.cpu().numpy())
+        return np.asarray(generated, dtype=np.float32), time.perf_counter() - started
+
+    rows, rendered, compute = _render_reconstructions(name, timed, held_out, torch.device("cpu"))
+    table = pd.DataFrame(rows)
+    values = _averages(table)
+    made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
+    values["rtf"] = metrics.real_time_factor(compute, made)
+    return Score(
+        held_out.fingerprint, held_out.data_version, values, table, rendered[:audio_examples]
+    )
+
+
+_JUDGED = {name for judge in judges.JUDGES.values() for name in judge.scores}
+
+
+def _averages(table: pd.DataFrame) -> dict[str, float]:
+    """Each metric's mean over the clips. A plain mean, so one non-finite clip makes the metric
+    non-finite and the gate refuses it; but a judge's scores average over the clips it could
+    score (the others are NaN with a note), and a judge that scored none is left out."""
+    values = {}
+    for name in table.columns:
+        if name not in metrics.METRICS:
+            continue
+        column = table[name].astype(float)
+        if name not in _JUDGED:
+            values[name] = float(column.mean(skipna=False))
+        elif column.notna().any():
+            values[name] = float(column.mean())
+    return values
 
 
 def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.ndarray, float]:
@@ -167,23 +227,29 @@ def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, A
 
 
 def _render_reconstructions(
-    family: Family, net: torch.nn.Module, held_out: HeldOutSet
+    name: str,
+    synthesize: Callable[[torch.Tensor, dict[str, Any]], tuple[np.ndarray, float]],
+    held_out: HeldOutSet,
+    device: torch.device,
+    clip_metrics: Callable[[torch.Tensor, dict[str, Any]], dict[str, float]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Rendered], float]:
-    device = next(net.parameters()).device
+    """Each held-out clip through `synthesize` ((audio, conditions) -> (output, seconds)),
+    measured against the clip by the metric functions and the evaluation's judges."""
     mel = metric_mel(held_out.sample_rate)
+    chosen = list(held_out.settings.get("judges", []))
     first = held_out.clips[0]
     # Warm-up (allocator, kernels, caches) outside the timing, on a tenth of a second.
     warm_up = torch.from_numpy(first.audio[: max(1, held_out.sample_rate // 10)]).to(device)
-    family.synthesize(net, warm_up, _model_conditions(family, first.conditions))
+    synthesize(warm_up, first.conditions)
     rows, rendered, compute = [], [], 0.0
-    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+    with progress_bar(f"scoring {name}", len(held_out.clips)) as advance:
         for clip in held_out.clips:
             audio = torch.from_numpy(clip.audio).to(device)
-            conditions = _model_conditions(family, clip.conditions)
-            generated, seconds = _timed(family, net, audio, conditions)
+            generated, seconds = synthesize(audio, clip.conditions)
             compute += seconds
             reference = torch.from_numpy(clip.audio)
             produced = torch.from_numpy(generated)
+            judged = judges.judge_clip(clip.audio, generated, held_out.sample_rate, chosen)
             rows.append(
                 {
                     "clip_id": clip.clip_id,
@@ -192,7 +258,9 @@ def _render_reconstructions(
                     "mrstft": metrics.mrstft_distance(reference, produced),
                     "snr_db": metrics.snr_db(reference, produced),
                     "si_sdr_db": metrics.si_sdr_db(reference, produced),
-                    **family.clip_metrics(net, audio, conditions),
+                    **judged.scores,
+                    "judge_notes": "; ".join(judged.notes),
+                    **(clip_metrics(audio, clip.conditions) if clip_metrics else {}),
                 }
             )
             rendered.append(Rendered(clip.clip_id, clip.audio, generated))
@@ -287,7 +355,7 @@ def log_score(run_id: str, result: Score, sample_rate: int) -> None:
             for name, value in result.metrics.items()
         ],
         tags=[
-            mlflow.entities.RunTag("eval.fingerprint", result.fingerprint),
+            mlflow.entities.RunTag(FINGERPRINT_TAG, result.fingerprint),
             mlflow.entities.RunTag("eval.data_version", result.data_version),
         ],
     )

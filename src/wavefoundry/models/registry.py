@@ -16,6 +16,7 @@ FAMILIES: dict[str, str] = {
     "vqvae": "wavefoundry.training.families.vqvae:VQVAEFamily",
     "hifigan": "wavefoundry.training.families.hifigan:HiFiGANFamily",
     "wavegan": "wavefoundry.training.families.wavegan:WaveGANFamily",
+    "vocos": "wavefoundry.training.families.vocos:VocosFamily",
 }
 
 
