@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from wavefoundry.data.synthetic.speech import Voice, plan_utterance, render_speech
 from wavefoundry.evaluation.judges import JUDGES, judge_clip, world_features
 from wavefoundry.evaluation.metrics import METRICS
+from wavefoundry.samples.speech import Voice, plan_utterance, render_speech
 
 SR = 22050
 VOICE = Voice(

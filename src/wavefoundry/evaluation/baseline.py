@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from wavefoundry import tracking
 from wavefoundry.audio import MelConfig, log_mel
 from wavefoundry.config import Config
 from wavefoundry.evaluation.scorer import (
-    FINGERPRINT_TAG,
     held_out_set,
     log_score,
     metric_mel,
@@ -75,8 +75,6 @@ def griffin_lim(audio: np.ndarray, mel: MelConfig, n_iter: int = N_ITER) -> np.n
 
 # The tasks whose candidates reconstruct a held-out clip, for which Griffin-Lim is the floor.
 TASKS: tuple[str, ...] = ("vocoder", "codec")
-KIND_TAG = "wavefoundry.kind"  # "baseline" on the baseline's runs
-BASELINE_TAG = "baseline"  # which baseline: NAME
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,9 @@ def find_baseline(client: Any, experiment_id: str, fingerprint: str) -> Baseline
     runs = client.search_runs(
         [experiment_id],
         filter_string=(
-            f"tags.`{KIND_TAG}` = 'baseline' and tags.{BASELINE_TAG} = '{NAME}' "
-            f"and tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'"
+            f"tags.`{tracking.TAG_KIND}` = 'baseline' and tags.`{tracking.TAG_BASELINE}` = "
+            f"'{NAME}' and tags.`{tracking.TAG_EVAL_FINGERPRINT}` = '{fingerprint}' "
+            "and attributes.status = 'FINISHED'"
         ),
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -117,7 +116,7 @@ def griffin_lim_baseline(cfg: Config, dataset: str, fingerprint: str) -> Baselin
     import mlflow
 
     from wavefoundry.errors import UserError
-    from wavefoundry.training.tracking import connect
+    from wavefoundry.tracking import connect
 
     experiment_id = connect(cfg.tracking)
     client = mlflow.MlflowClient(cfg.tracking.uri)
@@ -139,10 +138,10 @@ def griffin_lim_baseline(cfg: Config, dataset: str, fingerprint: str) -> Baselin
         experiment_id,
         run_name=f"{NAME}-{dataset}-{fingerprint[:8]}",
         tags={
-            KIND_TAG: "baseline",
-            BASELINE_TAG: NAME,
-            "dataset": dataset,
-            "data_version": held_out.data_version,
+            tracking.TAG_KIND: "baseline",
+            tracking.TAG_BASELINE: NAME,
+            tracking.TAG_DATASET: dataset,
+            tracking.TAG_DATA_VERSION: held_out.data_version,
         },
     )
     client.log_param(run.info.run_id, "n_iter", N_ITER)

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import log_mel
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.losses import multi_resolution_stft_loss
 from wavefoundry.models.vocos import Vocos, VocosConfig
-from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap
 
 
 class VocosFamily(Family):

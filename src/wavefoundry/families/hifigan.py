@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import log_mel
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.hifigan import (
     Discriminator,
     Generator,
@@ -24,7 +26,6 @@ from wavefoundry.models.hifigan import (
     feature_loss,
     generator_loss,
 )
-from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap
 
 
 class HiFiGANFamily(Family):
