@@ -17,6 +17,7 @@ trained is in families/vocos.py. Module names follow the paper: `embed`, `ConvNe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,10 @@ class VocosConfig:
     kernel_size: int = 7  # the depthwise convolution's and the embedding's
     layer_scale_init_value: float | None = None  # None: 1 / num_layers, as the paper's code
     max_magnitude: float = 1e2  # exp(m) clipped here (the paper's head)
+    # "direct": the head's p is each frame's phase (the paper). "instantaneous_frequency": p is
+    # how far each bin's phase advance departs from its centre frequency's, 2 pi k hop / n_fft,
+    # summed over frames (as GANSynth's IF); at p = 0 every bin is a coherent sinusoid.
+    phase: str = "direct"
     # Loss weights. The paper: adversarial + 2 * feature matching + 45 * mel L1. The family
     # adds a multi-resolution STFT loss (models/losses.py) that the paper does not use: 0 off.
     mel_weight: float = 45.0
@@ -73,6 +78,10 @@ class VocosConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.phase not in ("direct", "instantaneous_frequency"):
+            raise ValueError(
+                f"phase must be 'direct' or 'instantaneous_frequency', got {self.phase!r}"
+            )
 
 
 class ConvNeXtBlock(nn.Module):
@@ -151,12 +160,18 @@ class ISTFTHead(nn.Module):
     def __init__(self, config: VocosConfig):
         super().__init__()
         self.max_magnitude = config.max_magnitude
+        self.phase = config.phase
         self.out = nn.Linear(config.dim, config.n_fft + 2)
         self.istft = ISTFT(config.n_fft, config.hop_length, config.win_length)
+        bins = torch.arange(config.n_fft // 2 + 1, dtype=torch.float64)
+        advance = (2 * math.pi * bins * config.hop_length / config.n_fft) % (2 * math.pi)
+        self.register_buffer("advance", advance.float()[:, None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m, p = self.out(x).transpose(1, 2).float().chunk(2, dim=1)
         magnitude = torch.exp(m).clamp(max=self.max_magnitude)
+        if self.phase == "instantaneous_frequency":
+            p = torch.cumsum(p + self.advance, dim=-1)
         spectrum = torch.complex(magnitude * torch.cos(p), magnitude * torch.sin(p))
         return self.istft(spectrum)
 
