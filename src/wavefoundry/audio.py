@@ -132,3 +132,15 @@ def log_mel(audio: torch.Tensor | np.ndarray, cfg: MelConfig = MelConfig()) -> t
     transform = _mel_transform(cfg).to(x.device)
     mel = torch.log(torch.clamp(transform(x), min=cfg.log_floor))
     return mel[0] if squeeze else mel
+
+
+def whole_frame_log_mel(audio: torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+    """log_mel of 1-D `audio` zero-padded at the end to whole hops, and to more samples than
+    the reflect padding of (n_fft - hop) / 2 needs: (n_mels, ceil(len / hop)) frames, what a
+    vocoder resynthesizes a clip of any length from (its output then cut back to len)."""
+    import torch.nn.functional as F
+
+    hop = cfg.hop_length
+    min_frames = ((cfg.n_fft - hop) // 2) // hop + 1
+    frames = max(-(-len(audio) // hop), min_frames)
+    return log_mel(F.pad(audio.float(), (0, frames * hop - len(audio))), cfg)

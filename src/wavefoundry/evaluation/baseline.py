@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from wavefoundry import tracking
-from wavefoundry.audio import MelConfig, log_mel
+from wavefoundry.audio import MelConfig, whole_frame_log_mel
 from wavefoundry.config import Config
 from wavefoundry.evaluation.scorer import (
     held_out_set,
@@ -62,10 +62,7 @@ def griffin_lim(audio: np.ndarray, mel: MelConfig, n_iter: int = N_ITER) -> np.n
     inverse_mel, rebuild = _transforms(mel, n_iter)
     samples = torch.as_tensor(np.asarray(audio, dtype=np.float32))
     hop = mel.hop_length
-    frames = max(-(-len(samples) // hop), (mel.n_fft - hop) // 2 // hop + 1)
-    padded = torch.nn.functional.pad(samples, (0, frames * hop - len(samples)))
-    magnitude = inverse_mel(torch.exp(log_mel(padded, mel)))
-    out = rebuild(magnitude)
+    out = rebuild(inverse_mel(torch.exp(whole_frame_log_mel(samples, mel))))
     out = torch.nn.functional.pad(out, (hop // 2, 0))[: len(samples)]
     out = torch.nn.functional.pad(out, (0, len(samples) - len(out)))
     return out.clamp(-1.0, 1.0).numpy()

@@ -9,14 +9,13 @@ mel L1 (unweighted); the optimised total is "loss_generator".
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavefoundry.audio import log_mel
+from wavefoundry.audio import log_mel, whole_frame_log_mel
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.losses import multi_resolution_stft_loss
@@ -85,9 +84,5 @@ class VocosFamily(Family):
             raise ValueError("Vocos is a vocoder: it resynthesizes `audio`, which is required")
         generator = unwrap(net)
         device = next(generator.parameters()).device
-        hop = self.config.hop_length
-        # Whole frames, and more samples than the mel's reflect padding of (n_fft - hop) / 2.
-        min_frames = ((self.config.n_fft - hop) // 2) // hop + 1
-        frames = max(math.ceil(len(audio) / hop), min_frames)
-        padded = F.pad(audio.to(device, torch.float32), (0, frames * hop - len(audio)))
-        return generator.infer(log_mel(padded, self.mel))[: len(audio)]
+        mel = whole_frame_log_mel(audio.to(device, torch.float32), self.mel)
+        return generator.infer(mel)[: len(audio)]
