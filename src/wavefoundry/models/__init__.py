@@ -1,1 +1,1 @@
-"""Model families, one file each, reading like their papers: wavenet, vqvae, hifigan, wavegan."""
+"""Model families, one file each, reading like their papers: wavenet, vqvae, hifigan, wavegan, vocos."""
