@@ -193,12 +193,13 @@ def dnsmos(reference: np.ndarray | None, generated: np.ndarray, sample_rate: int
     windows; a shorter clip is repeated to fill one, as speechmos does."""
     from speechmos import dnsmos as model
 
-    generated = np.clip(_finite(generated), -1.0, 1.0)
+    generated = _finite(generated)
     if len(generated) < 0.1 * sample_rate:
         raise CannotJudge("clip shorter than 0.1 s")
     if not np.abs(generated).max() > 0:
         raise CannotJudge("silent output")
-    result = model.run(_at(generated, sample_rate, PESQ_RATE), PESQ_RATE)
+    # speechmos refuses samples outside [-1, 1]; resampling a full-scale clip can overshoot.
+    result = model.run(np.clip(_at(generated, sample_rate, PESQ_RATE), -1.0, 1.0), PESQ_RATE)
     return {
         "dnsmos_ovrl": float(result["ovrl_mos"]),
         "dnsmos_sig": float(result["sig_mos"]),
