@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from wavefoundry.errors import UserError
 
@@ -303,11 +311,21 @@ class ServingConfig(Section):
 
     max_input_seconds: float = Field(30.0, gt=0.0, description="Longest audio /vocode takes.")
     max_upload_bytes: int = Field(16 * 2**20, gt=0, description="Largest upload /vocode takes.")
+    min_sample_rate: int = Field(4000, gt=0, description="Lowest rate (Hz) /vocode takes.")
+    max_sample_rate: int = Field(384000, gt=0, description="Highest rate (Hz) /vocode takes.")
     max_generate_seconds: float = Field(10.0, gt=0.0, description="Longest audio /generate makes.")
     max_concurrency: int = Field(
         32, gt=0, description="Requests a replica takes at once; more get HTTP 429."
     )
     timeout: float = Field(120.0, gt=0.0, description="Seconds before a request is abandoned.")
+
+    @field_validator("max_sample_rate")
+    @classmethod
+    def _rate_range(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_sample_rate", 0)
+        if value < low:
+            raise ValueError(f"max_sample_rate ({value}) is below min_sample_rate ({low})")
+        return value
 
 
 class PipelineConfig(Section):
