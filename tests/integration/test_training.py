@@ -55,7 +55,14 @@ def mean(values: list[float]) -> float:
 
 @pytest.mark.parametrize(
     ("model", "dataset"),
-    [("wavenet", "ljspeech"), ("hifigan", "ljspeech"), ("vqvae", "vctk"), ("wavegan", "nsynth")],
+    [
+        ("wavenet", "ljspeech"),
+        ("hifigan", "ljspeech"),
+        ("vqvae", "vctk"),
+        ("wavegan", "nsynth"),
+        ("samplernn", "nsynth"),
+        ("tacotron2", "vctk"),
+    ],
 )
 def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str
@@ -79,7 +86,10 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "model.safetensors")
 
 
-@pytest.mark.parametrize(("model", "dataset"), [("wavegan", "nsynth"), ("vqvae", "vctk")])
+@pytest.mark.parametrize(
+    ("model", "dataset"),
+    [("wavegan", "nsynth"), ("vqvae", "vctk"), ("samplernn", "vctk"), ("tacotron2", "ljspeech")],
+)
 def test_resume_after_a_kill_gives_bitwise_identical_weights(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str
 ) -> None:

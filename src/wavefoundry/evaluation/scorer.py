@@ -5,10 +5,12 @@ split, each clip cut to evaluation.max_seconds. Its fingerprint (dataset, data v
 ids, settings) travels with every score: two scores are comparable exactly when their
 fingerprints are equal. Vocoders resynthesize each clip from its mel, codecs pass it through
 their codes, generators make one note per held-out note at its pitch (or the requested
-pitches) and are judged by the NSynth note classifier. Reconstructions are also scored by
-the offline judges (evaluation.judges: PESQ, STOI, MCD, F0, DNSMOS); a judge that cannot run on
-a clip leaves NaN there and says why in the table's `judge_notes`. The Griffin-Lim baseline
-(evaluation/baseline.py) is scored on the same set by `score_baseline`.
+pitches) and are judged by the NSynth note classifier; on speech, where there is no such judge,
+generators are scored by the held-out clips' likelihood (e.g. bits per sample).
+Reconstructions are also scored by the offline judges (evaluation.judges: PESQ, STOI, MCD, F0,
+DNSMOS); a judge that cannot run on a clip leaves NaN there and says why in the table's
+`judge_notes`. The Griffin-Lim baseline (evaluation/baseline.py) is scored on the same set by
+`score_baseline`.
 """
 
 from __future__ import annotations
@@ -66,8 +68,14 @@ class HeldOutSet:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
-    """The fixed held-out clips of the stored `dataset` under the evaluation settings."""
+def held_out_set(
+    cfg: Config, dataset: str, whole_clips: bool = False, vocoder: str = ""
+) -> HeldOutSet:
+    """The fixed held-out clips of the stored `dataset` under the evaluation settings.
+
+    `whole_clips` (text-to-speech: a sentence is spoken whole) keeps each clip entire instead
+    of cutting it to `max_seconds`; `vocoder` names what voices an acoustic model's frames
+    (a registered vocoder version, or "griffin-lim"). Both join the fingerprint."""
     settings = cfg.evaluation
     missing = judges.unknown(settings.judges)
     if missing:
@@ -83,6 +91,8 @@ def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
     index = index.sort_values("clip_id", kind="stable").reset_index(drop=True)
     chosen = np.random.default_rng(settings.seed).permutation(len(index))[: settings.clips]
     longest = max(1, int(settings.max_seconds * spec.sample_rate))
+    if whole_clips:
+        longest = int(index["length"].max())
     clips = []
     for row in index.iloc[chosen].to_dict("records"):
         start, length = int(row["offset"]), min(int(row["length"]), longest)
@@ -100,7 +110,10 @@ def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
         data_version,
         spec.sample_rate,
         tuple(clips),
-        settings.model_dump(mode="json", exclude={"device", "audio_examples"}),
+        {
+            **settings.model_dump(mode="json", exclude={"device", "audio_examples"}),
+            **({"whole_clips": True, "vocoder": vocoder} if whole_clips else {}),
+        },
     )
 
 
@@ -131,17 +144,24 @@ def score(
     held_out: HeldOutSet,
     classifier: Any = None,
     audio_examples: int = 4,
+    vocoder: Any = None,
 ) -> Score:
     """Render every held-out clip with the candidate and measure it (see the module doc).
-    `classifier` (evaluation.note_classifier) is needed for generators only."""
+    `classifier` (evaluation.note_classifier) is needed for generators only; `vocoder` (a
+    log-mel -> audio callable) voices an acoustic model's frames (None: Griffin-Lim)."""
     if held_out.dataset != family.data.dataset:
         raise UserError(
             f"a {family.name} model trained on {family.data.dataset} cannot be scored on "
             f"{held_out.dataset} clips"
         )
     net.eval()
-    if family.task == "generator":
+    notes = family.task == "generator" and held_out.dataset == "nsynth"
+    if notes:
         rows, rendered, compute = _render_notes(family, net, held_out, classifier)
+    elif family.task == "generator":
+        rows, rendered, compute = _render_utterances(family, net, held_out)
+    elif family.task == "acoustic":
+        rows, rendered, compute = _render_sentences(family, net, held_out, vocoder)
     else:
         rows, rendered, compute = _render_reconstructions(
             family.name,
@@ -156,8 +176,16 @@ def score(
         )
     table = pd.DataFrame(rows)
     values = _averages(table)
-    if family.task == "generator":
+    if notes:
         values.update(_note_metrics(classifier, held_out, rendered, table))
+    if family.task == "acoustic":
+        # F0 is compared only where both voices sound; a sentence with no such frame (an
+        # untrained voice) has no F0 error rather than an infinite one: left out of the mean,
+        # and the metric left out when no sentence has one.
+        f0 = float(table["f0_rmse_cents"].mean(skipna=True))
+        values.pop("f0_rmse_cents", None)
+        if math.isfinite(f0):
+            values["f0_rmse_cents"] = f0
     made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
     values["rtf"] = metrics.real_time_factor(compute, made)
     return Score(
@@ -260,6 +288,70 @@ def _render_reconstructions(
                     **judged.scores,
                     "judge_notes": "; ".join(judged.notes),
                     **(clip_metrics(audio, clip.conditions) if clip_metrics else {}),
+                }
+            )
+            rendered.append(Rendered(clip.clip_id, clip.audio, generated))
+            advance(1)
+    return rows, rendered, compute
+
+
+def _render_utterances(
+    family: Family, net: torch.nn.Module, held_out: HeldOutSet
+) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+    """A generator on speech: as many seconds as each held-out clip, with its speaker, and the
+    clip's likelihood under the model (`Family.clip_metrics`, e.g. bits per sample): with no
+    note classifier for speech, the likelihood is the score."""
+    seed = int(held_out.settings.get("seed", 0))
+    device = next(net.parameters()).device
+    rows, rendered, compute = [], [], 0.0
+    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+        for i, clip in enumerate(held_out.clips):
+            conditions = _model_conditions(family, clip.conditions)
+            conditions.update(
+                seed=seed * 100_003 + i, seconds=len(clip.audio) / held_out.sample_rate
+            )
+            generated, seconds = _timed(family, net, None, conditions)
+            compute += seconds
+            audio = torch.from_numpy(clip.audio).to(device)
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "seconds": len(generated) / held_out.sample_rate,
+                    **family.clip_metrics(net, audio, conditions),
+                }
+            )
+            rendered.append(Rendered(clip.clip_id, clip.audio, generated))
+            advance(1)
+    return rows, rendered, compute
+
+
+def _render_sentences(
+    family: Any, net: torch.nn.Module, held_out: HeldOutSet, vocoder: Any
+) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+    """Each held-out clip's transcript spoken free-running (prenet seed 0), voiced by
+    `vocoder` (else the family's Griffin-Lim), judged against the recording after DTW; its
+    alignment scored for focus, diagonality and whether it hit the decoder-step limit."""
+    limit = family.config.max_decoder_steps
+    rows, rendered, compute = [], [], 0.0
+    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+        for clip in held_out.clips:
+            conditions = _model_conditions(family, clip.conditions)
+            text = conditions.get("normalized_text") or conditions.get("text") or ""
+            started = time.perf_counter()
+            out = family.text_to_mel(net, str(text), conditions.get("speaker"))
+            speech = (vocoder or family.vocode)(out.mel_postnet[0]).reshape(-1)
+            generated = speech.detach().float().cpu().clamp(-1.0, 1.0).numpy()
+            compute += time.perf_counter() - started
+            alignment = out.alignments[0]
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "seconds": len(generated) / held_out.sample_rate,
+                    "reference_seconds": len(clip.audio) / held_out.sample_rate,
+                    **metrics.dtw_speech_scores(clip.audio, generated, held_out.sample_rate),
+                    "attention_focus": metrics.attention_focus_rate(alignment),
+                    "attention_diagonality": metrics.attention_diagonality(alignment),
+                    "decoder_limit_share": float(int(out.steps[0]) >= limit),
                 }
             )
             rendered.append(Rendered(clip.clip_id, clip.audio, generated))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from wavefoundry.audio import MelConfig
+from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
 
 
@@ -46,10 +47,13 @@ class Family(ABC):
     config_class: ClassVar[type]  # the model file's config dataclass
     datasets: ClassVar[tuple[str, ...]]  # datasets this family trains on
     inference_net: ClassVar[str]  # the network that makes audio; exported and EMA-averaged
-    # "vocoder", "codec" or "generator" (config.TASKS): how its candidates are scored and which
+    # "vocoder", "codec", "generator" or "acoustic" (config.TASKS): how its candidates are scored and which
     # registered model they join. WaveNet's depends on its config, so it is a property there.
     task: ClassVar[str]
     random_offset: ClassVar[bool] = True  # segments start anywhere (False: at the clip start)
+    # Whole clips with their transcripts (text-to-speech), bucketed by length and padded,
+    # instead of fixed segments; `segment_length` is then the longest clip taken, in samples.
+    utterances: ClassVar[bool] = False
 
     def __init__(self, config: Any, data: DataSpec):
         self.config = self.adapt(config, data)
@@ -78,6 +82,17 @@ class Family(ABC):
             name: torch.optim.AdamW(net.parameters(), lr=lr, betas=betas, weight_decay=decay)
             for name, net in nets.items()
         }
+
+    def resolve(self, tracking: TrackingConfig) -> None:
+        """Before a training run builds the networks: fetch the registered models this family
+        builds on (the code prior's VQ-VAE) and pin their versions in `self.config`, so the
+        exported model says exactly what it was trained on. Default: nothing."""
+        return None
+
+    def upstream(self) -> dict[str, str]:
+        """The registered models this one is built on, as tracking.UPSTREAM_TAGS -> value: tagged
+        on the run and its registered version, shown by the Bento's /info. Default: none."""
+        return {}
 
     def for_inference(self, net: nn.Module) -> nn.Module:
         """The trained inference net made ready to serve (e.g. weight norm folded into the
@@ -122,12 +137,33 @@ class Family(ABC):
         (e.g. "pitch", "seed", "seconds"). Returns 1-D float audio in [-1, 1]."""
 
     @torch.no_grad()
+    def figures(self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Matplotlib figures to log at validation beside the audio (name -> Figure), e.g. an
+        attention alignment; none by default."""
+        return {}
+
+    @torch.no_grad()
     def clip_metrics(
         self, net: nn.Module, audio: torch.Tensor, conditions: dict[str, Any]
     ) -> dict[str, float]:
         """Metrics only this family can give on a held-out clip (1-D audio, its conditioning
         as `synthesize` takes it), such as WaveNet's likelihood; none by default."""
         return {}
+
+
+def requested_pitch(conditions: dict[str, Any], pitches: int) -> int:
+    """A request's "pitch" (MIDI, default 60); a ValueError naming the range when outside it."""
+    pitch = int(conditions.get("pitch", 60))
+    if not 0 <= pitch < pitches:
+        raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{pitches - 1}")
+    return pitch
+
+
+def seeded_generator(conditions: dict[str, Any], device: torch.device) -> torch.Generator | None:
+    """A random generator seeded with the request's "seed", or None (torch's global one)."""
+    if conditions.get("seed") is None:
+        return None
+    return torch.Generator(device).manual_seed(int(conditions["seed"]))
 
 
 def unwrap(net: nn.Module) -> nn.Module:

@@ -16,6 +16,9 @@ FAMILIES: dict[str, str] = {
     "vqvae": "wavefoundry.families.vqvae:VQVAEFamily",
     "hifigan": "wavefoundry.families.hifigan:HiFiGANFamily",
     "wavegan": "wavefoundry.families.wavegan:WaveGANFamily",
+    "samplernn": "wavefoundry.families.samplernn:SampleRNNFamily",
+    "code_prior": "wavefoundry.families.code_prior:CodePriorFamily",
+    "tacotron2": "wavefoundry.families.tacotron2:Tacotron2Family",
     "vocos": "wavefoundry.families.vocos:VocosFamily",
 }
 

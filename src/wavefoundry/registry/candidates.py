@@ -17,10 +17,7 @@ from typing import Any
 from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.errors import UserError
-
-
-def registered_model_name(dataset: str, task: str) -> str:
-    return f"wavefoundry-{dataset}-{task}"
+from wavefoundry.tracking import registered_model_name
 
 
 def config_hash(model_config: dict[str, Any]) -> str:
@@ -271,6 +268,7 @@ def register(
         tracking.TAG_GIT_COMMIT: run_tags.get(tracking.TAG_GIT_COMMIT, ""),
         tracking.TAG_CONFIG_HASH: config_hash(model_config),
         tracking.TAG_RUN_ID: run.info.run_id,
+        **{key: run_tags[key] for key in tracking.UPSTREAM_TAGS if key in run_tags},
         **score_tags(metrics, fingerprint, data_version),
     }
     existing = mlflow_client.search_model_versions(

@@ -20,6 +20,7 @@ from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
+VOICE_SERVICE = "wavefoundry.serving.voice:Voice"  # a tts model, with its dataset's vocoder
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -32,6 +33,8 @@ RUNTIME_PACKAGES = (
     "pyyaml",
     "fastapi",
     "bentoml",
+    "unidecode",  # the voice service's text front end
+    "inflect",
 )
 
 
@@ -88,6 +91,8 @@ def import_model(
         "data_version": version.tags.get(tracking.TAG_DATA_VERSION, ""),
         "eval_data_version": version.tags.get(tracking.TAG_EVAL_DATA_VERSION, ""),
         "metrics": version.metrics,
+        # The registered models this one is built on (a code prior's VQ-VAE), by version.
+        "upstream": {k: version.tags[k] for k in tracking.UPSTREAM_TAGS if k in version.tags},
         "limits": cfg.serving.model_dump(mode="json"),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,13 +108,36 @@ def import_model(
     return str(model.tag), version
 
 
+def voice_models(
+    cfg: Config, client: Any, registered_model: str, alias: str
+) -> tuple[str, candidates.Candidate, dict[str, Any]]:
+    """A tts model and the vocoder champion of its dataset into the model store: (acoustic
+    tag, its version, the voice service's build arguments). No vocoder champion, or one that
+    reads other mel frames: Griffin-Lim voices it (vocoder_tag "")."""
+    from wavefoundry.registry.voice import voice_for
+    from wavefoundry.tracking import load_logged_model
+
+    acoustic_tag, version = import_model(cfg, client, registered_model, alias)
+    family, _ = load_logged_model(version.model_uri)
+    voice = voice_for(cfg, client, family)
+    vocoder_tag = ""
+    if voice.candidate is not None:
+        vocoder_tag, _ = import_model(cfg, client, voice.candidate.name, cfg.promotion.alias)
+    return acoustic_tag, version, {"acoustic_tag": acoustic_tag, "vocoder_tag": vocoder_tag}
+
+
 def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltBento:
     import bentoml
 
     client = candidates.client(cfg.tracking)
-    model_tag, version = import_model(cfg, client, registered_model, alias)
+    if registered_model.endswith(f"-{tracking.REGISTERED_TASK_NAMES['acoustic']}"):
+        model_tag, version, model_args = voice_models(cfg, client, registered_model, alias)
+        service = VOICE_SERVICE
+    else:
+        model_tag, version = import_model(cfg, client, registered_model, alias)
+        model_args, service = {"model_tag": model_tag}, SERVICE
     bento = bentoml.bentos.build(
-        SERVICE,
+        service,
         name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
         labels={"registered_model": registered_model, "version": version.version},
         description=f"{registered_model} version {version.version} ({version.family})",
@@ -119,7 +147,7 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         python={"packages": pinned_requirements(), "lock_packages": False},
         docker={"python_version": "3.11"},
         args={
-            "model_tag": model_tag,
+            **model_args,
             "max_concurrency": cfg.serving.max_concurrency,
             "timeout": cfg.serving.timeout,
             "max_upload_bytes": cfg.serving.max_upload_bytes,

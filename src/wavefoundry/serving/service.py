@@ -88,9 +88,11 @@ class Wavefoundry:
         instrument_family: str | None = None,
         seed: Annotated[int, Field(ge=0)] = 0,
         seconds: Annotated[float, Field(gt=0.0)] = 1.0,
+        speaker: str | None = None,
     ) -> WAV:
-        """A note (WaveGAN, conditioned WaveNet) or some seconds of audio (unconditioned
-        WaveNet) from labels and a seed."""
+        """A note (WaveGAN, SampleRNN or the code prior on NSynth, conditioned WaveNet) or some
+        seconds of audio (a generator on speech, in `speaker`'s voice on VCTK) from labels and
+        a seed."""
         if self.family.task != "generator":
             raise InvalidArgument(
                 f"this model ({self.family.name}) is a {self.family.task}; POST audio to /vocode"
@@ -102,6 +104,12 @@ class Wavefoundry:
             )
         conditions: dict[str, Any] = {"pitch": pitch, "velocity": velocity, "seed": seed}
         conditions["seconds"] = seconds
+        if speaker is not None:  # a VCTK generator's voice
+            if not self.family.data.speakers:
+                raise InvalidArgument(
+                    f"this model ({self.family.name}) takes no speaker; leave it out"
+                )
+            conditions["speaker"] = speaker
         if instrument_family is not None:
             families = getattr(self.family, "nsynth_families", ())
             if not families:
