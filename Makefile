@@ -38,6 +38,7 @@ bench: setup
 	$(UV) run --locked python bench/serve.py
 	$(UV) run --locked python bench/demo.py
 	$(UV) run --locked python bench/demo_load.py
+	$(UV) run --locked python bench/quality.py
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache

@@ -28,7 +28,7 @@ DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
 FamilyName = Literal[
-    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "tacotron2"
+    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "tacotron2", "vocos"
 ]
 FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
@@ -255,6 +255,10 @@ class EvaluationConfig(Section):
     audio_examples: int = Field(
         4, ge=0, description="Reference/generated pairs and spectrograms logged per candidate."
     )
+    judges: list[str] = Field(
+        default_factory=lambda: ["pesq", "stoi", "mcd", "f0", "dnsmos"],
+        description="Offline judges (evaluation/judges.py) run on every reconstructed clip.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -285,6 +289,15 @@ class PromotionConfig(Section):
     )
     lock_timeout: float = Field(
         600.0, gt=0.0, description="Seconds after which another promotion's lock is stale."
+    )
+    floor: Literal["griffin_lim"] | None = Field(
+        "griffin_lim",
+        description="A vocoder or codec must beat this baseline on floor_metrics; null: off.",
+    )
+    floor_metrics: list[str] = Field(
+        default_factory=lambda: ["mrstft", "pesq"],
+        min_length=1,
+        description="The metrics (evaluation/metrics.py) a challenger must beat the floor on.",
     )
     tasks: dict[str, TaskGate] = {
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),

@@ -215,11 +215,14 @@ def evaluate(
     if not model_uri:
         raise UserError(f"run {run_id} logged no model: it did not finish training")
     family, net = load_logged_model(model_uri, device(cfg))
+    from wavefoundry.evaluation import baseline
     from wavefoundry.evaluation.scorer import log_score
 
     held_out = held_out_for(cfg, client, family)
     result = score_model(cfg, family, net, held_out)
     log_score(run_id, result, held_out.sample_rate)
+    if family.task in baseline.TASKS:  # its floor, scored once per held-out set
+        baseline.griffin_lim_baseline(cfg, held_out.dataset, held_out.fingerprint)
     candidate = candidates.register(
         client,
         run,

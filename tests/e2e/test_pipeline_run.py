@@ -38,6 +38,8 @@ def small_params() -> dict:
         "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
     }  # fmt: skip
     params["evaluation"].update(clips=2, max_seconds=0.25, audio_examples=1)
+    # 4 training steps cannot beat Griffin-Lim: the plumbing is under test here, not the floor.
+    params["promotion"]["floor"] = None
     return params
 
 

@@ -163,6 +163,8 @@ def cmd_rollback(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
+    import pandas as pd
+
     from wavefoundry.evaluation.metrics import METRICS
     from wavefoundry.registry.compare import compare
 
@@ -175,12 +177,18 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
         values = result.table[metric].dropna()
         if not values.empty and metric in METRICS:
             best[metric] = values.max() if METRICS[metric].higher_is_better else values.min()
-    for candidate, (_, row) in zip(result.candidates, result.table.iterrows(), strict=True):
+    for _, row in result.table.iterrows():
         cells = []
         for metric in result.metrics:
-            text = f"{row[metric]:.4g}" if metric in candidate.metrics else "-"
+            text = f"{row[metric]:.4g}" if pd.notna(row[metric]) else "-"
             cells.append(f"[bold]{text}[/]" if row[metric] == best.get(metric) else text)
         table.add_row(row["candidate"], row["aliases"], row["data_version"], *cells)
     out.print(table)
+    if result.baseline is not None:
+        out.print(
+            f"{result.baseline.name} (baseline): Griffin-Lim from the same mel, on the newest "
+            f"candidate's held-out set (run {result.baseline.run_id}); promotion.floor holds "
+            "vocoders and codecs to it"
+        )
     out.print(f"chart: {result.chart}; logged to MLflow run {result.run_id}")
     return 0

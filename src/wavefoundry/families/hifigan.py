@@ -8,14 +8,13 @@ the term that should fall from the first steps; the generator's total is "loss_g
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavefoundry.audio import log_mel
+from wavefoundry.audio import log_mel, whole_frame_log_mel
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.hifigan import (
@@ -117,10 +116,6 @@ class HiFiGANFamily(Family):
             raise ValueError("HiFi-GAN is a vocoder: it resynthesizes `audio`, which is required")
         generator = unwrap(net)
         device = next(generator.parameters()).device
-        hop = self.config.hop_length
-        # Whole frames, and more samples than the mel's reflect padding of (n_fft - hop) / 2.
-        min_frames = ((self.config.n_fft - hop) // 2) // hop + 1
-        frames = max(math.ceil(len(audio) / hop), min_frames)
-        padded = F.pad(audio.to(device, torch.float32), (0, frames * hop - len(audio)))
-        generated = generator(log_mel(padded, self.mel).unsqueeze(0))
+        mel = whole_frame_log_mel(audio.to(device, torch.float32), self.mel)
+        generated = generator(mel.unsqueeze(0))
         return generated.reshape(-1)[: len(audio)].clamp(-1.0, 1.0)

@@ -19,6 +19,7 @@ FAMILIES: dict[str, str] = {
     "samplernn": "wavefoundry.families.samplernn:SampleRNNFamily",
     "code_prior": "wavefoundry.families.code_prior:CodePriorFamily",
     "tacotron2": "wavefoundry.families.tacotron2:Tacotron2Family",
+    "vocos": "wavefoundry.families.vocos:VocosFamily",
 }
 
 

@@ -1,2 +1,2 @@
 """Model families, one file each, reading like their papers: wavenet, vqvae, hifigan, wavegan,
-samplernn, code_prior."""
+samplernn, code_prior, vocos."""

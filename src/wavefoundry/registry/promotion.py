@@ -3,7 +3,10 @@
 The gate (params `promotion`): every metric finite; the real-time factor under its bound; the
 task's primary metric better than the champion's by at least a minimum relative change; each
 secondary metric no worse than the champion's by more than a tolerance. Both are scored on
-the same held-out set (the caller re-scores a champion whose score is from other data).
+the same held-out set (the caller re-scores a champion whose score is from other data). A
+vocoder or codec must also beat the floor, Griffin-Lim from the same mel scored on that same
+set (evaluation/baseline.py), on each of `floor_metrics`: else it is refused as "below the
+griffin_lim floor", champion or not. `floor: null` turns that off, and the decision says so.
 
 Promotions and rollbacks of one registered model run one at a time: each holds a lock, a
 registered model named `<name>-promotion-lock` that only one caller can create (the tracking
@@ -37,9 +40,10 @@ from wavefoundry.registry.candidates import Candidate
 class Check:
     name: str
     challenger: str
-    champion: str
+    champion: str  # the value it is held against: the champion's, or the floor's
     requirement: str
     passed: bool
+    reason: str = ""  # why it failed, when the name and requirement do not say it best
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,9 @@ class Decision:
     @property
     def reasons(self) -> list[str]:
         return [
-            f"{c.name}: {c.challenger} (needs {c.requirement})" for c in self.checks if not c.passed
+            c.reason or f"{c.name}: {c.challenger} (needs {c.requirement})"
+            for c in self.checks
+            if not c.passed
         ]
 
 
@@ -70,8 +76,60 @@ def relative_gain(challenger: float, champion: float, higher_is_better: bool) ->
     return gain / max(abs(champion), 1e-12)
 
 
-def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConfig) -> Decision:
-    """The decision table of `challenger` against `champion` (None: there is no champion)."""
+def floor_checks(
+    challenger: Candidate, floor: dict[str, float] | None, rules: PromotionConfig
+) -> list[Check]:
+    """The challenger against the floor's scores on the same held-out set (`floor` is None
+    when the floor is off or does not apply to the task): strictly better on every metric
+    of `rules.floor_metrics`."""
+    from wavefoundry.evaluation.baseline import TASKS
+    from wavefoundry.evaluation.metrics import METRICS
+
+    if challenger.task not in TASKS:
+        return []
+    if rules.floor is None:
+        return [Check("floor", "off", "-", "promotion.floor: null (no floor)", True)]
+    name = rules.floor
+    checks = []
+    for metric in rules.floor_metrics:
+        mine, theirs = challenger.metrics.get(metric), (floor or {}).get(metric)
+        if mine is None or theirs is None or not math.isfinite(theirs):
+            missing = "the challenger" if mine is None else name
+            checks.append(
+                Check(
+                    f"{name} floor {metric}",
+                    _format(mine),
+                    _format(theirs),
+                    f"better than {name}",
+                    False,
+                    f"{name} floor: no {metric} score for {missing}, so the floor cannot be "
+                    "checked (is its judge in evaluation.judges?)",
+                )
+            )
+            continue
+        better = mine > theirs if METRICS[metric].higher_is_better else mine < theirs
+        checks.append(
+            Check(
+                f"{name} floor {metric}",
+                _format(mine),
+                f"{_format(theirs)} ({name})",
+                f"better than {name}",
+                better and math.isfinite(mine),
+                f"below the {name} floor: {metric} {_format(mine)} against {name}'s "
+                f"{_format(theirs)}",
+            )
+        )
+    return checks
+
+
+def gate(
+    challenger: Candidate,
+    champion: Candidate | None,
+    rules: PromotionConfig,
+    floor: dict[str, float] | None = None,
+) -> Decision:
+    """The decision table of `challenger` against `champion` (None: there is no champion)
+    and against `floor`, the baseline's scores on the challenger's held-out set."""
     from wavefoundry.evaluation.metrics import METRICS
 
     task = rules.tasks.get(challenger.task)
@@ -84,6 +142,12 @@ def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConf
         if name not in METRICS:
             raise UserError(
                 f"promotion.tasks.{challenger.task} names unknown metric '{name}' "
+                f"(known: {', '.join(METRICS)})"
+            )
+    for name in rules.floor_metrics:
+        if name not in METRICS:
+            raise UserError(
+                f"promotion.floor_metrics names unknown metric '{name}' "
                 f"(known: {', '.join(METRICS)})"
             )
     ours = challenger.metrics
@@ -151,6 +215,7 @@ def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConf
                 passed and math.isfinite(mine),
             )
         )
+    checks.extend(floor_checks(challenger, floor, rules))
     return Decision(challenger.name, challenger, champion, tuple(checks))
 
 
@@ -254,6 +319,7 @@ def apply(client: Any, decision: Decision, alias: str) -> dict[str, Any]:
         champion_after=challenger.version if decision.passed else previous,
         passed=decision.passed,
         reasons=decision.reasons,
+        floor={c.name: c.champion for c in decision.checks if "floor" in c.name},
         metrics={k: v for k, v in challenger.metrics.items() if math.isfinite(v)},
     )
 
@@ -342,9 +408,20 @@ def promote(
             champion = rescore(champion, challenger.fingerprint, not dry_run)
             rescored = True
         rules, note = speed_rules(cfg.promotion, challenger)
-        decision = gate(challenger, champion, rules)
+        decision = gate(challenger, champion, rules, floor_scores(cfg, challenger))
         entry = None if dry_run else apply(client, decision, alias)
     return Outcome(decision, entry, rescored, note)
+
+
+def floor_scores(cfg: Config, challenger: Candidate) -> dict[str, float] | None:
+    """The floor's scores on the challenger's held-out set (scored now when no run has them);
+    None when the floor is off or not for the challenger's task."""
+    from wavefoundry.evaluation.baseline import TASKS, griffin_lim_baseline
+
+    if cfg.promotion.floor is None or challenger.task not in TASKS:
+        return None
+    dataset = challenger.tags.get(tracking.TAG_DATASET, "")
+    return griffin_lim_baseline(cfg, dataset, challenger.fingerprint).metrics
 
 
 def rollback(cfg: Config, name: str) -> dict[str, Any]:
