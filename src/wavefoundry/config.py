@@ -19,7 +19,7 @@ DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
-FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan")
+FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan", "waveglow", "vae")
 # What a model does, which decides how it is scored and which registered model it joins:
 # audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
 TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
@@ -300,7 +300,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[Literal["wavenet", "vqvae", "hifigan", "wavegan"]] = Field(
+    families: list[Literal[FAMILIES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["hifigan", "wavenet"], min_length=1
     )
     root: Path = Field(

@@ -36,6 +36,7 @@ METRICS: dict[str, Metric] = {
         Metric("bits_per_sample", False, "teacher-forced NLL on held-out audio, bits"),
         Metric("perplexity", True, "exp(entropy) of the codes used on held-out audio"),
         Metric("codebook_usage", True, "fraction of the codebook used on held-out audio"),
+        Metric("latent_kbps", False, "VAE: KL of the latent to its prior, kbit per second"),
         Metric("rtf", False, "seconds of compute per second of audio"),
         Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
         Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),

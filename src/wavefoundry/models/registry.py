@@ -16,6 +16,8 @@ FAMILIES: dict[str, str] = {
     "vqvae": "wavefoundry.training.families.vqvae:VQVAEFamily",
     "hifigan": "wavefoundry.training.families.hifigan:HiFiGANFamily",
     "wavegan": "wavefoundry.training.families.wavegan:WaveGANFamily",
+    "waveglow": "wavefoundry.training.families.waveglow:WaveGlowFamily",
+    "vae": "wavefoundry.training.families.vae:VAEFamily",
 }
 
 

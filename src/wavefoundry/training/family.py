@@ -10,12 +10,14 @@ DDP, clipping, schedules, EMA, checkpoints, MLflow) is the trainer's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import MelConfig
@@ -172,3 +174,13 @@ def mel_config(sample_rate: int, config: Any) -> MelConfig:
     names = {f.name for f in dataclasses.fields(MelConfig)} - {"sample_rate"}
     values = {n: getattr(config, n) for n in names if hasattr(config, n)}
     return MelConfig(sample_rate=sample_rate, **values)
+
+
+def whole_frames(audio: torch.Tensor, mel: MelConfig) -> torch.Tensor:
+    """1-D audio zero-padded at its end to a whole number of mel frames, and to more samples
+    than `log_mel`'s reflect padding of (n_fft - hop) / 2 needs: what a mel vocoder takes to
+    resynthesize a clip of any length (cut its output back to the clip's)."""
+    hop = mel.hop_length
+    min_frames = ((mel.n_fft - hop) // 2) // hop + 1
+    frames = max(math.ceil(len(audio) / hop), min_frames)
+    return F.pad(audio, (0, frames * hop - len(audio)))

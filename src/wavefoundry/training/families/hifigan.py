@@ -8,7 +8,6 @@ the term that should fall from the first steps; the generator's total is "loss_g
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -24,7 +23,14 @@ from wavefoundry.models.hifigan import (
     feature_loss,
     generator_loss,
 )
-from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap
+from wavefoundry.training.family import (
+    DataSpec,
+    Family,
+    Step,
+    mel_config,
+    unwrap,
+    whole_frames,
+)
 
 
 class HiFiGANFamily(Family):
@@ -108,10 +114,6 @@ class HiFiGANFamily(Family):
             raise ValueError("HiFi-GAN is a vocoder: it resynthesizes `audio`, which is required")
         generator = unwrap(net)
         device = next(generator.parameters()).device
-        hop = self.config.hop_length
-        # Whole frames, and more samples than the mel's reflect padding of (n_fft - hop) / 2.
-        min_frames = ((self.config.n_fft - hop) // 2) // hop + 1
-        frames = max(math.ceil(len(audio) / hop), min_frames)
-        padded = F.pad(audio.to(device, torch.float32), (0, frames * hop - len(audio)))
+        padded = whole_frames(audio.to(device, torch.float32), self.mel)
         generated = generator(log_mel(padded, self.mel).unsqueeze(0))
         return generated.reshape(-1)[: len(audio)].clamp(-1.0, 1.0)
