@@ -16,6 +16,8 @@ RECIPES = {
     "hifigan": "ljspeech-hifigan-v1.yaml",
     "vqvae": "vctk-vqvae.yaml",
     "wavegan": "nsynth-wavegan.yaml",
+    "waveglow": "ljspeech-waveglow.yaml",
+    "vae": "vctk-vae.yaml",
 }
 
 
@@ -29,6 +31,8 @@ def test_each_recipe_loads_with_the_papers_sizes(family: str) -> None:
         "hifigan": {"preset": "v1", "hop_length": 256, "mel_weight": 45.0},
         "vqvae": {"downsamplings": 6, "codebook_size": 512, "commitment_cost": 0.25},
         "wavegan": {"slice_length": 16384, "kernel_size": 25, "stride": 4, "model_size": 64},
+        "waveglow": {"n_flows": 12, "n_group": 8, "n_channels": 256, "sigma_infer": 0.6},
+        "vae": {"ratios": (4, 4, 4, 2), "latent_size": 128, "beta": 0.1},
     }[family]
     assert {key: getattr(config, key) for key in published} == published
 
