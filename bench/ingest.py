@@ -25,7 +25,7 @@ from rich.table import Table
 
 from wavefoundry import stages
 from wavefoundry.config import load_config
-from wavefoundry.data.synthetic import make_ljspeech
+from wavefoundry.samples import make_ljspeech
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 

@@ -23,8 +23,8 @@ from rich.table import Table
 
 from wavefoundry.config import load_config, model_config
 from wavefoundry.data.segments import collate_segments
-from wavefoundry.models.registry import get_family
-from wavefoundry.training.family import DataSpec
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.registry import get_family
 from wavefoundry.training.step import Stepper
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,7 +61,7 @@ def http_server() -> Iterator[Callable[[Path], FileServer]]:
 def sample_corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The three sample corpora, generated once per session. Copy before changing them."""
     from wavefoundry.config import SampleDataConfig
-    from wavefoundry.data.synthetic import make_sample_data
+    from wavefoundry.samples import make_sample_data
 
     cfg = SampleDataConfig(
         ljspeech_clips=12,

@@ -439,21 +439,58 @@ def _describe(err: ValidationError, source: str, prefix: str = "") -> str:
     return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"
 
 
+RECIPE_KEY = "recipe"  # in a params file: the recipe used when --config names none
+
+
+def _layers(
+    params: Path | None, recipe: Path | None, overrides: list[str] | tuple[str, ...]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(source, data) of each layer, lowest first: `params`, the recipe (`recipe`, else the
+    one the params file names under `recipe:`, relative to that file), each `--set`."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if params is not None:
+        data = _read_yaml(Path(params))
+        default = data.pop(RECIPE_KEY, None)
+        layers.append((str(params), data))
+        if recipe is None and default:
+            recipe = Path(params).parent / str(default)
+    if recipe is not None:
+        data = _read_yaml(Path(recipe))
+        if RECIPE_KEY in data:
+            raise ConfigError(f"{recipe}: a recipe cannot name another recipe ('{RECIPE_KEY}:')")
+        layers.append((str(recipe), data))
+    layers += [(f"--set {text}", parse_override(text)) for text in overrides]
+    return layers
+
+
 def read_layer(
     params: Path | None = None,
     recipe: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """What `params`, `recipe` and `--set` say, merged in that order, as plain data (not
-    checked against the schema: `load_config` does that)."""
+    """What `params`, the recipe and `--set` say, merged in that order, as plain data (not
+    checked against the schema: `load_config` does that). With no `recipe`, the params file's
+    own `recipe:` (configs/tiny.yaml in this repo) is the recipe, so a recipe given on the
+    command line replaces the tiny sizes instead of being merged over them."""
     data: dict[str, Any] = {}
-    if params is not None:
-        data = _merge(data, _read_yaml(Path(params)))
-    if recipe is not None:
-        data = _merge(data, _read_yaml(Path(recipe)))
-    for text in overrides:
-        data = _merge(data, parse_override(text))
+    for _, layer in _layers(params, recipe, overrides):
+        data = _merge(data, layer)
     return data
+
+
+def model_sources(
+    params: Path | None = None,
+    recipe: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, dict[str, str]]:
+    """For each family and each `models.<family>` key that a layer sets, the layer that set it
+    last (a file path or `--set KEY=VALUE`); keys not listed keep the model file's defaults."""
+    sources: dict[str, dict[str, str]] = {}
+    for source, layer in _layers(params, recipe, overrides):
+        for family, keys in (layer.get("models") or {}).items():
+            for key in keys or {}:
+                sources.setdefault(family, {})[key] = source
+    return sources
 
 
 def split_layer(layer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -468,8 +505,9 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     layers: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
 ) -> Config:
-    """Defaults, then `params` (if present), then `recipe`, then each `--set` override, then
-    each layer (plain data, as a pipeline task receives its configuration)."""
+    """Defaults, then `params` (if present), then `recipe` (else the one `params` names), then
+    each `--set` override, then each layer (plain data, as a pipeline task receives its
+    configuration, already resolved: give `params=None` there)."""
     if params is not None and not Path(params).exists():
         params = None
     # Start from the defaults as plain data so a partial section keeps its other defaults.

@@ -1,24 +1,36 @@
-"""The data stages as library functions. The CLI, dvc.yaml and the KFP components call these.
+"""Every stage as a library function. The CLI, dvc.yaml and the KFP components call these.
 
 sample-data -> ingest (fetch, extract, list, probe: manifest) -> validate (GX suite,
-quarantine) -> store (int16 memmaps + index, data version).
+quarantine) -> store (int16 memmaps + index, data version) -> train (training/) ->
+evaluate (score a run on the held-out set, register it) -> promote (registry/).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from wavefoundry import tracking
 from wavefoundry.config import Config
 from wavefoundry.data import get_adapter, schema
 from wavefoundry.data.manifest import build_manifest, read_manifest, write_manifest
 from wavefoundry.data.store import StoreResult, store_dataset
+from wavefoundry.errors import UserError
 from wavefoundry.progress import progress_bar
+
+if TYPE_CHECKING:
+    import torch
+
+    from wavefoundry.evaluation.scorer import HeldOutSet, Score
+    from wavefoundry.families.base import Family
+    from wavefoundry.registry.candidates import Candidate
 
 
 def sample_data(cfg: Config, datasets: list[str], out: Path | None = None) -> dict[str, Path]:
     """Generate the sample corpora in each dataset's official layout."""
-    from wavefoundry.data.synthetic import make_sample_data
+    from wavefoundry.samples import make_sample_data
 
     return make_sample_data(out or cfg.paths.samples, datasets, cfg.sample_data)
 
@@ -89,3 +101,129 @@ def store(cfg: Config, dataset: str) -> StoreResult:
             sample_rate,
             advance,
         )
+
+
+@dataclass
+class Evaluated:
+    candidate: Candidate
+    score: Score
+    run_name: str
+
+
+def device(cfg: Config) -> torch.device:
+    """The device models are scored on (`evaluation.device`)."""
+    from wavefoundry.training.step import choose_device
+
+    return choose_device(cfg.evaluation.device, "evaluation.device")
+
+
+def latest_run(client: Any, cfg: Config, model: str, dataset: str) -> str:
+    """The newest finished run of `model` on `dataset` in the experiment that logged a model."""
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = []
+    if experiment is not None:
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=(
+                f"tags.family = '{model}' and tags.dataset = '{dataset}' "
+                "and attributes.status = 'FINISHED'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+    runs = [run for run in runs if run.data.tags.get(tracking.TAG_MODEL_URI)]
+    if not runs:
+        raise UserError(
+            f"no finished {model} run on {dataset} with a model in experiment "
+            f"'{cfg.tracking.experiment}' at {cfg.tracking.uri}: train one first "
+            f"(wavefoundry train -m {model} -d {dataset})"
+        )
+    return runs[0].info.run_id
+
+
+def score_model(cfg: Config, family: Family, net: torch.nn.Module, held_out: HeldOutSet) -> Score:
+    """Score a loaded model, training or loading the note classifier when it is a generator."""
+    from wavefoundry.evaluation.scorer import score
+
+    if family.task != "generator" or held_out.dataset != "nsynth":
+        return score(family, net, held_out, None, cfg.evaluation.audio_examples)
+    from wavefoundry.evaluation.note_classifier import note_classifier
+
+    classifier, accuracy = note_classifier(cfg)
+    result = score(family, net, held_out, classifier, cfg.evaluation.audio_examples)
+    result.metrics["classifier_pitch_accuracy"] = accuracy["pitch_accuracy"]
+    return result
+
+
+def evaluate(
+    cfg: Config,
+    run_id: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+) -> Evaluated:
+    """Score run `run_id` (else the latest run of `model` on `dataset`) and register it."""
+    from mlflow.exceptions import MlflowException
+
+    from wavefoundry.registry import candidates
+    from wavefoundry.tracking import load_logged_model
+
+    client = candidates.client(cfg.tracking)
+    if run_id is None:
+        if not (model and dataset):
+            raise UserError("give a run (--run-id) or a model and a dataset (-m, -d)")
+        run_id = latest_run(client, cfg, model, dataset)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no run {run_id} at {cfg.tracking.uri}") from None
+    model_uri = run.data.tags.get(tracking.TAG_MODEL_URI)
+    if not model_uri:
+        raise UserError(f"run {run_id} logged no model: it did not finish training")
+    family, net = load_logged_model(model_uri, device(cfg))
+    from wavefoundry.evaluation.scorer import held_out_set, log_score
+
+    held_out = held_out_set(cfg, family.data.dataset)
+    result = score_model(cfg, family, net, held_out)
+    log_score(run_id, result, held_out.sample_rate)
+    candidate = candidates.register(
+        client,
+        run,
+        family.task,
+        dataclasses.asdict(family.config),
+        result.metrics,
+        result.fingerprint,
+        result.data_version,
+    )
+    return Evaluated(candidate, result, run.info.run_name)
+
+
+def rescore(
+    cfg: Config, client: Any, candidate: Candidate, fingerprint: str, save: bool
+) -> Candidate:
+    """`candidate` scored again on the local held-out set, which must be the one `fingerprint`
+    names (the challenger's); with `save`, the new score replaces the old on the run and the
+    version."""
+    from wavefoundry.evaluation.scorer import held_out_set, log_score
+    from wavefoundry.registry import candidates
+    from wavefoundry.tracking import load_logged_model
+
+    dataset = candidate.tags.get(tracking.TAG_DATASET, "")
+    held_out = held_out_set(cfg, dataset)
+    if held_out.fingerprint != fingerprint:
+        raise UserError(
+            f"the challenger was scored on held-out set {fingerprint}, but the {dataset} data "
+            f"here gives {held_out.fingerprint} (data version {held_out.data_version[:12]}): "
+            "evaluate the challenger again on this data, then promote"
+        )
+    family, net = load_logged_model(candidate.model_uri, device(cfg))
+    result = score_model(cfg, family, net, held_out)
+    if not save:
+        tags = {
+            k: v for k, v in candidate.tags.items() if not k.startswith(tracking.TAG_EVAL_PREFIX)
+        }
+        tags.update(candidates.score_tags(result.metrics, result.fingerprint, result.data_version))
+        return dataclasses.replace(candidate, tags=tags)
+    log_score(candidate.run_id, result, held_out.sample_rate)
+    return candidates.update_scores(
+        client, candidate, result.metrics, result.fingerprint, result.data_version
+    )

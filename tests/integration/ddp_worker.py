@@ -10,7 +10,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from wavefoundry.config import load_config
-from wavefoundry.training.checkpoint import flat_state
+from wavefoundry.families.io import flat_state
 from wavefoundry.training.trainer import Trainer
 
 

@@ -21,10 +21,10 @@ from mlflow import MlflowClient
 from safetensors.torch import load_file, save_file
 
 from wavefoundry.config import Config, load_config
-from wavefoundry.evaluation.evaluate import evaluate
 from wavefoundry.registry.candidates import Candidate
 from wavefoundry.registry.promotion import audit_records, promote, rollback
-from wavefoundry.training.tracking import Tracker
+from wavefoundry.stages import evaluate
+from wavefoundry.tracking import Tracker
 from wavefoundry.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from wavefoundry.config import Config, load_config, model_config
+from wavefoundry.data.stored import stored_dataset
 from wavefoundry.errors import UserError
 from wavefoundry.evaluation.note_classifier import NoteClassifierConfig, train_note_classifier
 from wavefoundry.evaluation.scorer import held_out_set, score
-from wavefoundry.models.registry import get_family
-from wavefoundry.training.data import stored_dataset
+from wavefoundry.families.registry import get_family
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,9 +22,9 @@ from servers import BentoServer, MlflowServer
 
 from wavefoundry.audio import resample, write_wav
 from wavefoundry.config import Config, load_config
-from wavefoundry.evaluation.evaluate import evaluate
 from wavefoundry.registry.promotion import promote
-from wavefoundry.training.tracking import load_logged_model
+from wavefoundry.stages import evaluate
+from wavefoundry.tracking import load_logged_model
 from wavefoundry.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]

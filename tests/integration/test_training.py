@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from wavefoundry.config import load_config
+from wavefoundry.families.io import load_model
 from wavefoundry.training import checkpoint
 from wavefoundry.training.trainer import PREEMPTED_EXIT_CODE, train
 
@@ -154,7 +155,7 @@ def test_sigterm_mid_run_saves_a_loadable_checkpoint_and_exits_cleanly(
     assert latest.name == f"step-{step:08d}"
     description, tensors, state = checkpoint.read_checkpoint(latest, "hifigan")
     assert description["step"] == state["step"] == step
-    family, generator = checkpoint.load_model(latest)
+    family, generator = load_model(latest)
     mel = torch.zeros(1, family.config.n_mels, 4)
     assert generator(mel).shape[-1] == 4 * family.config.hop_length
 

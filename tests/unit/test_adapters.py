@@ -11,8 +11,8 @@ from wavefoundry.data import get_adapter, schema
 from wavefoundry.data.download import resolve_sources
 from wavefoundry.data.layout import LayoutError
 from wavefoundry.data.manifest import build_manifest
-from wavefoundry.data.synthetic import make_archive
 from wavefoundry.errors import UserError
+from wavefoundry.samples import make_archive
 
 
 def manifest_of(dataset, dirs, cfg=None):

@@ -10,6 +10,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.hifigan import HiFiGANFamily
 from wavefoundry.models.hifigan import (
     ChannelsLastConv1d,
     ChannelsLastConvTranspose1d,
@@ -20,8 +22,6 @@ from wavefoundry.models.hifigan import (
     feature_loss,
     generator_loss,
 )
-from wavefoundry.training.families.hifigan import HiFiGANFamily
-from wavefoundry.training.family import DataSpec
 from wavefoundry.training.step import Stepper
 
 TINY = {"upsample_initial_channel": 32, "discriminator_channel_scale": 1 / 16}

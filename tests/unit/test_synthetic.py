@@ -16,14 +16,14 @@ import soundfile as sf
 from scipy import signal
 
 from wavefoundry.config import SampleDataConfig
-from wavefoundry.data.synthetic import (
+from wavefoundry.errors import UserError
+from wavefoundry.samples import (
     make_archive,
     make_ljspeech,
     make_nsynth,
     make_sample_data,
     make_vctk,
 )
-from wavefoundry.errors import UserError
 
 FAMILIES = [
     "bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string",

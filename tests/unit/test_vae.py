@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.vae import VAEFamily
 from wavefoundry.models.vae import VAE, VAEConfig, VAEOutput, kl_divergence, vae_loss
-from wavefoundry.training.families.vae import VAEFamily
-from wavefoundry.training.family import DataSpec
 
 TINY = VAEConfig(
     ratios=(4, 2),

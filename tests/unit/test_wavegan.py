@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from wavefoundry.data.stored import DataSpec
 from wavefoundry.errors import UserError
+from wavefoundry.families.wavegan import WaveGANFamily
 from wavefoundry.models.wavegan import (
     Discriminator,
     Generator,
@@ -19,8 +21,6 @@ from wavefoundry.models.wavegan import (
     gradient_penalty,
     sample_latents,
 )
-from wavefoundry.training.families.wavegan import WaveGANFamily
-from wavefoundry.training.family import DataSpec
 from wavefoundry.training.step import Stepper
 
 TINY = WaveGANConfig(model_size=2, pitches=128, pitch_embedding_dim=4)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from wavefoundry.config import load_config, model_config
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.waveglow import WaveGlowFamily
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig, waveglow_loss
-from wavefoundry.training.families.waveglow import WaveGlowFamily
-from wavefoundry.training.family import DataSpec
 
 REPO = Path(__file__).resolve().parents[2]
 

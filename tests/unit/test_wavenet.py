@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.wavenet import WaveNetFamily
 from wavefoundry.models.wavenet import WaveNet, WaveNetConfig, bits_per_sample
-from wavefoundry.training.families.wavenet import WaveNetFamily
-from wavefoundry.training.family import DataSpec
 from wavefoundry.training.step import Stepper
 
 

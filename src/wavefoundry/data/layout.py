@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import wavefoundry.data.schema as schema
 from wavefoundry.config import SplitConfig
-from wavefoundry.data import schema
 from wavefoundry.errors import UserError
 
 

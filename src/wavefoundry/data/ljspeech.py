@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import wavefoundry.data.schema as schema
 from wavefoundry.config import DatasetConfig
-from wavefoundry.data import schema
 from wavefoundry.data.layout import (
     LayoutError,
     assign_split,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from wavefoundry.data import schema
+import wavefoundry.data.schema as schema
 
 CLIP_LEVEL = 0.999  # |x| at or above this counts as clipped
 SILENCE_DB = -50.0  # a 20 ms frame quieter than this counts as silent

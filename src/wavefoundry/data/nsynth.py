@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import wavefoundry.data.schema as schema
 from wavefoundry.config import DatasetConfig
-from wavefoundry.data import schema
 from wavefoundry.data.layout import LayoutError, find_roots, listing_row, mark
 from wavefoundry.errors import UserError
 

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+import wavefoundry.data.schema as schema
 from wavefoundry.audio import resample, resampled_length
 from wavefoundry.config import SPLITS
-from wavefoundry.data import schema
 from wavefoundry.data.manifest import wav_data_chunk
 from wavefoundry.errors import UserError
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from wavefoundry.audio import MelConfig, log_mel
 from wavefoundry.config import Config
+from wavefoundry.data.stored import data_version
 from wavefoundry.errors import UserError
 from wavefoundry.progress import progress_bar
 
@@ -251,7 +252,7 @@ def note_classifier(
             "run `wavefoundry prepare -d nsynth` first"
         )
     description = {
-        "data_version": json.loads(version_path.read_text())["data_version"],
+        "data_version": data_version(cfg, "nsynth"),
         "config": dataclasses.asdict(config),
     }
     folder = cfg.paths.runs / RUN_NAME

@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wavefoundry import tracking
 from wavefoundry.audio import MelConfig, write_wav
 from wavefoundry.config import Config
+from wavefoundry.data.stored import split_dir, stored_dataset
 from wavefoundry.errors import UserError
 from wavefoundry.evaluation import metrics
+from wavefoundry.families.base import Family
 from wavefoundry.progress import progress_bar
-from wavefoundry.training.data import split_dir, stored_dataset
-from wavefoundry.training.family import Family
 
 # Index columns that describe storage, not the clip: never passed to a model as conditioning.
 _STORAGE_COLUMNS = {"offset", "length", "sha256", "duration", "path", "source"}
@@ -277,7 +278,7 @@ def log_score(run_id: str, result: Score, sample_rate: int) -> None:
     (eval/clips.json), reference/generated audio pairs and side-by-side spectrograms."""
     import mlflow
 
-    from wavefoundry.training.tracking import spectrogram_figure
+    from wavefoundry.tracking import spectrogram_figure
 
     client = mlflow.MlflowClient()
     client.log_batch(
@@ -287,8 +288,8 @@ def log_score(run_id: str, result: Score, sample_rate: int) -> None:
             for name, value in result.metrics.items()
         ],
         tags=[
-            mlflow.entities.RunTag("eval.fingerprint", result.fingerprint),
-            mlflow.entities.RunTag("eval.data_version", result.data_version),
+            mlflow.entities.RunTag(tracking.TAG_EVAL_FINGERPRINT, result.fingerprint),
+            mlflow.entities.RunTag(tracking.TAG_EVAL_DATA_VERSION, result.data_version),
         ],
     )
     client.log_table(run_id, result.clips, "eval/clips.json")

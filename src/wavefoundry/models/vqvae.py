@@ -417,10 +417,3 @@ def vqvae_loss(output: VQVAEOutput, audio: torch.Tensor, stft_loss_weight: float
     stft = spectral_convergence + log_magnitude
     total = waveform_l1 + stft_loss_weight * stft + output.commitment_loss
     return VQVAELoss(total, waveform_l1, stft, output.commitment_loss)
-
-
-def snr_db(reconstruction: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Reconstruction SNR over the whole batch, 10 log10(sum ref^2 / sum (ref - rec)^2); pooled
-    rather than averaged per item, so a silent segment does not swamp it."""
-    noise = (reference.float() - reconstruction.float()).pow(2).sum()
-    return 10 * torch.log10(reference.float().pow(2).sum() / noise.clamp_min(1e-12))

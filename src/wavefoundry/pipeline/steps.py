@@ -21,15 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from wavefoundry import stages
+from wavefoundry import stages, tracking
 from wavefoundry.config import Config, load_config
 from wavefoundry.errors import UserError
 
 # MLflow tags that tie runs to the pipeline run that trained them, and record its outcome.
-JOB_TAG = "wavefoundry.pipeline.job_id"
-STATUS_TAG = "wavefoundry.pipeline.status"
-DECISION_TAG = "wavefoundry.pipeline.decision"
-VERSION_TAG = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
 
 
 class Artifact(Protocol):
@@ -75,7 +71,9 @@ def task_config(
         fixed["tracking"] = {"uri": tracking_uri}
     if steps:
         fixed["training"] = {"steps": steps}
-    return load_config(Path("params.yaml"), layers=[layer or {}, fixed])
+    # The layer is the whole configuration, resolved where the run was started (params,
+    # recipe, --set): reading a params file here again would re-apply its default recipe.
+    return load_config(None, layers=[layer or {}, fixed])
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -257,7 +255,7 @@ def evaluate(
     run_id: str, data: Artifact, tracking_uri: str, config: dict[str, Any], metrics: Metrics
 ) -> str:
     """Score the run on the held-out clips and register it; returns the candidate (JSON)."""
-    from wavefoundry.evaluation.evaluate import evaluate as score_run
+    from wavefoundry.stages import evaluate as score_run
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
     done = score_run(cfg, run_id=run_id)
@@ -293,9 +291,11 @@ def promote(
     lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
     for contest in contests:
         record = runs[(contest.name, contest.version)]
-        client.set_tag(record["run_id"], JOB_TAG, job_id)
-        client.set_tag(record["run_id"], DECISION_TAG, contest.verdict[:4000])
-        client.set_tag(record["run_id"], VERSION_TAG, f"{contest.name}:{contest.version}")
+        client.set_tag(record["run_id"], tracking.TAG_PIPELINE_JOB, job_id)
+        client.set_tag(record["run_id"], tracking.TAG_PIPELINE_DECISION, contest.verdict[:4000])
+        client.set_tag(
+            record["run_id"], tracking.TAG_PIPELINE_VERSION, f"{contest.name}:{contest.version}"
+        )
         lines.append(
             f"| {contest.name} | {contest.version} | {record['family']} | {contest.verdict} |"
         )
@@ -364,26 +364,25 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
     import mlflow
 
     from wavefoundry.registry import candidates as registry
-    from wavefoundry.serving.bento import BENTO_TAG
-    from wavefoundry.training.tracking import connect
+    from wavefoundry.tracking import connect
 
     experiment_id = connect(cfg.tracking)
     client = mlflow.MlflowClient(cfg.tracking.uri)
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{facts['job_id']}'"
+        [experiment_id], filter_string=f"tags.`{tracking.TAG_PIPELINE_JOB}` = '{facts['job_id']}'"
     )
     trained, models = [], set()
     for run in runs:
         tags = run.data.tags
-        name, _, version = tags.get(VERSION_TAG, "").partition(":")
+        name, _, version = tags.get(tracking.TAG_PIPELINE_VERSION, "").partition(":")
         models.add(name)
         trained.append(
             {
-                "family": tags.get("family", ""),
+                "family": tags.get(tracking.TAG_FAMILY, ""),
                 "run_id": run.info.run_id,
                 "registered_model": name,
                 "version": version,
-                "verdict": tags.get(DECISION_TAG, ""),
+                "verdict": tags.get(tracking.TAG_PIPELINE_DECISION, ""),
                 "metrics": {  # JSON for KFP's metadata: a NaN score becomes null
                     k.removeprefix("eval/"): v if math.isfinite(v) else None
                     for k, v in run.data.metrics.items()
@@ -391,7 +390,7 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         )
-        client.set_tag(run.info.run_id, STATUS_TAG, facts["state"])
+        client.set_tag(run.info.run_id, tracking.TAG_PIPELINE_STATUS, facts["state"])
     champions = []
     for name in sorted(models):
         champion = registry.by_alias(client, name, cfg.promotion.alias)
@@ -399,7 +398,7 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
             champions.append(
                 {
                     **champion.as_record(),
-                    "bento_tag": champion.tags.get(BENTO_TAG, ""),
+                    "bento_tag": champion.tags.get(tracking.TAG_BENTO, ""),
                 }
             )
     found = {"candidates": trained, "champions": champions, "tracking_uri": cfg.tracking.uri}
@@ -407,8 +406,8 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
         experiment_id=experiment_id,
         run_name=f"pipeline {facts['job_name']}",
         tags={
-            JOB_TAG: facts["job_id"],
-            STATUS_TAG: facts["state"],
+            tracking.TAG_PIPELINE_JOB: facts["job_id"],
+            tracking.TAG_PIPELINE_STATUS: facts["state"],
             "wavefoundry.pipeline.error": facts["error"][:4000],
         },
     ) as run:

@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.errors import UserError
-
-EVAL_PREFIX = "eval."
 
 
 def registered_model_name(dataset: str, task: str) -> str:
@@ -41,23 +40,23 @@ class Candidate:
 
     @property
     def family(self) -> str:
-        return self.tags.get("family", "?")
+        return self.tags.get(tracking.TAG_FAMILY, "?")
 
     @property
     def task(self) -> str:
-        return self.tags.get("task", "?")
+        return self.tags.get(tracking.TAG_TASK, "?")
 
     @property
     def metrics(self) -> dict[str, float]:
         return {
-            key.removeprefix(EVAL_PREFIX): float(value)
+            key.removeprefix(tracking.TAG_EVAL_PREFIX): float(value)
             for key, value in self.tags.items()
-            if key.startswith(EVAL_PREFIX)
+            if key.startswith(tracking.TAG_EVAL_PREFIX)
         }
 
     @property
     def fingerprint(self) -> str:
-        return self.tags.get("eval_fingerprint", "")
+        return self.tags.get(tracking.TAG_EVAL_FINGERPRINT, "")
 
     @property
     def label(self) -> str:
@@ -79,7 +78,7 @@ def client(tracking: TrackingConfig) -> Any:
     """An MlflowClient on the tracking server (its registry too), checked to be reachable."""
     import mlflow
 
-    from wavefoundry.training.tracking import connect
+    from wavefoundry.tracking import connect
 
     connect(tracking)
     return mlflow.MlflowClient(tracking.uri)
@@ -91,7 +90,7 @@ def _candidate(version: Any, aliases: tuple[str, ...] | None = None) -> Candidat
     return Candidate(
         name=version.name,
         version=str(version.version),
-        run_id=version.run_id or version.tags.get("run_id", ""),
+        run_id=version.run_id or version.tags.get(tracking.TAG_RUN_ID, ""),
         model_uri=version.source,
         tags=dict(version.tags),
         aliases=tuple(getattr(version, "aliases", ()) or ()) if aliases is None else aliases,
@@ -161,8 +160,14 @@ def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
 
 
 def score_tags(metrics: dict[str, float], fingerprint: str, data_version: str) -> dict[str, str]:
-    tags = {f"{EVAL_PREFIX}{name}": repr(float(value)) for name, value in metrics.items()}
-    return {**tags, "eval_fingerprint": fingerprint, "eval_data_version": data_version}
+    tags = {
+        f"{tracking.TAG_EVAL_PREFIX}{name}": repr(float(value)) for name, value in metrics.items()
+    }
+    return {
+        **tags,
+        tracking.TAG_EVAL_FINGERPRINT: fingerprint,
+        tracking.TAG_EVAL_DATA_VERSION: data_version,
+    }
 
 
 def register(
@@ -179,29 +184,29 @@ def register(
     from mlflow.exceptions import MlflowException
 
     run_tags = run.data.tags
-    model_uri = run_tags.get("model_uri")
+    model_uri = run_tags.get(tracking.TAG_MODEL_URI)
     if not model_uri:
         raise UserError(
             f"run {run.info.run_id} logged no model (no model_uri tag): nothing to register"
         )
-    name = registered_model_name(run_tags["dataset"], task)
+    name = registered_model_name(run_tags[tracking.TAG_DATASET], task)
     try:
         mlflow_client.create_registered_model(
             name,
-            tags={"task": task, "dataset": run_tags["dataset"]},
-            description=f"wavefoundry {task} candidates trained on {run_tags['dataset']}",
+            tags={tracking.TAG_TASK: task, tracking.TAG_DATASET: run_tags[tracking.TAG_DATASET]},
+            description=f"wavefoundry {task} candidates trained on {run_tags[tracking.TAG_DATASET]}",
         )
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     tags = {
-        "family": run_tags.get("family", ""),
-        "dataset": run_tags["dataset"],
-        "task": task,
-        "data_version": run_tags.get("data_version", ""),
-        "git_commit": run_tags.get("git_commit", ""),
-        "config_hash": config_hash(model_config),
-        "run_id": run.info.run_id,
+        tracking.TAG_FAMILY: run_tags.get(tracking.TAG_FAMILY, ""),
+        tracking.TAG_DATASET: run_tags[tracking.TAG_DATASET],
+        tracking.TAG_TASK: task,
+        tracking.TAG_DATA_VERSION: run_tags.get(tracking.TAG_DATA_VERSION, ""),
+        tracking.TAG_GIT_COMMIT: run_tags.get(tracking.TAG_GIT_COMMIT, ""),
+        tracking.TAG_CONFIG_HASH: config_hash(model_config),
+        tracking.TAG_RUN_ID: run.info.run_id,
         **score_tags(metrics, fingerprint, data_version),
     }
     existing = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
@@ -233,7 +238,8 @@ def update_scores(
     stale = [
         k
         for k in candidate.tags
-        if k.startswith(EVAL_PREFIX) and k[len(EVAL_PREFIX) :] not in metrics
+        if k.startswith(tracking.TAG_EVAL_PREFIX)
+        and k[len(tracking.TAG_EVAL_PREFIX) :] not in metrics
     ]
     for key in stale:
         mlflow_client.delete_model_version_tag(candidate.name, candidate.version, key)

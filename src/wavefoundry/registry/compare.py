@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wavefoundry import tracking
 from wavefoundry.config import Config
 from wavefoundry.registry import candidates
 from wavefoundry.registry.candidates import Candidate
@@ -57,7 +58,7 @@ def chart(table: pd.DataFrame, metrics: list[str], champion: str | None, path: P
 def compare(cfg: Config, name: str, out: Path | None = None) -> Comparison:
     import mlflow
 
-    from wavefoundry.training.tracking import connect
+    from wavefoundry.tracking import connect
 
     client = candidates.client(cfg.tracking)
     found = candidates.candidates(client, name)
@@ -71,7 +72,7 @@ def compare(cfg: Config, name: str, out: Path | None = None) -> Comparison:
                 "family": c.family,
                 "aliases": ",".join(c.aliases),
                 "run_id": c.run_id,
-                "data_version": c.tags.get("data_version", "")[:12],
+                "data_version": c.tags.get(tracking.TAG_DATA_VERSION, "")[:12],
                 **{m: c.metrics.get(m, float("nan")) for m in metrics},
             }
             for c in found
@@ -85,7 +86,7 @@ def compare(cfg: Config, name: str, out: Path | None = None) -> Comparison:
     )
     experiment_id = connect(cfg.tracking)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare-{name}") as run:
-        mlflow.set_tags({"wavefoundry.kind": "comparison", "registered_model": name})
+        mlflow.set_tags({tracking.TAG_KIND: "comparison", tracking.TAG_REGISTERED_MODEL: name})
         mlflow.log_table(table, "comparison.json")
         mlflow.log_artifact(str(path))
     return Comparison(name, found, metrics, table, path, run.info.run_id)

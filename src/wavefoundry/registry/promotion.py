@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from wavefoundry import tracking
 from wavefoundry.config import Config, PromotionConfig
 from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 from wavefoundry.registry.candidates import Candidate
-
-AUDIT_PREFIX = "audit."
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ def record(client: Any, name: str, action: str, **details: Any) -> dict[str, Any
     """Append one audit record to registered model `name`."""
     moment = _now()
     entry = {"time": moment.isoformat(), "action": action, "by": _who(), **details}
-    key = f"{AUDIT_PREFIX}{moment:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:6]}"
+    key = f"{tracking.TAG_AUDIT_PREFIX}{moment:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:6]}"
     client.set_registered_model_tag(name, key, json.dumps(entry, sort_keys=True))
     return entry
 
@@ -227,7 +226,9 @@ def record(client: Any, name: str, action: str, **details: Any) -> dict[str, Any
 def audit_records(client: Any, name: str) -> list[dict[str, Any]]:
     """The audit records of `name`, oldest first."""
     tags = client.get_registered_model(name).tags
-    return [json.loads(tags[key]) for key in sorted(tags) if key.startswith(AUDIT_PREFIX)]
+    return [
+        json.loads(tags[key]) for key in sorted(tags) if key.startswith(tracking.TAG_AUDIT_PREFIX)
+    ]
 
 
 def apply(client: Any, decision: Decision, alias: str) -> dict[str, Any]:
@@ -237,13 +238,13 @@ def apply(client: Any, decision: Decision, alias: str) -> dict[str, Any]:
     previous = champion.version if champion else ""
     if decision.passed:
         client.set_model_version_tag(
-            decision.model, challenger.version, "previous_champion", previous
+            decision.model, challenger.version, tracking.TAG_PREVIOUS_CHAMPION, previous
         )
         client.set_model_version_tag(
             decision.model, challenger.version, "promoted_at", _now().isoformat()
         )
         client.set_registered_model_alias(decision.model, alias, challenger.version)
-        client.set_registered_model_tag(decision.model, "previous_champion", previous)
+        client.set_registered_model_tag(decision.model, tracking.TAG_PREVIOUS_CHAMPION, previous)
     return record(
         client,
         decision.model,
@@ -259,14 +260,14 @@ def apply(client: Any, decision: Decision, alias: str) -> dict[str, Any]:
 
 def roll_back(client: Any, name: str, alias: str, current: Candidate) -> dict[str, Any]:
     """Move `alias` from `current` back to the version it replaced."""
-    previous = current.tags.get("previous_champion", "")
+    previous = current.tags.get(tracking.TAG_PREVIOUS_CHAMPION, "")
     if not previous:
         raise UserError(
             f"'{name}' v{current.version} is {alias} but replaced no earlier version: nothing to roll back to"
         )
     client.set_registered_model_alias(name, alias, previous)
     client.set_model_version_tag(name, current.version, "rolled_back_at", _now().isoformat())
-    client.set_registered_model_tag(name, "previous_champion", current.version)
+    client.set_registered_model_tag(name, tracking.TAG_PREVIOUS_CHAMPION, current.version)
     return record(
         client,
         name,
@@ -296,7 +297,7 @@ def promote(
 ) -> Outcome:
     """Face the challenger (a version, the version of a run, else the newest) with the current
     champion through the gate; with a pass, move the alias. A dry run changes nothing."""
-    from wavefoundry.evaluation.evaluate import rescore
+    from wavefoundry.stages import rescore
 
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)

@@ -12,12 +12,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from wavefoundry import tracking
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
-BENTO_TAG = "bento_tag"  # the model-version tag naming the Bento built from it
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -56,7 +56,7 @@ def import_model(
     (registry facts and the serving limits); returns its BentoML tag."""
     import bentoml
 
-    from wavefoundry.training.tracking import download_logged_model
+    from wavefoundry.tracking import download_logged_model
 
     candidates.candidates(client, registered_model)  # one clear error for a missing model
     version = candidates.by_alias(client, registered_model, alias)
@@ -72,8 +72,8 @@ def import_model(
         "run_id": version.run_id,
         "model_uri": version.model_uri,
         "tracking_uri": cfg.tracking.uri,
-        "data_version": version.tags.get("data_version", ""),
-        "eval_data_version": version.tags.get("eval_data_version", ""),
+        "data_version": version.tags.get(tracking.TAG_DATA_VERSION, ""),
+        "eval_data_version": version.tags.get(tracking.TAG_EVAL_DATA_VERSION, ""),
         "metrics": version.metrics,
         "limits": cfg.serving.model_dump(mode="json"),
     }
@@ -112,7 +112,9 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         },
     )
     # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
-    client.set_model_version_tag(registered_model, version.version, BENTO_TAG, str(bento.tag))
+    client.set_model_version_tag(
+        registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
+    )
     return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
 
 

@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from wavefoundry.audio import resample, write_wav
-from wavefoundry.training.checkpoint import load_model
+from wavefoundry.families.io import load_model
 
 
 class BuildArguments(BaseModel):

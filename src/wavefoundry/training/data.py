@@ -2,55 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from wavefoundry.config import Config
 from wavefoundry.data.segments import SegmentDataset, collate_segments
-from wavefoundry.errors import UserError
-from wavefoundry.training.family import DataSpec
-
-
-def stored_dataset(cfg: Config, dataset: str) -> tuple[DataSpec, str]:
-    """The DataSpec of a stored dataset and its data version (DVC hash of the processed folder)."""
-    folder = cfg.paths.processed(dataset)
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(
-            f"no stored {dataset} dataset at {folder}: run `wavefoundry prepare -d {dataset}` first"
-        )
-    meta = json.loads(meta_path.read_text())
-    version_path = cfg.paths.data_version(dataset)
-    version = json.loads(version_path.read_text())["data_version"] if version_path.is_file() else ""
-    # Only the speaker column, and only if there is one: the index can be large.
-    index_path = split_dir(cfg, dataset, "train") / "index.parquet"
-    speakers: tuple[str, ...] = ()
-    if "speaker" in pq.read_schema(index_path).names:
-        column = pd.read_parquet(index_path, columns=["speaker"])["speaker"]
-        speakers = tuple(sorted(column.astype(str).unique()))
-    spec = DataSpec(dataset, int(meta["sample_rate"]), speakers)
-    return spec, version
-
-
-def split_dir(cfg: Config, dataset: str, split: str) -> Path:
-    """A stored split's folder; one clear line when the split has no clips."""
-    folder = cfg.paths.processed(dataset)
-    path = folder / split
-    if not (path / "index.parquet").is_file():
-        meta_path = folder / "meta.json"
-        present = list(json.loads(meta_path.read_text())["splits"]) if meta_path.is_file() else []
-        raise UserError(
-            f"the stored {dataset} dataset has no clips in its {split} split "
-            f"(splits with clips: {', '.join(present) or 'none'}); give it some, e.g. "
-            f"--set datasets.{dataset}.split.{split}_fraction=0.1, and run `wavefoundry prepare -d {dataset}`"
-        )
-    return path
 
 
 class ResumableSampler(Sampler[int]):

@@ -24,16 +24,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from wavefoundry import tracking
 from wavefoundry.config import DATASETS, Config, TrainingConfig, model_config
 from wavefoundry.data.segments import SegmentDataset
+from wavefoundry.data.stored import split_dir, stored_dataset
 from wavefoundry.errors import UserError
-from wavefoundry.models.registry import get_family
+from wavefoundry.families import io as model_io
+from wavefoundry.families.base import Family, unwrap
+from wavefoundry.families.registry import get_family
 from wavefoundry.progress import progress_bar
+from wavefoundry.tracking import Tracker, flatten
 from wavefoundry.training import checkpoint
-from wavefoundry.training.data import ResumableSampler, loader, split_dir, stored_dataset
-from wavefoundry.training.family import Family, unwrap
+from wavefoundry.training.data import ResumableSampler, loader
 from wavefoundry.training.step import Stepper, choose_device
-from wavefoundry.training.tracking import Tracker, flatten
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a preempted task
 
@@ -329,8 +332,8 @@ class Trainer:
             return None
         inference = self.family.inference_net
         net = state.ema.get(inference, state.nets[inference])
-        description = checkpoint.describe(self.family, self.data_version, state.stepper.step)
-        checkpoint.export_model(model_dir, description, checkpoint.flat_state({inference: net}))
+        description = model_io.describe(self.family, self.data_version, state.stepper.step)
+        model_io.export_model(model_dir, description, model_io.flat_state({inference: net}))
         return tracker.log_model(model_dir, self.family.name) if tracker else None
 
     # --- pieces ------------------------------------------------------------------------------
@@ -357,10 +360,10 @@ class Trainer:
                 digest=self.data_version[:36] or None,
             )
         tags = {
-            "family": family.name,
-            "dataset": data.dataset,
-            "data_version": self.data_version,
-            "git_commit": git_commit(),
+            tracking.TAG_FAMILY: family.name,
+            tracking.TAG_DATASET: data.dataset,
+            tracking.TAG_DATA_VERSION: self.data_version,
+            tracking.TAG_GIT_COMMIT: git_commit(),
         }
         tracker.log_start(params, tags, dataset)
         return tracker
@@ -420,7 +423,7 @@ class Trainer:
         """Rank 0 writes the state; every rank waits for it."""
         path = None
         if self.dist.main:
-            description = checkpoint.describe(self.family, self.data_version, state.stepper.step)
+            description = model_io.describe(self.family, self.data_version, state.stepper.step)
             description["mlflow_run_id"] = state.run_id
             tensors, trainer_state = state.to_checkpoint(self.device)
             path = checkpoint.save_checkpoint(
@@ -451,8 +454,8 @@ class TrainingState:
 
     def to_checkpoint(self, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {
-            **checkpoint.flat_state(self.nets),
-            **checkpoint.flat_state(self.ema, prefix="ema."),
+            **model_io.flat_state(self.nets),
+            **model_io.flat_state(self.ema, prefix="ema."),
         }
         trainer_state = {
             "step": self.stepper.step,
@@ -470,8 +473,8 @@ class TrainingState:
 
     def restore(self, path: Path, family: str, device: torch.device) -> None:
         description, tensors, state = checkpoint.read_checkpoint(path, family)
-        checkpoint.load_flat_state(self.nets, tensors)
-        checkpoint.load_flat_state(self.ema, tensors, prefix="ema.")
+        model_io.load_flat_state(self.nets, tensors)
+        model_io.load_flat_state(self.ema, tensors, prefix="ema.")
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
             self.schedulers[name].load_state_dict(state["schedulers"][name])

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import wavefoundry.data.schema as schema
 from wavefoundry.config import ValidationRules
-from wavefoundry.data import schema
 
 # Every manifest column the suite or the quarantine list reads, whatever the rules.
 BASE_COLUMNS: tuple[str, ...] = (

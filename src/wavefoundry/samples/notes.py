@@ -14,9 +14,9 @@ import numpy as np
 from scipy import signal
 
 from wavefoundry.config import SPLITS
-from wavefoundry.data.synthetic.speech import VOWEL_FORMANTS, bandpass
-from wavefoundry.data.synthetic.text import pick
 from wavefoundry.errors import UserError
+from wavefoundry.samples.speech import VOWEL_FORMANTS, bandpass
+from wavefoundry.samples.text import pick
 
 NSYNTH_SAMPLE_RATE = 16000
 NSYNTH_FRAMES = 64000  # 4 s: note held 3 s, then 1 s of release

@@ -25,7 +25,8 @@ import soundfile as sf
 from scipy import signal
 
 from wavefoundry.config import DATASETS, SPLITS, SampleDataConfig
-from wavefoundry.data.synthetic.notes import (
+from wavefoundry.errors import UserError
+from wavefoundry.samples.notes import (
     FAMILY_RANGE,
     NSYNTH_FAMILIES,
     NSYNTH_INSTRUMENTS_TOTAL,
@@ -38,15 +39,14 @@ from wavefoundry.data.synthetic.notes import (
     nsynth_instruments,
     render_note,
 )
-from wavefoundry.data.synthetic.speech import (
+from wavefoundry.samples.speech import (
     Voice,
     plan_utterance,
     render_speech,
     room_noise,
     word_seconds,
 )
-from wavefoundry.data.synthetic.text import LJ_VOCABULARY, NEWS_VOCABULARY, make_sentence
-from wavefoundry.errors import UserError
+from wavefoundry.samples.text import LJ_VOCABULARY, NEWS_VOCABULARY, make_sentence
 
 LJSPEECH_DIR = "LJSpeech-1.1"
 LJSPEECH_SAMPLE_RATE = 22050

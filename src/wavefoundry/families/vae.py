@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.evaluation.metrics import snr_db
+from wavefoundry.families.base import Family, Step, unwrap
 from wavefoundry.models.vae import VAE, VAEConfig, kl_divergence, vae_loss
-from wavefoundry.models.vqvae import snr_db
-from wavefoundry.training.family import DataSpec, Family, Step, unwrap
 
 
 class VAEFamily(Family):
@@ -46,33 +47,35 @@ class VAEFamily(Family):
 
     def _losses(
         self, net: nn.Module, batch: dict[str, torch.Tensor], beta: float
-    ) -> dict[str, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], float]:
+        """The loss terms, and the batch's reconstruction SNR in dB."""
         output = net(batch["audio"], batch["speaker"])
         loss = vae_loss(output, batch["audio"], beta, self.config.waveform_loss_weight)
-        return {
+        terms = {
             "loss": loss.total,
             "loss_stft": loss.stft,
             "loss_l1": loss.waveform_l1,
             "loss_kl": loss.kl,
-            "snr_db": snr_db(output.reconstruction.detach(), batch["audio"]),
         }
+        return terms, snr_db(batch["audio"], output.reconstruction)
 
     def train_step(
         self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step
     ) -> dict[str, float]:
         beta = self.config.beta_at(step.step)
         with step.autocast():
-            terms = self._losses(nets["vae"], batch, beta)
+            terms, snr = self._losses(nets["vae"], batch, beta)
         step.optimize("vae", terms["loss"])
-        return {"beta": beta, **{name: value.item() for name, value in terms.items()}}
+        values = {name: value.item() for name, value in terms.items()}
+        return {**values, "snr_db": snr, "beta": beta}
 
     @torch.no_grad()
     def evaluate(
         self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
     ) -> dict[str, float]:
         """Losses with the full beta, so validation losses compare across the warm-up."""
-        terms = self._losses(nets["vae"], batch, self.config.beta)
-        return {name: value.item() for name, value in terms.items()}
+        terms, snr = self._losses(nets["vae"], batch, self.config.beta)
+        return {**{name: value.item() for name, value in terms.items()}, "snr_db": snr}
 
     @torch.no_grad()
     def sample(

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import log_mel
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.base import Family, Step, mel_config, unwrap, whole_frames
 from wavefoundry.models.hifigan import (
     Discriminator,
     Generator,
@@ -22,14 +24,6 @@ from wavefoundry.models.hifigan import (
     discriminator_loss,
     feature_loss,
     generator_loss,
-)
-from wavefoundry.training.family import (
-    DataSpec,
-    Family,
-    Step,
-    mel_config,
-    unwrap,
-    whole_frames,
 )
 
 

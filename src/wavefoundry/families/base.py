@@ -13,7 +13,6 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -21,37 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import MelConfig
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What a family needs to know about the stored dataset it trains on."""
-
-    dataset: str
-    sample_rate: int
-    speakers: tuple[str, ...] = ()  # VCTK speaker ids of the train split, sorted; () if none
-
-    def speaker_index(self, names: list[str]) -> torch.Tensor:
-        """A batch's speaker names to indices into `speakers`; a speaker not seen in training
-        (a held-out one in the valid split) maps to 0."""
-        lookup = {name: i for i, name in enumerate(self.speakers)}
-        return torch.tensor([lookup.get(str(n), 0) for n in names], dtype=torch.long)
-
-    def speaker_id(self, name: Any) -> int:
-        """A requested speaker's index, for inference: None means the first speaker; an
-        unknown name is a ValueError naming the speakers there are."""
-        if name is None:
-            return 0
-        if str(name) in self.speakers:
-            return self.speakers.index(str(name))
-        if not self.speakers:
-            raise ValueError(
-                f"unknown speaker {name!r}: this model was trained on {self.dataset}, "
-                "which has no speakers; leave the speaker out"
-            )
-        known = ", ".join(self.speakers[:5])
-        more = f" and {len(self.speakers) - 5} more" if len(self.speakers) > 5 else ""
-        raise ValueError(f"unknown speaker {name!r}: known speakers are {known}{more}")
+from wavefoundry.data.stored import DataSpec
 
 
 class Step(Protocol):

@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import log_mel, mu_law_decode, mu_law_encode
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.base import Family, Step, mel_config, unwrap
 from wavefoundry.models.wavenet import (
     WaveNet,
     WaveNetConfig,
     bits_per_sample,
     negative_log_likelihood,
 )
-from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap
 
 
 class WaveNetFamily(Family):

@@ -16,7 +16,7 @@ from mlflow.pyfunc import PythonModel
 
 class WavefoundryModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        from wavefoundry.training.checkpoint import load_model
+        from wavefoundry.families.io import load_model
 
         self.family, self.net = load_model(context.artifacts["model"])
 

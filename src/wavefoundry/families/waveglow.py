@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from wavefoundry.audio import log_mel
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.families.base import Family, Step, mel_config, unwrap, whole_frames
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig, waveglow_loss
-from wavefoundry.training.family import DataSpec, Family, Step, mel_config, unwrap, whole_frames
 
 
 class WaveGlowFamily(Family):

@@ -16,7 +16,7 @@ The audio is synthesised, not recorded, but shaped like its kind:
 Audio is written with soundfile only, as 16-bit PCM (WAV) or 16-bit FLAC.
 """
 
-from wavefoundry.data.synthetic.corpora import (
+from wavefoundry.samples.corpora import (
     LJSPEECH_DIR,
     NSYNTH_DIR,
     VCTK_DIR,

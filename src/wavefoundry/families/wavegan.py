@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from wavefoundry.data.stored import DataSpec
 from wavefoundry.errors import UserError
+from wavefoundry.families.base import Family, Step, unwrap
 from wavefoundry.models.wavegan import (
     Discriminator,
     Generator,
@@ -23,7 +25,6 @@ from wavefoundry.models.wavegan import (
     gradient_penalty,
     sample_latents,
 )
-from wavefoundry.training.family import DataSpec, Family, Step, unwrap
 
 MIDI_PITCHES = 128
 

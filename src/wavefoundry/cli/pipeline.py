@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from wavefoundry.cli import err, out
+from wavefoundry.cli.common import Command, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
 
@@ -29,7 +29,7 @@ training of unchanged settings). --config and --set travel with the run as its c
 """
 
 
-def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_commands(commands: Any, command: Command) -> None:
     group = commands.add_parser(
         "pipeline",
         help="the lifecycle as one Kubeflow pipeline: compile, run here, submit, schedule",
@@ -37,7 +37,7 @@ def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None
     )
     sub = group.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable, help: str, description: str | None = None):
+    def subcommand(name: str, handler: Callable, help: str, description: str | None = None):
         parser = sub.add_parser(
             name,
             help=help,
@@ -48,7 +48,7 @@ def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None
         parser.set_defaults(handler=handler)
         return parser
 
-    parser = command(
+    parser = subcommand(
         "compile",
         cmd_compile,
         "compile pipelines/training_pipeline.py to pipelines/compiled/training_pipeline.yaml",
@@ -58,7 +58,7 @@ def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None
         "--image", help="the components' image (default: WAVEFOUNDRY_IMAGE, else the release's)"
     )
 
-    parser = command("run", cmd_run, "run the whole pipeline here, on the CPU", RUN_HELP)
+    parser = subcommand("run", cmd_run, "run the whole pipeline here, on the CPU", RUN_HELP)
     _run_arguments(parser)
     parser.add_argument("--no-cache", action="store_true", help="run every task again")
     parser.add_argument(
@@ -72,7 +72,7 @@ def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None
         ("submit", cmd_submit, "send one run of the compiled pipeline to a Kubeflow host"),
         ("schedule", cmd_schedule, "make it a recurring run on a Kubeflow host (cron)"),
     ):
-        parser = command(name, handler, help)
+        parser = subcommand(name, handler, help)
         _run_arguments(parser)
         parser.add_argument("--host", help="the KFP API (default: pipeline.host)")
         parser.add_argument("--namespace", help="profile namespace (default: pipeline.namespace)")

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from wavefoundry.models.vqvae import VQVAE, VQVAEConfig, snr_db, vqvae_loss
-from wavefoundry.training.family import DataSpec, Family, Step, unwrap
+from wavefoundry.data.stored import DataSpec
+from wavefoundry.evaluation.metrics import snr_db
+from wavefoundry.families.base import Family, Step, unwrap
+from wavefoundry.models.vqvae import VQVAE, VQVAEConfig, vqvae_loss
 
 
 class VQVAEFamily(Family):
@@ -40,32 +42,36 @@ class VQVAEFamily(Family):
             speaker = torch.zeros(audio.shape[0], dtype=torch.long)
         return {"audio": audio, "speaker": speaker.to(device)}
 
-    def _losses(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _losses(
+        self, net: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], float]:
+        """The loss terms and codebook statistics, and the batch's reconstruction SNR in dB."""
         output = net(batch["audio"], batch["speaker"])
         loss = vqvae_loss(output, batch["audio"], self.config.stft_loss_weight)
-        return {
+        terms = {
             "loss": loss.total,
             "loss_l1": loss.waveform_l1,
             "loss_stft": loss.stft,
             "loss_commitment": loss.commitment,
             "perplexity": output.perplexity,
             "codebook_usage": output.usage,
-            "snr_db": snr_db(output.reconstruction.detach(), batch["audio"]),
         }
+        return terms, snr_db(batch["audio"], output.reconstruction)
 
     def train_step(
         self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step
     ) -> dict[str, float]:
         with step.autocast():
-            terms = self._losses(nets["vqvae"], batch)
+            terms, snr = self._losses(nets["vqvae"], batch)
         step.optimize("vqvae", terms["loss"])
-        return {name: value.item() for name, value in terms.items()}
+        return {**{name: value.item() for name, value in terms.items()}, "snr_db": snr}
 
     @torch.no_grad()
     def evaluate(
         self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
     ) -> dict[str, float]:
-        return {name: value.item() for name, value in self._losses(nets["vqvae"], batch).items()}
+        terms, snr = self._losses(nets["vqvae"], batch)
+        return {**{name: value.item() for name, value in terms.items()}, "snr_db": snr}
 
     @torch.no_grad()
     def sample(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from wavefoundry.data.synthetic.text import FUNCTION_WORDS
+from wavefoundry.samples.text import FUNCTION_WORDS
 
 VOWEL_FORMANTS: dict[str, tuple[float, float, float]] = {
     "iy": (270, 2290, 3010),

@@ -19,7 +19,30 @@ from wavefoundry.audio import MelConfig, log_mel, write_wav
 from wavefoundry.config import TrackingConfig
 from wavefoundry.errors import UserError
 
-MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+MODEL_CODE = Path(__file__).parent / "families" / "mlflow_model.py"
+
+# MLflow tag names: the one place each is spelled. A run and the registered model version made
+# from it carry the same name for the same fact.
+TAG_FAMILY = "family"  # the model family (--model)
+TAG_DATASET = "dataset"
+TAG_TASK = "task"  # vocoder, codec, generator, ...
+TAG_DATA_VERSION = "data_version"  # the stored data the model trained on
+TAG_GIT_COMMIT = "git_commit"
+TAG_MODEL_URI = "model_uri"  # the logged pyfunc model of a finished training run
+TAG_RUN_ID = "run_id"
+TAG_CONFIG_HASH = "config_hash"
+TAG_EVAL_PREFIX = "eval."  # eval.<metric> on a version: its score
+TAG_EVAL_FINGERPRINT = "eval_fingerprint"  # the held-out set it was scored on
+TAG_EVAL_DATA_VERSION = "eval_data_version"  # the data that held-out set came from
+TAG_PREVIOUS_CHAMPION = "previous_champion"  # on a version and its registered model
+TAG_BENTO = "bento_tag"  # on a version: the Bento built from it
+TAG_AUDIT_PREFIX = "audit."  # audit.<time> on a registered model: a promotion record
+TAG_KIND = "wavefoundry.kind"  # runs that are not training runs ("comparison", ...)
+TAG_REGISTERED_MODEL = "registered_model"
+TAG_PIPELINE_JOB = "wavefoundry.pipeline.job_id"
+TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
+TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
+TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -160,7 +183,7 @@ class Tracker:
             # No input example on purpose: checking one would run a (slow) generation now.
             warnings.filterwarnings("ignore", message=".*input example.*")
             info = self._log_pyfunc(model_dir, family_name, signature)
-        self.mlflow.set_tag("model_uri", info.model_uri)
+        self.mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
         return info.model_uri
 
     def _log_pyfunc(self, model_dir: Path, family_name: str, signature: Any) -> Any:
@@ -175,7 +198,7 @@ class Tracker:
                 "safetensors",
                 "numpy",
             ],
-            tags={"family": family_name},
+            tags={TAG_FAMILY: family_name},
         )
 
     def end(self, status: str = "FINISHED") -> None:
@@ -203,7 +226,7 @@ def download_logged_model(model_uri: str, into: Path | None = None) -> Path:
 def load_logged_model(model_uri: str, device: torch.device | str = "cpu") -> tuple[Any, Any]:
     """The (family, inference network) of a model `log_model` logged: its safetensors folder
     is downloaded and read; nothing of MLflow's model code runs and nothing is unpickled."""
-    from wavefoundry.training.checkpoint import load_model
+    from wavefoundry.families.io import load_model
 
     family, net = load_model(download_logged_model(model_uri))
     return family, net.to(device)

@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING
 from wavefoundry.errors import UserError
 
 if TYPE_CHECKING:
-    from wavefoundry.training.family import Family
+    from wavefoundry.families.base import Family
 
 # name -> "module:class" of its training family (the model itself is in models/<name>.py)
 FAMILIES: dict[str, str] = {
-    "wavenet": "wavefoundry.training.families.wavenet:WaveNetFamily",
-    "vqvae": "wavefoundry.training.families.vqvae:VQVAEFamily",
-    "hifigan": "wavefoundry.training.families.hifigan:HiFiGANFamily",
-    "wavegan": "wavefoundry.training.families.wavegan:WaveGANFamily",
-    "waveglow": "wavefoundry.training.families.waveglow:WaveGlowFamily",
-    "vae": "wavefoundry.training.families.vae:VAEFamily",
+    "wavenet": "wavefoundry.families.wavenet:WaveNetFamily",
+    "vqvae": "wavefoundry.families.vqvae:VQVAEFamily",
+    "hifigan": "wavefoundry.families.hifigan:HiFiGANFamily",
+    "wavegan": "wavefoundry.families.wavegan:WaveGANFamily",
+    "waveglow": "wavefoundry.families.waveglow:WaveGlowFamily",
+    "vae": "wavefoundry.families.vae:VAEFamily",
 }
 
 

@@ -1,0 +1,58 @@
+"""What every command module shares: the consoles, the configuration options, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from wavefoundry.config import DATASETS, Config
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Handler = Callable[[argparse.Namespace, Config], int]
+# command(name, handler, help) -> the subcommand's parser, with the configuration options
+Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration")
+    group.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    group.add_argument("--config", type=Path, help="a recipe from configs/, merged over the params")
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set datasets.vctk.mic=mic2 (repeatable)",
+    )
+
+
+def dataset_arg(parser: argparse.ArgumentParser, allow_all: bool = False) -> None:
+    choices = [*DATASETS, "all"] if allow_all else list(DATASETS)
+    parser.add_argument("--dataset", "-d", required=True, choices=choices, help="which dataset")
+
+
+def metric_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4g}")
+    return table
+
+
+def write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

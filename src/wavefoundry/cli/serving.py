@@ -1,0 +1,69 @@
+"""Serving: bento build."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from wavefoundry.cli.common import Command, common, out, write_json
+from wavefoundry.cli.registry import model_name
+from wavefoundry.config import Config
+from wavefoundry.errors import UserError
+
+
+def add_commands(commands: Any, command: Command) -> None:
+    bento = commands.add_parser(
+        "bento", help="build the BentoML service of a registered model", description="Bentos."
+    )
+    bento_commands = bento.add_subparsers(dest="bento_command", required=True, metavar="COMMAND")
+    sub = bento_commands.add_parser(
+        "build",
+        help="fetch a registered version from MLflow and build a Bento serving it",
+        description="Fetch the version an alias points at from the MLflow registry, import its "
+        "weights (safetensors) and config into the BentoML model store, and build a Bento of "
+        "serving/service.py with pinned dependencies. Then: bentoml serve TAG, or "
+        "bentoml containerize TAG where Docker runs. BENTOML_HOME says where the stores are.",
+    )
+    common(sub)
+    sub.set_defaults(handler=cmd_bento_build)
+    model_name(sub, required=False)
+    sub.add_argument(
+        "--promotion",
+        type=Path,
+        metavar="FILE",
+        help="instead of --model-name: every registered model in a file `promote --out` wrote",
+    )
+    sub.add_argument("--alias", default="champion", help="which version (default: %(default)s)")
+    sub.add_argument("--out", type=Path, help="also write the Bento tags as JSON")
+
+
+def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.serving.bento import build
+
+    if bool(args.model_name) == bool(args.promotion):
+        raise UserError("give --model-name or --promotion (one of them)")
+    names = [args.model_name]
+    if args.promotion:
+        if not args.promotion.is_file():
+            raise UserError(f"no promotion file {args.promotion}: write it with promote --out")
+        names = json.loads(args.promotion.read_text())["registered_models"]
+    tags = []
+    for name in names:
+        started = time.perf_counter()
+        built = build(cfg, name, args.alias)
+        out.print(
+            f"built Bento [bold]{built.tag}[/] serving {built.registered_model} version "
+            f"{built.version} (BentoML model {built.model_tag}) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        out.print(f"serve it:       bentoml serve {built.tag} --port 3000")
+        out.print(f"containerize:   bentoml containerize {built.tag}")
+        tags.append(built.tag)
+    if args.out:
+        write_json(args.out, {"tags": tags})
+    for tag in tags:
+        out.print(tag, markup=False)
+    return 0

@@ -1,0 +1,109 @@
+"""Training and scoring: train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from wavefoundry.cli.common import Command, err, metric_table, out, write_json
+from wavefoundry.config import Config
+from wavefoundry.errors import UserError
+
+
+def add_commands(commands: Any, command: Command) -> None:
+    sub = command(
+        "train",
+        cmd_train,
+        "train a model family on a stored dataset, logged to MLflow (several GPUs: torchrun)",
+    )
+    sub.add_argument(
+        "--model", "-m", required=True, metavar="NAME", help="wavenet, vqvae, hifigan or wavegan"
+    )
+    sub.add_argument(
+        "--dataset", "-d", required=True, metavar="NAME", help="ljspeech, vctk or nsynth"
+    )
+    sub.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run's latest checkpoint (a fresh run replaces old checkpoints)",
+    )
+    sub.add_argument("--steps", type=int, help="shortcut for --set training.steps=N")
+    sub.add_argument(
+        "--out", type=Path, help="also write the run (id, model folder, steps, metrics) as JSON"
+    )
+    sub.epilog = (
+        "Sizes: models.NAME in params.yaml (tiny, CPU) or a recipe, e.g. "
+        "--config configs/ljspeech-hifigan-v1.yaml. Several GPUs on one node: "
+        "torchrun --nproc-per-node 8 -m wavefoundry.cli train -m hifigan -d ljspeech ..."
+    )
+
+    sub = command(
+        "evaluate",
+        cmd_evaluate,
+        "score a training run on the held-out clips and register it as a candidate",
+    )
+    sub.add_argument("--run-id", help="the MLflow run to score (default: the latest of -m on -d)")
+    sub.add_argument("--model", "-m", metavar="NAME", help="wavenet, vqvae, hifigan or wavegan")
+    sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
+    sub.add_argument(
+        "--out", type=Path, help="also write the candidate (version, family, metrics) as JSON"
+    )
+    sub.epilog = (
+        "Every candidate of a task renders the same clips: evaluation.clips from the "
+        "evaluation.split split drawn with evaluation.seed, each cut to evaluation.max_seconds."
+    )
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.training.trainer import PREEMPTED_EXIT_CODE, Distributed, Preempted, train
+
+    if args.steps is not None:
+        if args.steps <= 0:
+            raise UserError(f"--steps must be positive, got {args.steps}")
+        cfg.training.steps = args.steps
+    try:
+        result = train(cfg, args.model, args.dataset, resume=args.resume)
+    except Preempted as stopped:
+        err.print(str(stopped))
+        return PREEMPTED_EXIT_CODE
+    if not Distributed.from_environment().main:
+        return 0
+    if args.out:
+        write_json(args.out, result.as_record())
+    out.print(
+        metric_table(
+            f"{args.model} on {args.dataset}: {result.steps} steps",
+            {**result.metrics, **result.validation},
+        )
+    )
+    out.print(f"model: {result.model_dir} (safetensors + config.json)")
+    out.print(f"checkpoints: {result.run_dir / 'checkpoints'}")
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id} at {cfg.tracking.uri}; model {result.model_uri}")
+    out.print(f"done in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.stages import evaluate
+
+    started = time.perf_counter()
+    done = evaluate(cfg, args.run_id, args.model, args.dataset)
+    candidate, score = done.candidate, done.score
+    out.print(
+        metric_table(
+            f"{done.run_name}: {len(score.clips)} held-out clips (set {score.fingerprint})",
+            score.metrics,
+        )
+    )
+    out.print(
+        f"registered as [bold]{candidate.name}[/] version {candidate.version} "
+        f"(run {candidate.run_id}); promote it with: wavefoundry promote --model-name "
+        f"{candidate.name} --version {candidate.version}"
+    )
+    if args.out:
+        write_json(args.out, candidate.as_record())
+    out.print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
