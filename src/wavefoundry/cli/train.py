@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from wavefoundry.cli.common import Command, err, metric_table, out, write_json
-from wavefoundry.config import Config
+from wavefoundry.config import FAMILIES, Config
 from wavefoundry.errors import UserError
 
 
@@ -18,9 +18,7 @@ def add_commands(commands: Any, command: Command) -> None:
         cmd_train,
         "train a model family on a stored dataset, logged to MLflow (several GPUs: torchrun)",
     )
-    sub.add_argument(
-        "--model", "-m", required=True, metavar="NAME", help="wavenet, vqvae, hifigan or wavegan"
-    )
+    sub.add_argument("--model", "-m", required=True, metavar="NAME", help=", ".join(FAMILIES))
     sub.add_argument(
         "--dataset", "-d", required=True, metavar="NAME", help="ljspeech, vctk or nsynth"
     )
@@ -45,7 +43,7 @@ def add_commands(commands: Any, command: Command) -> None:
         "score a training run on the held-out clips and register it as a candidate",
     )
     sub.add_argument("--run-id", help="the MLflow run to score (default: the latest of -m on -d)")
-    sub.add_argument("--model", "-m", metavar="NAME", help="wavenet, vqvae, hifigan or wavegan")
+    sub.add_argument("--model", "-m", metavar="NAME", help=", ".join(FAMILIES))
     sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
     sub.add_argument(
         "--out", type=Path, help="also write the candidate (version, family, metrics) as JSON"

@@ -1,1 +1,1 @@
-"""Model families, one file each, reading like their papers: wavenet, vqvae, hifigan, wavegan."""
+"""The papers, one file each, reading like them: wavenet, vqvae, hifigan, wavegan, waveglow, vae."""
