@@ -17,7 +17,14 @@ from torch import nn
 
 from wavefoundry.audio import log_mel
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, mel_config, unwrap, whole_frames
+from wavefoundry.families.base import (
+    Family,
+    Step,
+    audio_and_mel,
+    mel_config,
+    unwrap,
+    whole_frames,
+)
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig, waveglow_loss
 
 
@@ -36,10 +43,7 @@ class WaveGlowFamily(Family):
         return {"waveglow": WaveGlow(self.config)}
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        audio = batch["audio"].to(device, torch.float32)
-        frames = audio.shape[-1] // self.config.hop_length
-        audio = audio[:, : frames * self.config.hop_length]
-        return {"audio": audio, "mel": log_mel(audio, self.mel)}
+        return audio_and_mel(batch, self.mel, device)
 
     def _losses(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         output = net(batch["audio"], batch["mel"])

@@ -230,6 +230,18 @@ class VAE(nn.Module):
             nn.Embedding(config.speakers, config.speaker_embedding_dim) if config.speakers else None
         )
         self.decoder = Decoder(config)
+        # He initialisation (as in models/vqvae.py): with PyTorch's defaults each layer shrinks
+        # the signal, the output hardly depends on the latent at first, and training sits at
+        # the all-zero reconstruction while the KL term closes the latent.
+        for module in self.modules():
+            if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+                nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(module.bias)
+        # ... except the last convolution, kept small so that the first reconstructions are
+        # quiet rather than tanh-saturated noise.
+        self.decoder.output_conv.weight.data.mul_(0.1)
+        if self.speaker_embedding is not None:
+            nn.init.normal_(self.speaker_embedding.weight, std=0.1)
 
     def forward(self, audio: torch.Tensor, speaker: torch.Tensor | None = None) -> VAEOutput:
         """(B, T) audio and (B,) speaker indices (None: speaker 0) -> VAEOutput. In training
