@@ -3,7 +3,9 @@
 
 # Expanded when a recipe runs, so it sees a uv that `setup` has just installed.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-PYTEST_ARGS ?=
+# Both cores (CI has 2); a file's tests stay on one worker so module fixtures (trained models,
+# servers) are made once.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: setup demo test lint format bench clean
 

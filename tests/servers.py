@@ -37,6 +37,7 @@ class Served:
     range: str | None
     status: int
     bytes_sent: int
+    accept_encoding: str | None = None
 
 
 class FileServer:
@@ -45,13 +46,19 @@ class FileServer:
     Test hooks: `drop_after(n)` makes the next file response stop after `n` body bytes and
     close the connection (once); `fail_next(status)` answers the next request with that status;
     `honour_range = False` makes it ignore Range and send the whole file with 200.
-    `requests` records every request; `bytes_sent` totals the body bytes sent.
+    `content_encoding = "gzip"` labels every file (GET and HEAD) with that Content-Encoding and
+    sends it as stored, as a server does that maps `.gz` to an encoding; `gzip_on_the_fly = True`
+    compresses each file for a client whose Accept-Encoding allows gzip (no Range then), with its
+    own length and ETag, as nginx's `gzip on` does. `requests` records every request (with its
+    Accept-Encoding); `bytes_sent` totals the body bytes sent.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.requests: list[Served] = []
         self.honour_range = True
+        self.content_encoding: str | None = None
+        self.gzip_on_the_fly = False
         self._drop_after: int | None = None
         self._fail: list[int] = []
         self._lock = threading.Lock()
@@ -97,7 +104,9 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             fail, drop = server._take()
             # Recorded before answering, so a client that has its answer sees the record.
-            record = Served(self.path, self.headers.get("Range"), 0, 0)
+            record = Served(
+                self.path, self.headers.get("Range"), 0, 0, self.headers.get("Accept-Encoding")
+            )
             server.requests.append(record)
             path = (server.root / unquote(urlsplit(self.path).path).lstrip("/")).resolve()
             if fail is not None:
@@ -110,23 +119,42 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:  # noqa: N802 - what a server says of a file without sending it
             import hashlib
 
-            server.requests.append(Served(self.path, None, 0, 0))
+            server.requests.append(
+                Served(self.path, None, 0, 0, self.headers.get("Accept-Encoding"))
+            )
             path = (server.root / unquote(urlsplit(self.path).path).lstrip("/")).resolve()
             if not path.is_file() or server.root.resolve() not in path.parents:
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            data = path.read_bytes()
+            stored = path.read_bytes()
+            data, encoding = self._representation(stored)
+            tag = hashlib.md5(stored).hexdigest()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+            self.send_header("ETag", f'"{tag}-gzip"' if self._compressing() else f'"{tag}"')
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             self.end_headers()
 
+        def _compressing(self) -> bool:
+            accepted = self.headers.get("Accept-Encoding") or ""
+            return server.gzip_on_the_fly and "gzip" in accepted
+
+        def _representation(self, data: bytes) -> tuple[bytes, str | None]:
+            """The body this request gets and its Content-Encoding."""
+            if self._compressing():
+                import gzip
+
+                return gzip.compress(data, mtime=0), "gzip"
+            return data, server.content_encoding
+
         def _send_file(self, record: Served, data: bytes, drop: int | None) -> None:
+            data, encoding = self._representation(data)
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", record.range or "")
-            if not (match and server.honour_range):
-                self._answer(record, 200, data, drop=drop)
+            if not (match and server.honour_range) or self._compressing():
+                self._answer(record, 200, data, drop=drop, encoding=encoding)
                 return
             start = int(match.group(1))
             end = min(int(match.group(2) or len(data) - 1), len(data) - 1)
@@ -134,7 +162,7 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self._answer(record, 416, content_range=f"bytes */{len(data)}")
                 return
             content_range = f"bytes {start}-{end}/{len(data)}"
-            self._answer(record, 206, data[start : end + 1], content_range, drop)
+            self._answer(record, 206, data[start : end + 1], content_range, drop, encoding)
 
         def _answer(
             self,
@@ -143,6 +171,7 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             body: bytes = b"",
             content_range: str | None = None,
             drop: int | None = None,
+            encoding: str | None = None,
         ) -> None:
             """Send `body` with an honest Content-Length, cut after `drop` bytes if given."""
             self.send_response(status)
@@ -150,6 +179,8 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Accept-Ranges", "bytes")
             if content_range:
                 self.send_header("Content-Range", content_range)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             self.end_headers()
             if drop is not None and drop < len(body):
                 body = body[:drop]

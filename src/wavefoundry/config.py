@@ -126,6 +126,8 @@ class ValidationRules(Section):
     clipping_mostly: float = Field(0.95, ge=0.0, le=1.0)
     max_silence: float = Field(0.6, ge=0.0, le=1.0)
     silence_mostly: float = Field(0.95, ge=0.0, le=1.0)
+    max_dc_offset: float = Field(0.05, ge=0.0, le=1.0)  # |mean sample value|, full scale 1.0
+    dc_offset_mostly: float = Field(0.95, ge=0.0, le=1.0)
     readable_mostly: float = Field(0.95, ge=0.0, le=1.0)
     format_mostly: float = Field(0.95, ge=0.0, le=1.0)
     require_text: bool = False

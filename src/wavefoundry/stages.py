@@ -43,11 +43,15 @@ class IngestResult:
     usable: int
     problems: dict[str, int]  # status -> count, for rows that are not "ok"
     hours: float
+    os_junk: int = 0  # files ignored as OS junk (._*, __MACOSX/, .DS_Store, Thumbs.db, hidden)
+    warnings: int = 0  # clips read despite what their header declares (manifest column `warning`)
 
 
 def ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> IngestResult:
-    """Fetch and unpack the sources, list every clip, probe its audio, write the manifest."""
+    """Fetch and unpack the sources, list every clip, probe its audio, write the manifest.
+    OS junk in the sources is no clip; it is counted."""
     from wavefoundry.data.download import resolve_sources
+    from wavefoundry.data.layout import count_os_junk
 
     adapter = get_adapter(dataset)
     dataset_cfg = cfg.datasets.for_dataset(dataset)
@@ -66,7 +70,14 @@ def ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> Inges
     problems = manifest.loc[manifest["status"] != schema.OK, "status"].value_counts().to_dict()
     usable = int((manifest["status"] == schema.OK).sum())
     return IngestResult(
-        dataset, path, len(manifest), usable, problems, float(manifest["duration"].sum() / 3600)
+        dataset,
+        path,
+        len(manifest),
+        usable,
+        problems,
+        float(manifest["duration"].sum() / 3600),
+        count_os_junk(dirs),
+        int((manifest[schema.WARNING] != "").sum()),
     )
 
 

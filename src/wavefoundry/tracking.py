@@ -43,6 +43,7 @@ TAG_PIPELINE_JOB = "wavefoundry.pipeline.job_id"
 TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
 TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
 TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+TAG_PIPELINE_ERROR = "wavefoundry.pipeline.error"  # on the outcome run of a failed pipeline
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

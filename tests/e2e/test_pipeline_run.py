@@ -37,9 +37,17 @@ def small_params() -> dict:
     params["datasets"]["ljspeech"]["split"] = {
         "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
     }  # fmt: skip
-    params["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
     params["evaluation"].update(clips=2, max_seconds=0.25, audio_examples=1)
     return params
+
+
+def small_project(root: Path) -> None:
+    """params.yaml and its tiny recipe, shrunk so a run takes a minute on two cores."""
+    small_project(root)
+    tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
+    (root / "configs").mkdir(exist_ok=True)
+    (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
 
 
 def wavefoundry(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -65,7 +73,7 @@ def states(record: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
-    (root / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    small_project(root)
     env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "PYTHONUNBUFFERED": "1"}
     first = wavefoundry(root, "pipeline", "run", env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -183,7 +191,7 @@ def test_dvc_repro_on_a_fresh_clone_reaches_the_same_champion(project, tmp_path)
         if (REPO / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, clone / name)
-    (clone / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    small_project(clone)
     path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     dvc_env = {**env, "PATH": path, "BENTOML_HOME": str(tmp_path / "bentoml")}
     for command in (["git", "init", "-q"], ["dvc", "repro"]):

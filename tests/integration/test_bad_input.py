@@ -178,3 +178,25 @@ def test_hostile_archives_are_refused_and_nothing_escapes(tmp_path, monkeypatch,
     new = [p for p in tmp_path.rglob("*") if p not in listing]
     assert all(work / "data" in p.parents or p == work / "data" for p in new), new
     assert not list(work.rglob("metadata.csv")), "a refused archive leaves nothing extracted"
+
+
+def test_ingest_summary_counts_os_junk_and_clips_read_with_a_warning(broken_lj, capsys):
+    """The one line `ingest` prints says what was ignored and what was read against its header."""
+    import struct
+
+    wavs = broken_lj / "wavs"
+    (wavs / "._LJ900-0004.wav").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    (wavs / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (broken_lj / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    streamed = bytearray((wavs / "LJ900-0004.wav").read_bytes())  # stereo: still readable
+    at = streamed.index(b"data")
+    streamed[at + 4 : at + 8] = struct.pack("<I", 0x7FFFF000)  # what SoX leaves in a pipe
+    (wavs / "LJ900-0004.wav").write_bytes(bytes(streamed))
+
+    assert run("ingest", "-d", "ljspeech") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 read with a warning (manifest column `warning`)" in out
+    assert "3 OS junk files ignored" in out
+    manifest = pd.read_parquet("data/manifest/ljspeech.parquet").set_index("clip_id")
+    assert "placeholder data size 0x7FFFF000" in manifest.loc["LJ900-0004", "warning"]
+    assert not manifest.index.str.startswith("._").any()

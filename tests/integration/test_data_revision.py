@@ -66,3 +66,18 @@ def test_an_s3_object_is_asked_for_its_etag(moto_server, aws_credentials):
 def test_a_missing_local_source_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="source not found"):
         revision(str(tmp_path / "nothing-here"))
+
+
+def test_os_junk_does_not_change_a_folders_revision(sample_corpora, tmp_path):
+    """Opening a folder in Finder or Explorer writes .DS_Store / Thumbs.db: not new data."""
+    folder = tmp_path / "LJSpeech-1.1"
+    shutil.copytree(sample_corpora["ljspeech"], folder)
+    first = revision(str(folder))
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "wavs" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "wavs" / "._LJ001-0001.wav").write_bytes(b"\x00\x05\x16\x07")
+    (folder / "__MACOSX").mkdir()
+    (folder / "__MACOSX" / "._metadata.csv").write_bytes(b"\x00\x05\x16\x07")
+    assert revision(str(folder)) == first
+    (folder / "wavs" / "LJ999-0001.wav").write_bytes(b"RIFF")  # a real new file still counts
+    assert revision(str(folder)) != first

@@ -44,6 +44,7 @@ def dvc_project(tmp_path, moto_server, aws_credentials):
     for name in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(REPO / name, project / name)
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "configs", project / "configs")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(SMALL)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

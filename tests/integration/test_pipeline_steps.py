@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from wavefoundry.config import read_layer
 from wavefoundry.pipeline import steps
 
 
@@ -28,20 +29,34 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def in_project(tmp_path, monkeypatch):
-    """A working directory with the project's params.yaml (the tiny model sizes), as a task's
-    image has; each test's layer goes on top."""
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    """A working directory for a task; each test's layer is `resolved(...)`: the whole
+    configuration, as `pipeline run` sends it."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def resolved(**layer) -> dict:
+    """The project's params.yaml and its tiny recipe (what `pipeline run` resolves and sends
+    as a task's configuration), with `layer` merged over them."""
+    return read_layer(
+        REPO / "params.yaml", overrides=[f"{k}={json.dumps(v)}" for k, v in flat(layer)]
+    )
+
+
+def flat(layer: dict, prefix: str = ""):
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            yield from flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def test_validate_follows_an_ingested_dataset_to_where_it_arrives(in_project, sample_corpora):
     archive_like = in_project / "corpus"
     shutil.copytree(sample_corpora["ljspeech"], archive_like / "LJSpeech-1.1")
-    layer = {
-        "workers": 1,
-        "datasets": {"ljspeech": {"source": [str(archive_like / "LJSpeech-1.1")]}},
-    }
+    layer = resolved(
+        workers=1, datasets={"ljspeech": {"source": [str(archive_like / "LJSpeech-1.1")]}}
+    )
     written = Artifact(str(in_project / "written" / "ingested"))
     steps.ingest("ljspeech", [], "rev-1", layer, written)
     assert written.metadata["clips"] == 12 and written.metadata["revision"] == "rev-1"
@@ -71,10 +86,10 @@ def test_validate_follows_an_ingested_dataset_to_where_it_arrives(in_project, sa
 def test_training_on_two_processes_runs_under_torchrun(in_project, stored_samples):
     model = Artifact(str(in_project / "model"))
     version = json.loads((stored_samples / "processed" / "ljspeech.version.json").read_text())
-    config = {
-        "paths": {"runs": str(in_project / "runs")},
-        "training": {"device": "cpu", "batch_size": 2, "validate_every": 2},
-    }
+    config = resolved(
+        paths={"runs": str(in_project / "runs")},
+        training={"device": "cpu", "batch_size": 2, "validate_every": 2},
+    )
     run_id = steps.train(
         "ljspeech", "hifigan", Artifact(str(stored_samples)), version["data_version"], 2,
         f"sqlite:///{in_project / 'mlflow.db'}", config, "nvidia.com/gpu", 2, model,
@@ -98,7 +113,7 @@ def test_a_task_that_did_not_get_its_gpus_stops_with_one_line(in_project, stored
     with pytest.raises(SystemExit) as stopped:
         steps.train(
             "ljspeech", "hifigan", Artifact(str(stored_samples)), version["data_version"], 2,
-            f"sqlite:///{in_project / 'mlflow.db'}", {}, "nvidia.com/gpu", 1,
+            f"sqlite:///{in_project / 'mlflow.db'}", resolved(), "nvidia.com/gpu", 1,
             Artifact(str(in_project / "model")),
         )  # fmt: skip
     assert stopped.value.code == 2
@@ -113,7 +128,7 @@ def test_training_refuses_a_store_of_another_data_version(in_project, stored_sam
     with pytest.raises(SystemExit):
         steps.train(
             "ljspeech", "hifigan", Artifact(str(stored_samples)), "0123.dir", 2,
-            f"sqlite:///{in_project / 'mlflow.db'}", {}, "nvidia.com/gpu", 0,
+            f"sqlite:///{in_project / 'mlflow.db'}", resolved(), "nvidia.com/gpu", 0,
             Artifact(str(in_project / "model")),
         )  # fmt: skip
     assert "the task was given 0123.dir" in capsys.readouterr().err

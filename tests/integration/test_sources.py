@@ -275,3 +275,89 @@ def test_resolve_sources_refuses_a_bad_checksum_by_url(
             progress=False,
         )
     assert not (tmp_path / "raw").exists()
+
+
+# ---------------------------------------------------------------- Content-Encoding
+
+
+@pytest.fixture
+def ljspeech_tgz(sample_corpora, tmp_path: Path) -> Path:
+    """The sample LJ Speech corpus as the .tar.gz a web server holds."""
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = served / "LJSpeech-1.1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(sample_corpora["ljspeech"], "LJSpeech-1.1")
+    return archive
+
+
+@pytest.mark.parametrize("case", ["gzip", "x-gzip", "gzip, dropped and resumed"])
+def test_downloads_save_the_bytes_as_served_even_with_content_encoding(
+    http_server, ljspeech_tgz: Path, tmp_path: Path, case: str
+) -> None:
+    """A server that maps .gz to `Content-Encoding: gzip` (Apache's AddEncoding, S3 metadata):
+    the file is the .tar.gz, not what decompressing it gives."""
+    from wavefoundry.config import DatasetConfig
+    from wavefoundry.data import get_adapter
+
+    server = http_server(ljspeech_tgz.parent)
+    server.content_encoding = case.split(",")[0]
+    if "resumed" in case:
+        server.drop_after(ljspeech_tgz.stat().st_size // 2)
+    downloads = tmp_path / "downloads"
+
+    [unpacked] = resolve_sources(
+        [f"{server.url}/{ljspeech_tgz.name}"],
+        tmp_path / "raw",
+        downloads,
+        sha256={ljspeech_tgz.name: _sha(ljspeech_tgz)},
+        storage=StorageConfig(),
+        max_bytes=2**30,
+        progress=False,
+    )
+
+    assert (downloads / ljspeech_tgz.name).read_bytes() == ljspeech_tgz.read_bytes()
+    # One request (two with the drop): no retry blaming a short transfer.
+    assert [r.status for r in server.requests] == ([200, 206] if "resumed" in case else [200])
+    rows = get_adapter("ljspeech").list_clips([unpacked], DatasetConfig())
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_the_revision_probe_describes_the_bytes_a_download_saves(
+    http_server, ljspeech_tgz: Path, tmp_path: Path
+) -> None:
+    from wavefoundry.data.download import source_revision
+
+    server = http_server(ljspeech_tgz.parent)
+    url = f"{server.url}/{ljspeech_tgz.name}"
+
+    def revision() -> str:
+        return source_revision([url], sha256={}, storage=StorageConfig())
+
+    plain = revision()
+    # The operator turns on compression (nginx `gzip on`): the file, and its revision, stay.
+    server.gzip_on_the_fly = True
+    assert revision() == plain
+    got = fetch(url, tmp_path / "dl", progress=False)
+    assert got.read_bytes() == ljspeech_tgz.read_bytes()
+    # ... or labels .gz files with Content-Encoding: the same bytes, the same revision.
+    server.gzip_on_the_fly, server.content_encoding = False, "gzip"
+    assert revision() == plain
+    # Probe and download asked for the same representation of the file.
+    assert {r.accept_encoding for r in server.requests} == {"identity"}
+
+
+@pytest.mark.slow
+def test_s3_object_stored_with_content_encoding_downloads_as_stored(
+    moto_server: str, bucket: str, ljspeech_tgz: Path, tmp_path: Path
+) -> None:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    key = f"datasets/{ljspeech_tgz.name}"
+    client.put_object(
+        Bucket=bucket, Key=key, Body=ljspeech_tgz.read_bytes(), ContentEncoding="gzip"
+    )
+    storage = StorageConfig(s3_endpoint_url=moto_server)
+
+    got = fetch(f"s3://{bucket}/{key}", tmp_path / "dl", sha256=_sha(ljspeech_tgz), storage=storage)
+
+    assert got.read_bytes() == ljspeech_tgz.read_bytes()

@@ -2,7 +2,11 @@
 
 import csv
 import json
+import shutil
+import tarfile
+import zipfile
 
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -177,3 +181,147 @@ def test_hash_splits_are_stable_and_near_the_fractions():
         "test",
     ]
     assert hash_fraction("LJ001-0001") == pytest.approx(0.465134884884364)
+
+
+# ---------------------------------------------------------------- files saved on Windows
+
+
+def _resave(path, encoding):
+    """`path` saved again as a Windows editor does: with a byte-order mark and CRLF line ends."""
+    text = path.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\n", "\r\n")
+    path.write_bytes(text.encode(encoding))  # utf-8-sig and utf-16 both write the BOM
+
+
+# (dataset, the text files to resave, relative to the corpus root)
+TEXT_FILES = {
+    "ljspeech metadata.csv": ("ljspeech", ["metadata.csv"]),
+    "vctk speaker-info.txt": ("vctk", ["speaker-info.txt"]),
+    "vctk transcripts": ("vctk", ["txt/*/*.txt"]),
+    "nsynth examples.json": ("nsynth", ["nsynth-*/examples.json"]),
+}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+@pytest.mark.parametrize("files", list(TEXT_FILES))
+def test_every_text_file_an_adapter_reads_tolerates_a_bom_and_crlf(
+    sample_corpora, tmp_path, files, encoding
+):
+    dataset, patterns = TEXT_FILES[files]
+    root = tmp_path / sample_corpora[dataset].name
+    shutil.copytree(sample_corpora[dataset], root)
+    resaved = [path for pattern in patterns for path in root.glob(pattern)]
+    for path in resaved:
+        _resave(path, encoding)
+    assert resaved and all(p.read_bytes()[:2] in (b"\xef\xbb", b"\xff\xfe") for p in resaved)
+
+    clean = manifest_of(dataset, [sample_corpora[dataset]]).drop(columns=["path"])
+    windows = manifest_of(dataset, [root]).drop(columns=["path"])
+    # Every clip reads exactly as from the clean files: no phantom row, no garbled id or text.
+    pd.testing.assert_frame_equal(windows, clean)
+    assert not windows["clip_id"].str.contains("\ufeff|\r").any()
+    for column in ("text", "normalized_text", "speaker", "region", "instrument_str"):
+        if column in windows:
+            assert not windows[column].dropna().astype(str).str.contains("\ufeff|\r").any()
+
+
+def test_a_bom_that_does_not_match_the_bytes_is_one_clear_error(sample_corpora, tmp_path):
+    root = tmp_path / "LJSpeech-1.1"
+    shutil.copytree(sample_corpora["ljspeech"], root)
+    (root / "metadata.csv").write_bytes(b"\xff\xfe" + "LJ|a|a\n".encode("utf-16-le") + b"\x00")
+    with pytest.raises(LayoutError, match=r"metadata.csv: starts with a UTF-16-LE byte-order mark"):
+        manifest_of("ljspeech", [root])
+
+
+# ---------------------------------------------------------------- OS junk
+
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4070)
+
+
+def _add_os_junk(top, root):
+    """What macOS and Windows leave in a dataset folder (`root`, under `top`): an AppleDouble
+    `._X` beside every file, `.DS_Store` in every folder, `Thumbs.db` and `desktop.ini`,
+    hidden folders, and `__MACOSX/` as Archive Utility packs it. Returns how many files."""
+    added = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            added.append(path.with_name(f"._{path.name}"))
+            added[-1].write_bytes(APPLEDOUBLE)
+    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
+        added.append(folder / ".DS_Store")
+    for name in ("Thumbs.db", "desktop.ini"):
+        (root / name).write_bytes(b"\xd0\xcf\x11\xe0junk")
+        added.append(root / name)
+    for hidden in (top / ".Trashes" / "501" / "old.wav", top / ".Spotlight-V100" / "Store-V2"):
+        hidden.parent.mkdir(parents=True, exist_ok=True)
+        hidden.write_bytes(b"not data")
+        added.append(hidden)
+    for path in sorted(root.rglob("*.*")):
+        if path.is_file() and not path.name.startswith("."):
+            mac = top / "__MACOSX" / path.relative_to(top)
+            mac = mac.with_name(f"._{path.name}")
+            mac.parent.mkdir(parents=True, exist_ok=True)
+            mac.write_bytes(APPLEDOUBLE)
+            added.append(mac)
+    return len(added)
+
+
+def _pack(top, archive):
+    """Everything under `top`, hidden files included, as a Mac's tar or Archive Utility packs it."""
+    files = sorted(p for p in top.rglob("*") if p.is_file())
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive, "w") as zf:
+            for path in files:
+                zf.write(path, path.relative_to(top).as_posix())
+    else:
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in files:
+                tar.add(path, path.relative_to(top).as_posix())
+    return archive
+
+
+def _ingest(dataset, source, data):
+    from wavefoundry import stages
+    from wavefoundry.config import load_config
+
+    cfg = load_config(None, overrides=[f"paths.data={data}", "workers=1"])
+    result = stages.ingest(cfg, dataset, [str(source)])
+    return result, pd.read_parquet(result.manifest_path)
+
+
+@pytest.mark.parametrize("form", ["folder", "archive"])
+@pytest.mark.parametrize("dataset", ["ljspeech", "vctk", "nsynth"])
+def test_os_junk_is_ignored_for_every_dataset_and_counted(sample_corpora, tmp_path, dataset, form):
+    corpus = sample_corpora[dataset]
+    top = tmp_path / "from-a-mac"
+    shutil.copytree(corpus, top / corpus.name)
+    junk = _add_os_junk(top, top / corpus.name)
+    source = top
+    if form == "archive":
+        suffix = ".zip" if dataset == "vctk" else ".tar.gz"
+        source = _pack(top, tmp_path / f"{corpus.name}{suffix}")
+
+    clean, clean_manifest = _ingest(dataset, corpus, tmp_path / "clean")
+    mac, mac_manifest = _ingest(dataset, source, tmp_path / "mac")
+
+    columns = [c for c in clean_manifest.columns if c != "path"]
+    pd.testing.assert_frame_equal(mac_manifest[columns], clean_manifest[columns])
+    assert (mac.clips, mac.usable, mac.problems) == (clean.clips, clean.usable, clean.problems)
+    assert (clean.os_junk, mac.os_junk) == (0, junk)
+
+
+@pytest.mark.parametrize("dataset", ["ljspeech", "vctk"])
+def test_a_zip_made_on_windows_ingests_like_the_folder(sample_corpora, tmp_path, dataset):
+    """Old Windows tools (PowerShell's Compress-Archive) store `LJSpeech-1.1\\wavs\\X.wav`."""
+    corpus = sample_corpora[dataset]
+    archive = tmp_path / f"{corpus.name}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(corpus.rglob("*")):
+            name = str(path.relative_to(corpus.parent)) + ("" if path.is_file() else "/")
+            info = zipfile.ZipInfo(name.replace("/", "\\"))
+            info.create_system = 0  # MS-DOS / Windows FAT
+            zf.writestr(info, path.read_bytes() if path.is_file() else b"")
+    assert any("\\wavs\\" in n or "\\txt\\" in n for n in zipfile.ZipFile(archive).namelist())
+    columns = ["clip_id", "split", "text", "frames", "sha256", "status", "reason"]
+    from_zip = manifest_of(dataset, from_archives(tmp_path, [archive]))
+    assert from_zip[columns].equals(manifest_of(dataset, [corpus])[columns])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import struct
+import subprocess
 import tarfile
 import uuid
 import zipfile
@@ -304,3 +307,79 @@ def test_setuid_bits_are_dropped(tmp_path: Path, target: Path) -> None:
     extract(archive, target, max_bytes=10**6)
 
     assert (target / "run.sh").stat().st_mode & 0o7777 == 0o755
+
+
+# ---------------------------------------------------------------- zips made on Windows
+
+
+def _windows_zip(path: Path, entries: dict[str, bytes | None], create_system: int = 0) -> Path:
+    """A zip as old Windows tools write it: `create_system` 0 (MS-DOS/FAT) and, in the names,
+    whatever separators the caller gives. An entry of None is a folder."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = create_system
+            zf.writestr(info, data or b"")
+    return path
+
+
+def _files_under(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
+
+
+WINDOWS_ZIPS = {
+    # What PowerShell's Compress-Archive (.NET Framework) writes: "\" between folders.
+    "backslashes from a FAT host": (
+        0,
+        {
+            "LJSpeech-1.1\\": None,
+            "LJSpeech-1.1\\wavs\\": None,
+            "LJSpeech-1.1\\metadata.csv": b"LJ001-0001|Hi.|Hi.\r\n",
+            "LJSpeech-1.1\\wavs\\LJ001-0001.wav": b"RIFF....WAVE",
+        },
+        {"LJSpeech-1.1/metadata.csv", "LJSpeech-1.1/wavs/LJ001-0001.wav"},
+    ),
+    # A name that already uses "/" keeps its "\" as a character, as unzip does.
+    "mixed separators": (0, {"VCTK/txt/p225\\p225_001.txt": b"x"}, {"VCTK/txt/p225\\p225_001.txt"}),
+    # A Unix host may put "\" in a file name: unzip keeps it.
+    "backslash from a unix host": (3, {"notes\\readme.txt": b"x"}, {"notes\\readme.txt"}),
+}
+
+
+@pytest.mark.parametrize("case", list(WINDOWS_ZIPS))
+def test_zip_backslash_separators_are_normalised_as_unzip_does(
+    tmp_path: Path, target: Path, case: str
+) -> None:
+    create_system, entries, expected = WINDOWS_ZIPS[case]
+    archive = _windows_zip(tmp_path / "made-on-windows.zip", entries, create_system)
+    files = _files_under(extract(archive, target, max_bytes=1 << 20, progress=False))
+    assert set(files) == expected
+    unzip = shutil.which("unzip")
+    if unzip:  # the reference: Info-ZIP's own reading of the same archive
+        by_unzip = tmp_path / "by-unzip"
+        subprocess.run([unzip, "-q", str(archive), "-d", str(by_unzip)], check=False)
+        assert _files_under(by_unzip) == files
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("LJSpeech-1.1\\..\\..\\evil.txt", "'..' in path"),
+        ("\\evil.txt", "absolute path"),
+        ("C:\\Windows\\evil.txt", "absolute path"),
+        ("..\\evil.txt", "'..' in path"),
+    ],
+)
+def test_normalised_zip_names_face_the_same_safety_checks(
+    tmp_path: Path, target: Path, name: str, why: str
+) -> None:
+    archive = _windows_zip(tmp_path / "evil.zip", {"LJSpeech-1.1\\ok.txt": b"x", name: b"owned"})
+    with pytest.raises(UnsafeArchiveError, match=re.escape(why)) as info:
+        extract(archive, target, max_bytes=1 << 20, progress=False)
+    assert repr(name) in str(info.value)
+    _assert_nothing_written(target)
+    assert not list(tmp_path.rglob("evil.txt"))

@@ -1,13 +1,22 @@
 """Probing single files: the manifest's statistics and its reasons for unusable audio."""
 
 import hashlib
+import re
+import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
 from wavefoundry.data import schema
-from wavefoundry.data.manifest import Unreadable, audio_stats, build_manifest, probe
+from wavefoundry.data.manifest import (
+    Unreadable,
+    audio_stats,
+    build_manifest,
+    probe,
+    write_manifest,
+)
 
 SR = 22050
 
@@ -121,3 +130,157 @@ def test_build_manifest_keeps_every_row(tmp_path):
     assert manifest.loc[1, "reason"].startswith("not a readable audio file")
     assert manifest.loc[2, "reason"] == "listed, no audio"
     assert manifest.loc[0, "frames"] == SR
+
+
+# ---------------------------------------------------------------- WAV headers that lie
+
+
+def _header_sizes(path, riff=None, data=None):
+    """Overwrite the RIFF and/or data chunk sizes of a WAV file, as a streaming writer leaves them."""
+    raw = bytearray(path.read_bytes())
+    if riff is not None:
+        raw[4:8] = struct.pack("<I", riff)
+    if data is not None:
+        at = raw.index(b"data")
+        raw[at + 4 : at + 8] = struct.pack("<I", data)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+# name -> (subtype, RIFF size, data size); None leaves the size the writer gave.
+STREAMED = {
+    "sox to a pipe (0x7FFFF000)": ("PCM_16", 0x7FFFF024, 0x7FFFF000),
+    "ffmpeg to a pipe (0xFFFFFFFF)": ("PCM_16", 0xFFFFFFFF, 0xFFFFFFFF),
+    "0x7FFFFFFF data size": ("PCM_16", None, 0x7FFFFFFF),
+    "float WAV, sox placeholder": ("FLOAT", 0x7FFFF024, 0x7FFFF000),
+    "data size past a complete RIFF": ("PCM_16", None, 2 * 22036 + 4096),
+}
+
+
+@pytest.mark.parametrize("case", list(STREAMED))
+def test_wav_sizes_that_are_placeholders_or_exceed_the_file_read_as_the_samples_present(
+    tmp_path, case
+):
+    from wavefoundry.data.store import store_dataset
+
+    subtype, riff, data = STREAMED[case]
+    audio = tone(22036 / SR)
+    path = tmp_path / "LJ001-0001.wav"
+    sf.write(str(path), audio, SR, subtype=subtype)
+    _header_sizes(path, riff, data)
+    assert len(sf.read(str(path))[0]) == 22036, "libsndfile reads the samples present"
+
+    row = {"clip_id": "LJ001-0001", "path": str(path), "split": "train", "status": "ok"}
+    manifest = build_manifest(
+        "ljspeech", [{**row, "reason": "", "text": "a", "normalized_text": "a"}], 1
+    )
+    clip = manifest.iloc[0]
+    assert (clip["status"], clip["reason"], clip["frames"]) == (schema.OK, "", 22036)
+    assert "read the" in clip["warning"] and "bytes present" in clip["warning"]
+    if data in (0x7FFFF000, 0xFFFFFFFF, 0x7FFFFFFF):
+        assert f"placeholder data size 0x{data:08X}" in clip["warning"]
+    else:
+        assert "RIFF size that ends with the file" in clip["warning"]
+    # The store reads the same samples the manifest counted.
+    stored = store_dataset(
+        "ljspeech", manifest, set(), tmp_path / "out", tmp_path / "version.json", SR
+    )
+    assert stored.clips == {"train": 1}
+    assert np.load(tmp_path / "out" / "train" / "audio.npy").shape == (22036,)
+
+
+# name -> (subtype, how many bytes of the file to keep, RIFF size to write)
+CUT = {
+    "16-bit, cut in the data": ("PCM_16", 44 + 20_000, None),
+    "float, cut in the data": ("FLOAT", 80 + 20_000, None),
+    "16-bit, cut, RIFF size a placeholder": ("PCM_16", 44 + 20_000, 0xFFFFFFFF),
+}
+
+
+@pytest.mark.parametrize("case", list(CUT))
+def test_a_genuinely_cut_wav_is_still_caught(tmp_path, case):
+    subtype, keep, riff = CUT[case]
+    path = tmp_path / "cut.wav"
+    sf.write(str(path), tone(), SR, subtype=subtype)
+    path.write_bytes(path.read_bytes()[:keep])
+    _header_sizes(path, riff)
+    with pytest.raises(Unreadable, match="truncated: data chunk declares"):
+        probe(str(path))
+
+
+# ---------------------------------------------------------------- DC offset
+
+
+def _noise(seconds, level_db, seed=0):
+    rng = np.random.default_rng(seed)
+    return (10 ** (level_db / 20) * rng.standard_normal(int(SR * seconds))).astype(np.float32)
+
+
+def test_level_and_silence_statistics_are_measured_after_removing_dc(tmp_path):
+    # The issue's clip: silence (noise at -80 dBFS) sitting on a DC offset of 0.2.
+    path = tmp_path / "dc.wav"
+    sf.write(str(path), 0.2 + _noise(2.0, -80), SR, subtype="PCM_16")
+    facts = probe(str(path))
+    assert facts["silence"] == 1.0
+    assert facts["rms_db"] < -70
+    assert facts["dc_offset"] == pytest.approx(0.2, abs=1e-3)
+    assert facts["peak"] == pytest.approx(0.2, abs=1e-3), "peak is of the samples as stored"
+
+    # Half a tone, half silence, all on a negative offset: half silent, the tone's own level.
+    half = np.concatenate([tone(1.0, amplitude=0.1), _noise(1.0, -90)]) - 0.3
+    stats = audio_stats(half.reshape(-1, 1), SR)
+    assert stats["silence"] == pytest.approx(0.5, abs=0.02)
+    assert stats["rms_db"] == pytest.approx(20 * np.log10(0.1 / np.sqrt(2) * np.sqrt(0.5)), abs=0.5)
+    assert stats["dc_offset"] == pytest.approx(-0.3, abs=1e-3)
+
+    # A DC that drifts (a recorder warming up): still silence.
+    drift = np.linspace(-0.1, 0.25, 2 * SR, dtype=np.float32) + _noise(2.0, -80, seed=1)
+    assert audio_stats(drift.reshape(-1, 1), SR)["silence"] > 0.98
+
+    # Stereo with the offset in one channel: the offset is that channel's, and it is silent.
+    stereo = np.stack([_noise(2.0, -85, seed=2), 0.15 + _noise(2.0, -85, seed=3)], axis=1)
+    stats = audio_stats(stereo, SR)
+    assert stats["dc_offset"] == pytest.approx(0.15, abs=1e-3)
+    assert stats["silence"] == 1.0 and stats["rms_db"] < -80
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def _unreadable_files(folder):
+    """Files a decoder refuses, each in its own way."""
+    flac = folder / "tone.flac"
+    sf.write(str(flac), tone(), SR, format="FLAC")
+    # An ID3v2 tag in front of the FLAC, its padding longer than its header says.
+    id3 = b"ID3\x04\x00\x00\x00\x00\x01\x00" + bytes(256)
+    files = {
+        "id3-in-front.flac": id3 + flac.read_bytes(),
+        "random.wav": np.random.default_rng(0).bytes(5000),
+        "text.wav": b"this is not audio\n" * 40,
+        "mp3-named-wav.wav": b"\xff\xfb\x90\x00" + bytes(2000),
+        "ogg-garbage.ogg": b"OggS\x00\x02" + np.random.default_rng(1).bytes(3000),
+        "cut.flac": flac.read_bytes()[:200],
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [str(folder / name) for name in files]
+
+
+def test_manifest_reasons_are_deterministic(tmp_path):
+    paths = _unreadable_files(tmp_path)
+    rows = [
+        {"clip_id": f"c{i}", "path": p, "split": "train", "status": "ok", "reason": "",
+         "text": "a", "normalized_text": "a"}
+        for i, p in enumerate(paths)
+    ]  # fmt: skip
+    first = build_manifest("ljspeech", rows, workers=1)
+    second = build_manifest("ljspeech", rows, workers=2)  # other processes, other addresses
+    assert (first["status"] == schema.UNREADABLE).all(), first[["path", "reason"]]
+    for reason in first["reason"]:
+        assert not re.search(r"0x[0-9a-fA-F]{6,}|object at|BytesIO", reason), reason
+    pd.testing.assert_frame_equal(first, second)
+    written = [write_manifest(m, tmp_path / f"{i}.parquet") for i, m in enumerate((first, second))]
+    assert written[0].read_bytes() == written[1].read_bytes()
+    assert first.set_index("clip_id").loc["c0", "reason"] == (
+        "not a readable audio file (Format not recognised.)"
+    )

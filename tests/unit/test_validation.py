@@ -243,7 +243,7 @@ def test_a_duplicate_id_fails_the_suite_and_the_rest_stays_within_mostly(ljspeec
     summary = read(result.summary_path).splitlines()
     assert summary[0] == "ljspeech: 120 clips, 106 pass, 14 quarantined — suite FAILED"
     assert summary[1].startswith("  failed: unique clip ids: 2 of 120 clips")
-    assert summary[-1] == f"quarantine: {result.quarantine_path}"
+    assert summary[-1] == "quarantine: quarantine.csv"  # beside summary.txt
 
 
 def test_validation_leaves_the_manifest_as_it_was(ljspeech_bad):
@@ -296,8 +296,7 @@ def test_a_few_bad_clips_within_mostly_pass_the_suite_but_stay_quarantined(vctk_
     assert quarantined_ids(result.quarantine_path.parent) == {r["clip_id"] for r in rows[50:]}
     assert set(load_quarantine(result.quarantine_path)["reasons"]) == {"no transcript"}
     assert read(result.summary_path) == (
-        "vctk: 58 clips, 50 pass, 8 quarantined — suite PASSED\n"
-        f"quarantine: {result.quarantine_path}\n"
+        "vctk: 58 clips, 50 pass, 8 quarantined — suite PASSED\nquarantine: quarantine.csv\n"
     )
 
 
@@ -311,7 +310,7 @@ def test_the_report_records_every_expectation_and_its_thresholds(vctk_p315):
         "passed": 50,
         "quarantined": 8,
     }
-    assert report["quarantine"] == {"count": 8, "path": str(result.quarantine_path)}
+    assert report["quarantine"] == {"count": 8, "path": "quarantine.csv"}
     assert report["great_expectations_version"] == version("great_expectations")
     expectations = {e["key"]: e for e in report["expectations"]}
     assert list(expectations) == [
@@ -324,6 +323,7 @@ def test_the_report_records_every_expectation_and_its_thresholds(vctk_p315):
         "duration",
         "clipping",
         "silence",
+        "dc_offset",
         "finite",
         "text_present",
         "text_not_empty",
@@ -355,7 +355,7 @@ def test_too_many_bad_clips_fail_the_suite_naming_the_expectations(tmp_path):
         "  failed: sample rate 22050 Hz: 4 of 40 clips unexpected (10%), at most 5% allowed",
         f"quarantine: {result.quarantine_path}",
     ]
-    assert read(result.summary_path) == render_summary(result) + "\n"
+    assert read(result.summary_path) == render_summary(result, "quarantine.csv") + "\n"
     report = json.loads(read(result.report_path))
     assert report["failed_expectations"] == result.failed_expectations
     rate = next(e for e in report["expectations"] if e["key"] == "sample_rate")
@@ -396,3 +396,59 @@ def test_importing_the_package_does_not_import_great_expectations():
     code = "import sys, wavefoundry.validation; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# DC offset and determinism ------------------------------------------------------------------
+
+
+def test_dc_offset_has_its_own_expectation(tmp_path):
+    import soundfile as sf
+
+    from wavefoundry.data.manifest import build_manifest
+
+    sr, rng = 22050, np.random.default_rng(0)
+    t = np.arange(2 * sr) / sr
+    speech = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    noise = 1e-4 * rng.standard_normal(len(t))  # -80 dBFS
+    clips = {
+        "LJ001-0001": speech,
+        "LJ001-0002": speech + 0.01,  # a small offset is tolerated
+        "LJ001-0003": 0.2 + noise,  # the "silent" clip on a DC offset of 0.2
+        "LJ001-0004": speech - 0.08,  # sounds fine, sits off centre
+    }
+    rows = []
+    for clip_id, audio in clips.items():
+        path = tmp_path / f"{clip_id}.wav"
+        sf.write(str(path), audio.astype(np.float32), sr, subtype="PCM_16")
+        rows.append(
+            {"clip_id": clip_id, "path": str(path), "split": "train", "status": "ok",
+             "reason": "", "text": "Some text.", "normalized_text": "Some text."}
+        )  # fmt: skip
+    result = validate_manifest(
+        build_manifest("ljspeech", rows, 1), "ljspeech", RULES.ljspeech, tmp_path / "out"
+    )
+    reasons = load_quarantine(result.quarantine_path).set_index("clip_id")["reasons"].to_dict()
+    assert reasons == {
+        "LJ001-0003": "silence 100% of frames, limit 60%; DC offset 0.2, limit ±0.05",
+        "LJ001-0004": "DC offset -0.08, limit ±0.05",
+    }
+    dc = next(e for e in result.expectations if e.key == "dc_offset")
+    assert dc.thresholds == {"min_value": -0.05, "max_value": 0.05}
+    assert (dc.unexpected_count, dc.element_count) == (2, 4)
+
+
+def test_reports_are_deterministic(tmp_path):
+    rows = good_rows("ljspeech", 30)
+    rows[3] = unusable(
+        rows[3], schema.UNREADABLE, "not a readable audio file (Format not recognised.)"
+    )
+    rows[7]["silence"] = 0.9
+    written = []
+    for run in ("first", "second"):
+        out = tmp_path / run / "validated"  # where a pipeline task's temporary folder would be
+        validate_manifest(manifest("ljspeech", rows), "ljspeech", RULES.ljspeech, out)
+        written.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert set(written[0]) == {"report.json", "summary.txt", "quarantine.csv"}
+    assert written[0] == written[1]
+    for data in written[0].values():
+        assert str(tmp_path).encode() not in data

@@ -93,6 +93,10 @@ def _ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> stag
     started = time.perf_counter()
     result = stages.ingest(cfg, dataset, sources)
     problems = ", ".join(f"{n} {status}" for status, n in sorted(result.problems.items())) or "none"
+    if result.warnings:
+        problems += f"; {result.warnings} read with a warning (manifest column `warning`)"
+    if result.os_junk:
+        problems += f"; {result.os_junk} OS junk files ignored (._*, __MACOSX/, .DS_Store, ...)"
     out.print(
         f"[bold]{dataset}[/] ingest: {result.clips} clips ({result.hours * 60:.1f} min of audio), "
         f"{result.usable} readable, problems: {problems} -> {result.manifest_path} "

@@ -4,8 +4,9 @@
 writing anything (no absolute paths, no `..`, no links out of the tree, no device files, a bound
 on the expanded size), counts the bytes it really writes, and builds the tree in a temporary
 folder that is renamed into place, so a half-extracted tree never looks finished. A marker file
-in the tree names the archive it came from, so the same archive is not unpacked twice.
-`archive_stem` names the folder an archive unpacks into.
+in the tree names the archive it came from, so the same archive is not unpacked twice. Zip names
+with "\\" separators (made on Windows) are read as Info-ZIP's `unzip` reads them
+(`zip_member_name`), before the checks. `archive_stem` names the folder an archive unpacks into.
 """
 
 from __future__ import annotations
@@ -307,39 +308,58 @@ def _resolve(parts: list[str], symlinks: dict[str, str], depth: int = 0) -> list
     return out
 
 
+# zipfile's `create_system` of MS-DOS and Windows FAT: the host whose names may use "\\".
+_FAT_HOST = 0
+
+
+def zip_member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name with "/" separators, as Info-ZIP's `unzip` reads it: a name made on an
+    MS-DOS/Windows (FAT) host with no "/" in it uses "\\" as its separator (old Windows tools,
+    PowerShell's Compress-Archive); any other name is taken as it is. The safety checks then see
+    the normalised name."""
+    name = info.filename
+    if info.create_system == _FAT_HOST and "/" not in name:
+        return name.replace("\\", "/")
+    return name
+
+
 class _ZipReader:
     def __init__(self, archive: Path, zf: zipfile.ZipFile) -> None:
         self.archive, self.zip, self.declared = archive, zf, 0
 
-    def check(self, max_bytes: int) -> list[zipfile.ZipInfo]:
-        members = self.zip.infolist()
+    def check(self, max_bytes: int) -> list[tuple[str, zipfile.ZipInfo]]:
+        members = [(zip_member_name(info), info) for info in self.zip.infolist()]
         sizes: dict[str, int] = {}
-        for info in members:
-            problem = _zip_problem(info)
+        for name, info in members:
+            problem = _zip_problem(name, info)
             if problem is not None:
                 raise _unsafe(self.archive, info.filename, problem)
-            sizes[info.filename] = sizes.get(info.filename, 0) + info.file_size
+            sizes[name] = sizes.get(name, 0) + info.file_size
         self.declared = _check_size(self.archive, sizes, max_bytes)
         return members
 
     def write(
-        self, members: list[zipfile.ZipInfo], root: Path, bound: _Bound, advance: Advance
+        self,
+        members: list[tuple[str, zipfile.ZipInfo]],
+        root: Path,
+        bound: _Bound,
+        advance: Advance,
     ) -> None:
         # A zip "symlink" (a unix mode in external_attr) is written as the small file it is, as
         # zipfile itself does: nothing in a zip becomes a link.
-        for info in members:
-            target = root.joinpath(*_parts(info.filename))
-            if info.is_dir():
+        for name, info in members:
+            target = root.joinpath(*_parts(name))
+            if name.endswith("/"):
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with self.zip.open(info) as src:
-                bound.copy(src, target, info.filename, advance)
+                bound.copy(src, target, name, advance)
 
 
-def _zip_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip member is unsafe to extract, or None."""
-    if problem := _path_problem(info.filename):
+def _zip_problem(name: str, info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member (`name` as `zip_member_name` reads it) is unsafe to extract, or None."""
+    if problem := _path_problem(name):
         return problem
     if info.flag_bits & 0x1:
         return "encrypted"

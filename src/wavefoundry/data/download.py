@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 import boto3
 import requests
+import urllib3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
@@ -36,11 +38,15 @@ from wavefoundry.data.archive import (
     byte_progress,
     extract,
 )
+from wavefoundry.data.layout import visible_files
 from wavefoundry.errors import UserError
 
 # Small on purpose: a read cut short by a dropped connection loses the whole chunk it was in.
 HTTP_CHUNK = 1 << 16
 HTTP_TIMEOUT = (10.0, 60.0)  # seconds: (connect, between bytes)
+# The download and the revision probe ask for the same representation: the bytes of the file.
+# Content-Length, Range and ETag then all describe what is saved.
+HTTP_HEADERS = {"Accept-Encoding": "identity"}
 S3_TIMEOUT = 10.0
 
 
@@ -174,8 +180,7 @@ def _http_attempt(
 ) -> None:
     """One request, resuming from whatever `part` holds; returns only once `part` is whole."""
     have = part.stat().st_size if part.exists() else 0
-    # identity: Content-Length and Range must count the bytes we store, not gzip's.
-    headers = {"Accept-Encoding": "identity"}
+    headers = dict(HTTP_HEADERS)
     if have:
         headers["Range"] = f"bytes={have}-"
     with session.get(url, headers=headers, stream=True, timeout=HTTP_TIMEOUT) as resp:
@@ -203,12 +208,27 @@ def _http_attempt(
             total = int(length) if length and length.isdigit() else None
         bar.update(task, total=total, completed=have)
         with part.open(mode) as f:
-            for chunk in resp.iter_content(HTTP_CHUNK):
+            for chunk in _body_as_served(resp):
                 f.write(chunk)
                 bar.advance(task, len(chunk))
     size = part.stat().st_size
     if total is not None and size != total:
         raise _Transient(f"connection ended at byte {size} of {total}")
+
+
+def _body_as_served(resp: requests.Response) -> Iterator[bytes]:
+    """The response body as the server sent it, never decoded: a `.tar.gz` that a server labels
+    `Content-Encoding: gzip` (as many do, despite `Accept-Encoding: identity`) is saved as the
+    `.tar.gz` it is, and its length matches Content-Length and Range. urllib3's errors become
+    requests' own, as `iter_content` would raise them."""
+    try:
+        yield from resp.raw.stream(HTTP_CHUNK, decode_content=False)
+    except urllib3.exceptions.ProtocolError as err:
+        raise requests.exceptions.ChunkedEncodingError(err) from None
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.ConnectionError(err) from None
+    except urllib3.exceptions.SSLError as err:
+        raise requests.exceptions.SSLError(err) from None
 
 
 def _reason(err: Exception) -> str:
@@ -344,7 +364,7 @@ def source_revision(sources: list[str], *, sha256: dict[str, str], storage: Stor
 
 def _http_revision(url: str) -> list[str]:
     try:
-        resp = requests.head(url, allow_redirects=True, timeout=HTTP_TIMEOUT)
+        resp = requests.head(url, headers=HTTP_HEADERS, allow_redirects=True, timeout=HTTP_TIMEOUT)
     except requests.RequestException as err:
         raise UserError(f"cannot reach {url}: {_reason(err)}") from None
     if resp.status_code >= 400:
@@ -373,7 +393,9 @@ def _s3_revision(uri: str, storage: StorageConfig) -> list[str]:
 def _local_revision(path: Path) -> str:
     if path.is_file():
         return sha256_of(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    # OS junk (.DS_Store rewritten by a Finder visit) is not data: ingest ignores it, and so
+    # does the revision.
+    files = visible_files(path, "**/*")
     return hashlib.sha256(
         "".join(f"{p.relative_to(path).as_posix()}\0{sha256_of(p)}\n" for p in files).encode()
     ).hexdigest()

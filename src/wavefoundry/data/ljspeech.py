@@ -1,7 +1,9 @@
 """LJ Speech 1.1: `metadata.csv` (ID|transcription|normalized transcription) and `wavs/<ID>.wav`.
 
 One speaker, 22,050 Hz mono 16-bit WAV. The CSV has no quoting and no header; we read it as
-bytes so that one undecodable line is quarantined instead of failing the whole file.
+bytes so that one undecodable line is quarantined instead of failing the whole file. A BOM and
+CRLF line ends (a file saved on Windows) are tolerated; OS junk in `wavs/` (`._X.wav`) is not a
+clip.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from wavefoundry.data.layout import (
     find_roots,
     listing_row,
     mark,
+    text_bytes,
+    visible_files,
 )
 
 NAME = "ljspeech"
@@ -39,7 +43,7 @@ def list_clips(dirs: list[Path], cfg: DatasetConfig) -> list[dict[str, Any]]:
     root = roots[0]
     rows: list[dict[str, Any]] = []
     listed: set[str] = set()
-    lines = (root / "metadata.csv").read_bytes().splitlines()
+    lines = text_bytes((root / "metadata.csv").read_bytes(), "metadata.csv").splitlines()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -69,8 +73,8 @@ def list_clips(dirs: list[Path], cfg: DatasetConfig) -> list[dict[str, Any]]:
                 schema.MISSING_AUDIO,
                 f"metadata.csv lists {clip_id} but wavs/{wav.name} does not exist",
             )
-    for wav in sorted((root / "wavs").iterdir()):
-        if wav.is_file() and wav.suffix.lower() == ".wav" and wav.stem not in listed:
+    for wav in visible_files(root / "wavs", "*"):
+        if wav.suffix.lower() == ".wav" and wav.stem not in listed:
             row = listing_row(
                 wav.stem,
                 wav,

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,14 +31,32 @@ class Unreadable(Exception):
     """A file that is not usable audio; the message becomes the manifest's reason."""
 
 
-def wav_data_chunk(data: bytes) -> tuple[int, int] | str | None:
-    """For RIFF/WAVE bytes: (offset, size) of the data chunk, or a reason it is cut short.
+# Data sizes a writer puts in a header it cannot go back and fix (output to a pipe or a
+# stream): 0xFFFFFFFF (ffmpeg), 0x7FFFFFFF, 0x7FFFF000 (SoX).
+PLACEHOLDER_SIZES = frozenset({0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000})
+
+
+class WavData(NamedTuple):
+    """Where a RIFF/WAVE file's samples are: `size` bytes from `offset`, and a `warning` ("" or
+    why the header's own data size was not believed)."""
+
+    offset: int
+    size: int
+    warning: str
+
+
+def wav_data_chunk(data: bytes) -> WavData | str | None:
+    """For RIFF/WAVE bytes: where the data chunk is, or a reason the file is cut short.
 
     libsndfile quietly reads what is there, so a cut-off download would otherwise pass as a
-    shorter clip. None for anything that is not RIFF/WAVE.
+    shorter clip. A data size larger than the file is believed to be a cut unless the header
+    shows it is not: a streaming writer's placeholder (`PLACEHOLDER_SIZES`), or a RIFF size that
+    says the file is complete as it is. Then the samples present are read, as libsndfile does,
+    with a warning. None for anything that is not RIFF/WAVE.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
+    riff_size = struct.unpack("<I", data[4:8])[0]
     position = 12
     while position + 8 <= len(data):
         chunk_id = data[position : position + 4]
@@ -46,15 +64,33 @@ def wav_data_chunk(data: bytes) -> tuple[int, int] | str | None:
         body = position + 8
         if chunk_id == b"data":
             available = len(data) - body
-            if size > available and size != 0xFFFFFFFF:
+            if size <= available:
+                return WavData(body, size, "")
+            if size in PLACEHOLDER_SIZES:
+                warning = (
+                    f"WAV header gives the placeholder data size 0x{size:08X} (written to a "
+                    f"stream); read the {available} bytes present"
+                )
+            elif riff_size + 8 == len(data):
+                warning = (
+                    f"WAV header gives a data size of {size} bytes but a RIFF size that ends "
+                    f"with the file; read the {available} bytes present"
+                )
+            else:
                 return f"truncated: data chunk declares {size} bytes, file holds {available}"
-            return body, min(size, available)
+            return WavData(body, available, warning)
         position = body + size + (size & 1)
     return "truncated: no data chunk"
 
 
 def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
-    """Level statistics of (frames, channels) float32 audio with full scale 1.0."""
+    """Level statistics of (frames, channels) float32 audio with full scale 1.0.
+
+    `peak` and `clipping` are of the samples as stored. `rms_db` is measured after removing each
+    channel's DC offset, and `silence` after removing each 20 ms frame's own mean: a clip of
+    noise at -80 dBFS sitting on a DC offset of 0.2 is silent, not loud. `dc_offset` is the
+    mean of the channel furthest from 0 (signed).
+    """
     if audio.size == 0:
         return {
             "peak": 0.0,
@@ -67,11 +103,14 @@ def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
     finite = bool(np.isfinite(audio.max()) and np.isfinite(audio.min()))
     x = audio if finite else np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0)
     flat = x.reshape(-1)
-    mean_square = float(np.dot(flat, flat)) / flat.size
+    means = x.mean(axis=0, dtype=np.float64)
+    ac = (x - means.astype(np.float32)).reshape(-1)
+    mean_square = float(np.dot(ac, ac)) / ac.size
     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     frame = max(1, int(sample_rate * FRAME_SECONDS))
     frames = mono[: len(mono) // frame * frame].reshape(-1, frame)
     if len(frames):
+        frames = frames - frames.mean(axis=1, keepdims=True)
         frame_power = np.einsum("ij,ij->i", frames, frames) / frame
         silence = float(np.count_nonzero(frame_power < 10 ** (SILENCE_DB / 10)) / len(frames))
     else:
@@ -82,19 +121,19 @@ def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
         "rms_db": 10 * np.log10(mean_square) if mean_square > 0 else -np.inf,
         "clipping": clipped / flat.size,
         "silence": silence,
-        "dc_offset": float(mono.mean()),
+        "dc_offset": float(means[np.argmax(np.abs(means))]),
         "non_finite": not finite,
     }
 
 
-def _decode(data: bytes, wav_data: tuple[int, int] | None) -> tuple[dict[str, Any], np.ndarray]:
+def _decode(data: bytes, wav_data: WavData | None) -> tuple[dict[str, Any], np.ndarray]:
     """Header facts and (frames, channels) float32 samples."""
     with sf.SoundFile(io.BytesIO(data)) as f:
         info = {"sample_rate": f.samplerate, "channels": f.channels, "subtype": f.subtype}
         declared = f.frames
         if wav_data is not None and f.subtype == "PCM_16" and f.format == "WAV":
             # 16-bit WAV (LJ Speech, NSynth): view the samples in the bytes already read.
-            offset, size = wav_data
+            offset, size, _ = wav_data
             samples = np.frombuffer(data, dtype="<i2", count=size // 2, offset=offset)
             audio = samples[: len(samples) // f.channels * f.channels].reshape(-1, f.channels)
             audio = audio.astype(np.float32) * np.float32(1 / 32768)
@@ -122,8 +161,9 @@ def probe(path: str) -> dict[str, Any]:
     try:
         info, audio = _decode(data, wav_data)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise Unreadable(f"not a readable audio file ({err})") from None
+        raise Unreadable(f"not a readable audio file ({schema.error_text(err)})") from None
     facts.update(info)
+    facts[schema.WARNING] = wav_data.warning if wav_data is not None else ""
     facts["frames"] = len(audio)
     facts["duration"] = len(audio) / info["sample_rate"]
     facts.update(audio_stats(audio, info["sample_rate"]))
@@ -198,7 +238,7 @@ def build_manifest(
         i for i, row in enumerate(rows) if row["path"] and row["status"] != schema.MISSING_AUDIO
     ]
     facts = probe_all([rows[i]["path"] for i in probed_at], default_workers(workers), on_progress)
-    records = [{**row, **_EMPTY_STATS, "dataset": dataset} for row in rows]
+    records = [{**row, **_EMPTY_STATS, schema.WARNING: "", "dataset": dataset} for row in rows]
     for i, found in zip(probed_at, facts, strict=True):
         if "reason" in found and len(found) == 1:
             if records[i]["status"] == schema.OK:

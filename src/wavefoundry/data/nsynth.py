@@ -1,7 +1,8 @@
 """NSynth: `nsynth-<split>/examples.json` (note_str -> note attributes) and `audio/<note_str>.wav`.
 
 4 s notes, 16 kHz mono 16-bit. The three official splits share no instrument, so the split
-comes from the folder, never from a hash.
+comes from the folder, never from a hash. examples.json may carry a BOM; OS junk in `audio/`
+(`._X.wav`) is not a note.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from typing import Any
 
 import wavefoundry.data.schema as schema
 from wavefoundry.config import DatasetConfig
-from wavefoundry.data.layout import LayoutError, find_roots, listing_row, mark
+from wavefoundry.data.layout import (
+    LayoutError,
+    find_roots,
+    listing_row,
+    mark,
+    text_bytes,
+    visible_files,
+)
 from wavefoundry.errors import UserError
 
 NAME = "nsynth"
@@ -28,7 +36,7 @@ def is_root(path: Path) -> bool:
 
 def _read_examples(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        examples = json.loads(path.read_bytes())
+        examples = json.loads(text_bytes(path.read_bytes(), f"{path.parent.name}/{path.name}"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"NSynth: {path} is not valid JSON: {err}") from None
     if not isinstance(examples, dict):
@@ -50,9 +58,7 @@ def list_clips(dirs: list[Path], cfg: DatasetConfig) -> list[dict[str, Any]]:
     for root in roots:
         split = SPLIT_FOLDERS[root.name]
         examples = _read_examples(root / "examples.json")
-        audio = (
-            {p.stem: p for p in (root / "audio").glob("*.wav")} if (root / "audio").is_dir() else {}
-        )
+        audio = {p.stem: p for p in visible_files(root / "audio", "*.wav")}
         for note_str in sorted(examples.keys() | audio.keys()):
             wav = audio.get(note_str)
             row = listing_row(note_str, wav, split, note_str=note_str, **dict.fromkeys(FIELDS))

@@ -22,7 +22,7 @@ import soundfile as sf
 import wavefoundry.data.schema as schema
 from wavefoundry.audio import resample, resampled_length
 from wavefoundry.config import SPLITS
-from wavefoundry.data.manifest import wav_data_chunk
+from wavefoundry.data.manifest import WavData, wav_data_chunk
 from wavefoundry.errors import UserError
 
 INDEX_STATS = ("duration", "sha256")
@@ -45,8 +45,8 @@ def _read_int16(path: str, sample_rate: int) -> np.ndarray:
     with sf.SoundFile(io.BytesIO(data)) as f:
         native = f.samplerate
         if f.channels == 1 and native == sample_rate and f.subtype == "PCM_16":
-            if isinstance(wav_data, tuple) and f.format == "WAV":
-                offset, size = wav_data
+            if isinstance(wav_data, WavData) and f.format == "WAV":
+                offset, size, _ = wav_data
                 return np.frombuffer(data, dtype="<i2", count=size // 2, offset=offset)
             return f.read(dtype="int16")
         audio = f.read(dtype="float32", always_2d=True).mean(axis=1)

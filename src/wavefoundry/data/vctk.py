@@ -1,7 +1,8 @@
 """VCTK 0.92: `wav48_silence_trimmed/<spk>/<spk>_<NNN>_mic{1,2}.flac`, `txt/<spk>/<spk>_<NNN>.txt`,
 `speaker-info.txt`. 48 kHz 16-bit FLAC; mic1 by default, mic2 on request.
 
-The corpus has documented holes that must show up as rows, not vanish: p315 has no text,
+Text files may carry a BOM and CRLF line ends, and OS junk (`._X.flac`, `.DS_Store`) is never a
+clip. The corpus has documented holes that must show up as rows, not vanish: p315 has no text,
 p280 has no mic2, some p362 transcripts have no audio.
 """
 
@@ -20,6 +21,8 @@ from wavefoundry.data.layout import (
     find_roots,
     listing_row,
     mark,
+    text_bytes,
+    visible_files,
 )
 
 NAME = "vctk"
@@ -35,7 +38,7 @@ def is_root(path: Path) -> bool:
 def read_speaker_info(path: Path) -> dict[str, dict[str, Any]]:
     """speaker id -> age, gender, accent, region. REGION may hold spaces and a (comment)."""
     speakers: dict[str, dict[str, Any]] = {}
-    data = path.read_bytes()
+    data = text_bytes(path.read_bytes(), path.name)
     text, _ = decode_utf8(data, path.name)
     for line in (text if text is not None else data.decode("latin-1")).splitlines()[1:]:
         fields = line.split()
@@ -58,7 +61,8 @@ def read_speaker_info(path: Path) -> dict[str, dict[str, Any]]:
 def _read_transcript(path: Path) -> tuple[str | None, str]:
     if not path.is_file():
         return None, ""
-    text, problem = decode_utf8(path.read_bytes(), f"txt/{path.parent.name}/{path.name}")
+    where = f"txt/{path.parent.name}/{path.name}"
+    text, problem = decode_utf8(text_bytes(path.read_bytes(), where), where)
     return (text.strip() if text is not None else None), problem
 
 
@@ -76,19 +80,16 @@ def list_clips(dirs: list[Path], cfg: DatasetConfig) -> list[dict[str, Any]]:
     # Every utterance named by a transcript or by an audio file of the requested mic.
     audio: dict[str, Path] = {}
     other_mic: set[str] = set()
-    for speaker_dir in sorted(p for p in (root / AUDIO_DIR).iterdir() if p.is_dir()):
-        for file in speaker_dir.iterdir():
-            match = _CLIP.match(file.name)
-            if not match:
-                continue
-            clip_id = f"{match['speaker']}_{match['number']}"
-            if match["mic"] == cfg.mic:
-                audio[clip_id] = file
-            else:
-                other_mic.add(clip_id)
-    transcripts = (
-        {p.stem: p for p in (root / "txt").glob("*/*.txt")} if (root / "txt").is_dir() else {}
-    )
+    for file in visible_files(root / AUDIO_DIR, "*/*"):
+        match = _CLIP.match(file.name)
+        if not match:
+            continue
+        clip_id = f"{match['speaker']}_{match['number']}"
+        if match["mic"] == cfg.mic:
+            audio[clip_id] = file
+        else:
+            other_mic.add(clip_id)
+    transcripts = {p.stem: p for p in visible_files(root / "txt", "*/*.txt")}
 
     rows = []
     for clip_id in sorted(audio.keys() | transcripts.keys()):

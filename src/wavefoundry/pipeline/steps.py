@@ -408,7 +408,7 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
         tags={
             tracking.TAG_PIPELINE_JOB: facts["job_id"],
             tracking.TAG_PIPELINE_STATUS: facts["state"],
-            "wavefoundry.pipeline.error": facts["error"][:4000],
+            tracking.TAG_PIPELINE_ERROR: facts["error"][:4000],
         },
     ) as run:
         mlflow.log_dict({**facts, **found}, "pipeline/summary.json")

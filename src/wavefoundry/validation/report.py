@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from wavefoundry.config import ValidationRules
+from wavefoundry.data.schema import stable_text
 from wavefoundry.errors import UserError
 from wavefoundry.validation.suite import Check, build_suite, import_gx, required_columns
 
@@ -117,7 +118,7 @@ def _error_text(result: Any) -> str | None:
     if "raised_exception" not in info:  # several metrics: {metric_id: {...}}
         info = next((v for v in info.values() if isinstance(v, dict)), {})
     if info.get("raised_exception"):
-        return str(info.get("exception_message") or "exception raised").strip()
+        return stable_text(str(info.get("exception_message") or "exception raised"))
     return None
 
 
@@ -222,12 +223,13 @@ def validate_manifest(
         "quarantined": result.quarantined,
         "failed_expectations": failed,
         "expectations": [asdict(o) for o in ordered],
-        "quarantine": {"count": result.quarantined, "path": str(quarantine_path)},
+        # Beside the report: no folder of this run (a pipeline task's is temporary) in the file.
+        "quarantine": {"count": result.quarantined, "path": QUARANTINE_NAME},
         "rules": rules.model_dump(mode="json"),
         "great_expectations_version": import_gx().__version__,
     }
     _write_atomic(result.report_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(result.summary_path, render_summary(result) + "\n")
+    _write_atomic(result.summary_path, render_summary(result, QUARANTINE_NAME) + "\n")
     return result
 
 
@@ -268,8 +270,9 @@ def failures(result: ValidationResult) -> list[str]:
     ]
 
 
-def render_summary(result: ValidationResult) -> str:
-    """A few plain-text lines: the verdict, each failed expectation, where the quarantine is."""
+def render_summary(result: ValidationResult, quarantine: str | None = None) -> str:
+    """A few plain-text lines: the verdict, each failed expectation, where the quarantine is
+    (`quarantine`, or the full path of the quarantine list)."""
     verdict = "PASSED" if result.success else "FAILED"
     lines = [
         f"{result.dataset or 'dataset'}: {result.clips} clips, {result.passed} pass, "
@@ -277,7 +280,7 @@ def render_summary(result: ValidationResult) -> str:
     ]
     lines += [f"  failed: {failure}" for failure in failures(result)]
     if result.quarantined:
-        lines.append(f"quarantine: {result.quarantine_path}")
+        lines.append(f"quarantine: {quarantine or result.quarantine_path}")
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "duration",
     "clipping",
     "silence",
+    "dc_offset",
     "non_finite",
 )
 
@@ -220,6 +221,18 @@ def checks_for(rules: ValidationRules) -> list[Check]:
             reason=lambda row: (
                 f"silence {fmt_percent(row['silence'])} of frames, "
                 f"limit {fmt_percent(rules.max_silence)}"
+            ),
+        ),
+        Check(
+            key="dc_offset",
+            name=f"DC offset within ±{fmt_bound(rules.max_dc_offset)}",
+            expectation_type="expect_column_values_to_be_between",
+            column="dc_offset",
+            mostly=rules.dc_offset_mostly,
+            thresholds={"min_value": -rules.max_dc_offset, "max_value": rules.max_dc_offset},
+            row_condition=readable,
+            reason=lambda row: (
+                f"DC offset {fmt_number(row['dc_offset'])}, limit ±{fmt_bound(rules.max_dc_offset)}"
             ),
         ),
         Check(
