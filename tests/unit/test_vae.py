@@ -12,6 +12,7 @@ import torch
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.vae import VAEFamily
 from wavefoundry.models.vae import VAE, VAEConfig, VAEOutput, kl_divergence, vae_loss
+from wavefoundry.training.step import Stepper
 
 TINY = VAEConfig(
     ratios=(4, 2),
@@ -84,33 +85,20 @@ def speech_like(items: int, length: int, sample_rate: int = 16000, seed: int = 0
     return 0.3 * envelope * audio
 
 
-class _Step:
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
-        self.optimizers, self.step = optimizers, 0
-
-    def autocast(self):
-        return torch.autocast("cpu", enabled=False)
-
-    def optimize(self, name: str, loss: torch.Tensor) -> None:
-        self.optimizers[name].zero_grad()
-        loss.backward()
-        self.optimizers[name].step()
-
-
 def test_training_improves_reconstruction_snr_and_convert_keeps_the_length() -> None:
     torch.manual_seed(0)
     family = VAEFamily(TINY, DataSpec("vctk", 16000, SPEAKERS))
     assert family.config.speakers == 3
     nets = family.build()
-    step = _Step(family.optimizers(nets))
+    step = Stepper(family.optimizers(nets), torch.device("cpu"))
     audio = speech_like(4, TINY.segment_length)
     batch = family.prepare(
         {"audio": audio, "speaker": ["p225", "p226", "p227", "p225"]}, torch.device("cpu")
     )
     history = []
-    for i in range(30):
-        step.step = i
+    for _ in range(30):
         history.append(family.train_step(nets, batch, step))
+        step.finish()
     assert history[0]["beta"] == 0.0 and history[-1]["beta"] == pytest.approx(TINY.beta)
     assert history[-1]["snr_db"] > history[0]["snr_db"] + 3, [h["snr_db"] for h in history]
     assert history[-1]["loss_stft"] < history[0]["loss_stft"]

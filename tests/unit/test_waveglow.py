@@ -13,6 +13,7 @@ from wavefoundry.config import load_config, model_config
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.waveglow import WaveGlowFamily
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig, waveglow_loss
+from wavefoundry.training.step import Stepper
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,33 +129,18 @@ def test_folding_weight_norm_keeps_the_outputs() -> None:
     assert torch.allclose(before, after, atol=1e-5)
 
 
-class _Step:
-    """The trainer's Step, plainly: no AMP, one Adam per network."""
-
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
-        self.optimizers, self.step = optimizers, 0
-
-    def autocast(self):
-        return torch.autocast("cpu", enabled=False)
-
-    def optimize(self, name: str, loss: torch.Tensor) -> None:
-        self.optimizers[name].zero_grad()
-        loss.backward()
-        self.optimizers[name].step()
-
-
 def test_training_steps_lower_the_negative_log_likelihood() -> None:
     torch.manual_seed(0)
     family = WaveGlowFamily(TINY, DataSpec("ljspeech", 16000))
     nets = family.build()
-    step = _Step(family.optimizers(nets))
+    step = Stepper(family.optimizers(nets), torch.device("cpu"))
     t = torch.arange(TINY.segment_length) / 16000
     audio = torch.stack([0.3 * torch.sin(2 * torch.pi * f * t) for f in (150.0, 220.0)])
     batch = family.prepare({"audio": audio + 0.01 * torch.randn_like(audio)}, torch.device("cpu"))
     losses = []
-    for i in range(15):
-        step.step = i
+    for _ in range(15):
         losses.append(family.train_step(nets, batch, step)["loss"])
+        step.finish()
     assert losses[-1] < losses[0] - 0.5, losses
     generated = family.synthesize(family.for_inference(nets["waveglow"]), audio[0, :1000], {})
     assert generated.shape == (1000,) and torch.isfinite(generated).all()
