@@ -13,6 +13,18 @@ from servers import FileServer, MotoServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: a second OpenMP thread only adds synchronisation, which on a busy 2-core
+    machine costs milliseconds per operation. For modules of tiny models."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """Endpoint URL of an S3-compatible moto server, one for the whole test session.

@@ -198,7 +198,7 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
 class ServerProcess:
     """A server run as a subprocess on a free loopback port, up once `health_path` answers.
 
-    `url` is its base URL; `log()` the tail of its output; `stop()` ends it.
+    `url` is its base URL; `pid` its process id; `log()` the tail of its output; `stop()` ends it.
     """
 
     name = "server"
@@ -233,9 +233,15 @@ class ServerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
 
-    def log(self) -> str:
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def log(self, chars: int | None = 4000) -> str:
+        """The last `chars` characters of its output (None: all of it)."""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-4000:]
+        text = self._log.read().decode(errors="replace")
+        return text if chars is None else text[-chars:]
 
     def stop(self) -> None:
         if self._proc.poll() is None:
@@ -277,7 +283,7 @@ class MlflowServer(ServerProcess):
         root: Path,
         artifacts: str | None = None,
         env: dict[str, str] | None = None,
-        start_timeout: float = 120.0,
+        start_timeout: float = 300.0,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -306,7 +312,7 @@ class BentoServer(ServerProcess):
     name = "bentoml serve"
     health_path = "/readyz"
 
-    def __init__(self, tag: str, bentoml_home: Path, start_timeout: float = 120.0) -> None:
+    def __init__(self, tag: str, bentoml_home: Path, start_timeout: float = 300.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         bentoml = Path(sys.executable).with_name("bentoml")

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from wavefoundry.errors import UserError
 
@@ -19,7 +27,10 @@ DatasetName = Literal["ljspeech", "vctk", "nsynth"]
 DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
-FAMILIES: tuple[str, ...] = ("wavenet", "vqvae", "hifigan", "wavegan", "waveglow", "vae")
+FamilyName = Literal[
+    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "waveglow", "vae"
+]
+FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
 # audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
 TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
@@ -289,11 +300,21 @@ class ServingConfig(Section):
 
     max_input_seconds: float = Field(30.0, gt=0.0, description="Longest audio /vocode takes.")
     max_upload_bytes: int = Field(16 * 2**20, gt=0, description="Largest upload /vocode takes.")
+    min_sample_rate: int = Field(4000, gt=0, description="Lowest rate (Hz) /vocode takes.")
+    max_sample_rate: int = Field(384000, gt=0, description="Highest rate (Hz) /vocode takes.")
     max_generate_seconds: float = Field(10.0, gt=0.0, description="Longest audio /generate makes.")
     max_concurrency: int = Field(
         32, gt=0, description="Requests a replica takes at once; more get HTTP 429."
     )
     timeout: float = Field(120.0, gt=0.0, description="Seconds before a request is abandoned.")
+
+    @field_validator("max_sample_rate")
+    @classmethod
+    def _rate_range(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_sample_rate", 0)
+        if value < low:
+            raise ValueError(f"max_sample_rate ({value}) is below min_sample_rate ({low})")
+        return value
 
 
 class PipelineConfig(Section):
@@ -302,9 +323,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[Literal[FAMILIES]] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["hifigan", "wavenet"], min_length=1
-    )
+    families: list[FamilyName] = Field(default_factory=lambda: ["hifigan", "wavenet"], min_length=1)
     root: Path = Field(
         Path(".wavefoundry/kfp"),
         description="Local runs: task artifacts, the task cache and a record of each run.",

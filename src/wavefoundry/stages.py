@@ -187,6 +187,11 @@ def evaluate(
         run = client.get_run(run_id)
     except MlflowException:
         raise UserError(f"no run {run_id} at {cfg.tracking.uri}") from None
+    if run.info.lifecycle_stage == "deleted":
+        raise UserError(
+            f"run {run_id} was deleted in MLflow: restore it (MLflow UI, the experiment's "
+            "deleted runs) to score it"
+        )
     model_uri = run.data.tags.get(tracking.TAG_MODEL_URI)
     if not model_uri:
         raise UserError(f"run {run_id} logged no model: it did not finish training")

@@ -44,6 +44,35 @@ TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
 TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
 TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
 TAG_PIPELINE_ERROR = "wavefoundry.pipeline.error"  # on the outcome run of a failed pipeline
+# A model built on another registered model (a code prior on its VQ-VAE) names it on its run,
+# its registered version and its Bento's /info.
+TAG_CODEC_MODEL = "codec_model"  # the registered model
+TAG_CODEC_VERSION = "codec_version"  # its version number
+TAG_CODEC_RUN_ID = "codec_run_id"  # the run that trained it
+UPSTREAM_TAGS = (TAG_CODEC_MODEL, TAG_CODEC_VERSION, TAG_CODEC_RUN_ID)
+
+
+def registered_model_name(dataset: str, task: str) -> str:
+    """The registered model a task's candidates on a dataset join: wavefoundry-DATASET-TASK."""
+    return f"wavefoundry-{dataset}-{task}"
+
+
+def registered_version(tracking: TrackingConfig, name: str, version: str) -> Any:
+    """Version `version` (a number, or an alias such as champion) of registered model `name`,
+    as MLflow's ModelVersion; one line when there is none."""
+    import mlflow
+
+    connect(tracking)
+    client = mlflow.MlflowClient(tracking.uri)
+    try:
+        if version.isdigit():
+            return client.get_model_version(name, version)
+        return client.get_model_version_by_alias(name, version)
+    except mlflow.exceptions.MlflowException as err:
+        raise UserError(
+            f"no version '{version}' of registered model '{name}' at {tracking.uri} "
+            f"({str(err).splitlines()[0]})"
+        ) from None
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

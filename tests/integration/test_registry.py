@@ -110,6 +110,35 @@ def run_cli(
     )
 
 
+def test_a_run_and_its_version_name_each_fact_alike(registry: Registry) -> None:
+    """Every fact a training run and the version registered from it both carry is under one
+    tag name (tracking.TAG_*), with the same value: no eval.fingerprint beside eval_fingerprint."""
+    from wavefoundry import tracking
+
+    shared = [
+        tracking.TAG_FAMILY,
+        tracking.TAG_DATASET,
+        tracking.TAG_DATA_VERSION,
+        tracking.TAG_GIT_COMMIT,
+        tracking.TAG_EVAL_FINGERPRINT,
+        tracking.TAG_EVAL_DATA_VERSION,
+    ]
+    candidate = registry.strong
+    run_tags = registry.client.get_run(candidate.run_id).data.tags
+    version_tags = registry.client.get_model_version(NAME, candidate.version).tags
+    for name in shared:
+        assert run_tags[name] == version_tags[name] != "", name
+    assert version_tags[tracking.TAG_RUN_ID] == candidate.run_id
+    assert run_tags[tracking.TAG_MODEL_URI] == candidate.model_uri
+    names = {v for k, v in vars(tracking).items() if k.startswith("TAG_")}
+    unnamed = {
+        k
+        for k in {*run_tags, *version_tags}
+        if not k.startswith(("mlflow.", tracking.TAG_EVAL_PREFIX)) and k not in names
+    }
+    assert not unnamed, f"tags spelled outside tracking.py: {unnamed}"
+
+
 def test_every_candidate_is_scored_on_the_same_clips_and_registered(registry: Registry) -> None:
     candidates = [registry.weak, registry.strong, registry.worse]
     assert [c.name for c in candidates] == [NAME] * 3
@@ -348,3 +377,116 @@ def test_bad_input_is_one_line_and_leaves_the_registry_unchanged(registry: Regis
     )
     assert snapshot(client, NAME) == before
     client.delete_model_version(NAME, by_hand.version)
+
+
+def copy_version(client: MlflowClient, name: str, of: Candidate, run_id: str | None = None) -> str:
+    """A version of `name` made by hand, as in the MLflow UI: `of`'s model, tags and scores."""
+    uri = of.model_uri
+    return client.create_model_version(
+        name,
+        source=uri,
+        run_id=run_id or of.run_id,
+        tags={**of.tags, "run_id": run_id or of.run_id},
+        model_id=uri.removeprefix("models:/"),
+    ).version
+
+
+def test_every_registry_command_answers_a_state_made_in_the_ui_with_one_line(
+    registry: Registry,
+) -> None:
+    """Before: a registered model name with '/' and a rollback to a deleted version each ended
+    in a traceback with exit 1. Every command now answers each such state in one line with
+    exit 2, and the registry is as it was."""
+    client = registry.client
+    faults = "wavefoundry-faults-vocoder"
+    client.create_registered_model(faults)
+    first = copy_version(client, faults, registry.weak)
+    second = copy_version(client, faults, registry.strong)
+    # A run deleted in the UI, with a version registered from it.
+    experiment = client.get_experiment_by_name("test-registry").experiment_id
+    run = client.create_run(experiment, run_name="deleted-in-the-ui")
+    client.set_tag(run.info.run_id, "model_uri", registry.weak.model_uri)
+    client.set_terminated(run.info.run_id)
+    orphan = copy_version(client, faults, registry.weak, run_id=run.info.run_id)
+    client.delete_run(run.info.run_id)
+    # The champion replaced `first`, which was then deleted.
+    client.set_registered_model_alias(faults, "champion", second)
+    client.set_model_version_tag(faults, second, "previous_champion", first)
+    client.set_registered_model_alias(faults, "staging", orphan)
+    client.delete_model_version(faults, first)
+    before = {name: snapshot(client, name) for name in (NAME, faults)}
+
+    def refused(*args: str) -> subprocess.CompletedProcess:
+        return run_cli(registry, *args)
+
+    for name, says in (
+        ("wavefoundry/ljspeech-vocoder", "cannot contain '/'"),
+        ("wavefoundry:ljspeech", "cannot contain '/' or ':'"),
+        ("../wavefoundry-ljspeech-vocoder", "cannot contain '/'"),
+        ("  ", "name is empty"),
+    ):
+        for command in (["promote"], ["rollback"], ["compare"], ["bento", "build"]):
+            assert_one_line_error(refused(*command, "--model-name", name), says)
+    assert_one_line_error(
+        refused("rollback", "--model-name", faults),
+        f"no version '{first}' (the champion before v{second}",
+        "deleted",
+    )
+    client.set_model_version_tag(faults, second, "previous_champion", "the good one")
+    assert_one_line_error(refused("rollback", "--model-name", faults), "'the good one'")
+    client.set_model_version_tag(faults, second, "previous_champion", orphan)
+    assert_one_line_error(
+        refused("rollback", "--model-name", faults), f"from run {run.info.run_id}", "deleted"
+    )
+    client.set_model_version_tag(faults, second, "previous_champion", first)
+    assert_one_line_error(
+        refused("promote", "--model-name", faults, "--version", orphan), "deleted in MLflow"
+    )
+    assert_one_line_error(
+        run_cli(registry, "bento", "build", "--model-name", faults, "--alias", "staging"),
+        "(the staging) comes from run",
+    )
+    assert_one_line_error(refused("evaluate", "--run-id", run.info.run_id), "was deleted in MLflow")
+    assert_one_line_error(
+        refused("promote", "--model-name", faults, "--version", "7"), "has no version 7"
+    )
+    assert_one_line_error(
+        refused("compare", "--model-name", "wavefoundry-nothing-vocoder"), "no registered model"
+    )
+    assert {name: snapshot(client, name) for name in (NAME, faults)} == before
+    # The champion's version deleted: its alias goes with it, and each command says so.
+    client.delete_model_version(faults, second)
+    before = snapshot(client, faults)
+    assert_one_line_error(refused("rollback", "--model-name", faults), "has no champion")
+    assert_one_line_error(
+        run_cli(registry, "bento", "build", "--model-name", faults), "no version with alias"
+    )
+    assert snapshot(client, faults) == before
+    assert not any(m.name.endswith("-promotion-lock") for m in client.search_registered_models())
+
+
+def test_a_registered_model_name_mlflow_allows_works_in_every_command(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Names made in the MLflow UI with a quote, spaces, capitals and accents: listed,
+    compared, promoted and built into a Bento with a name BentoML takes."""
+    client = registry.client
+    name = "It's Ünïcode Vocoder"
+    client.create_registered_model(name)
+    version = copy_version(client, name, registry.strong)
+    done = run_cli(registry, "compare", "--model-name", name, "--out", str(tmp_path / "c.png"))
+    assert done.returncode == 0, done.stderr
+    assert f"v{version} hifigan" in done.stdout
+    done = run_cli(registry, "promote", "--model-name", name)
+    assert done.returncode == 0, done.stderr
+    assert client.get_model_version_by_alias(name, "champion").version == version
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    command = [sys.executable, "-m", "wavefoundry.cli", "bento", "build", "--model-name", name]
+    command += ["--params", str(REPO / "params.yaml")]
+    for override in registry.overrides:
+        command += ["--set", override]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("wavefoundry-it-s-unicode-vocoder:")

@@ -4,15 +4,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import os
+import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 import soundfile as sf
@@ -20,7 +26,7 @@ import torch
 import yaml
 from servers import BentoServer, MlflowServer
 
-from wavefoundry.audio import resample, write_wav
+from wavefoundry.audio import resample, resampled_length, write_wav
 from wavefoundry.config import Config, load_config
 from wavefoundry.registry.promotion import promote
 from wavefoundry.stages import evaluate
@@ -324,3 +330,189 @@ def test_building_a_model_with_no_champion_is_one_clear_line(
         timeout=300,
     )
     assert done.returncode == 2 and "no version with alias 'staging'" in done.stderr
+
+
+# --- faults: work bounded by the samples, nothing a client sends is a 5xx --------------------
+
+
+def with_rate(data: bytes, rate: int) -> bytes:
+    """A WAV whose header claims `rate` (and the matching byte rate), samples unchanged."""
+    patched = bytearray(data)
+    patched[24:28] = struct.pack("<I", rate)
+    patched[28:32] = struct.pack("<I", min(rate * 2, 2**32 - 1))
+    return bytes(patched)
+
+
+class Watch:
+    """The server's processes while a block runs: the largest resident memory of any one
+    (the worker's) and the CPU seconds they all spent (not wall time: load does not add to it)."""
+
+    def __init__(self, server: BentoServer) -> None:
+        self.root = psutil.Process(server.pid)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+
+    def _tree(self) -> list[psutil.Process]:
+        return [self.root, *self.root.children(recursive=True)]
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for process in self._tree():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self.peak_rss = max(self.peak_rss, process.memory_info().rss)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> Watch:
+        self._cpu_before = self._cpu()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.cpu_seconds = self._cpu() - self._cpu_before
+
+
+def test_the_work_and_memory_of_a_request_are_bounded_by_its_samples_whatever_its_rate(
+    served: dict[str, Served],
+) -> None:
+    """Before: an 844-byte WAV at 8,009 Hz took 13-16 s and gigabytes (a resampling kernel
+    sized by the rates' gcd); one whose header claims 2,147,483,647 Hz took 92 s and 8.6 GB
+    and answered 500. Now a rate in range resamples in time linear in the samples, one out of
+    range is a 400, and a normal request sent alongside answers as usual."""
+    entry = served["vocoder"]
+    url = entry.server.url
+    noise = np.random.default_rng(1).normal(0, 0.1, 22050).astype(np.float32)
+    clip_8009 = wav_bytes(noise[:400], 8009)
+    assert len(clip_8009) == 844
+    claims_2g = with_rate(wav_bytes(noise[:1000], 16000), 2_147_483_647)
+    assert len(claims_2g) < 2048
+    plausible = [  # rates a client may well send: answered, at the model's rate
+        ("8,009 Hz, 844 bytes", clip_8009, 400, 8009),
+        ("7,919 Hz (prime), 1 s", wav_bytes(noise[:7919], 7919), 7919, 7919),
+        ("44,101 Hz, 0.5 s", wav_bytes(noise[:22050], 44101), 22050, 44101),
+        ("192,001 Hz, 0.1 s", wav_bytes(noise[:19200], 192001), 19200, 192001),
+    ]
+    absurd = [  # rates no audio has: refused, saying which rates are taken
+        ("2,147,483,647 Hz, 2 KB", claims_2g),
+        ("1 Hz", with_rate(wav_bytes(noise[:1000], 16000), 1)),
+        ("1,000,001 Hz", with_rate(wav_bytes(noise[:1000], 16000), 1_000_001)),
+    ]
+    normal = wav_bytes(speech_like(0.5, 22050), 22050)
+    post = functools.partial(requests.post, url + "/vocode", timeout=120)
+    assert post(files={"audio": ("warm.wav", normal)}).status_code == 200
+
+    with Watch(entry.server) as watch, ThreadPoolExecutor(max_workers=2) as pool:
+        alongside = pool.submit(post, files={"audio": ("normal.wav", normal)})
+        answers = {
+            what: post(files={"audio": ("a.wav", data)}) for what, data, *_ in [*plausible, *absurd]
+        }
+        normal_answer = alongside.result()
+
+    for what, _, frames, rate in plausible:
+        response = answers[what]
+        assert response.status_code == 200, (what, response.text)
+        audio, served_rate = sf.read(io.BytesIO(response.content))
+        assert served_rate == 22050 and len(audio) == resampled_length(frames, rate, 22050), what
+    for what, _ in absurd:
+        response = answers[what]
+        assert response.status_code == 400, (what, response.status_code, response.text)
+        assert "4000-384000 Hz" in response.text, (what, response.text)
+    assert normal_answer.status_code == 200, normal_answer.text
+    assert len(sf.read(io.BytesIO(normal_answer.content))[0]) == 11025
+    assert watch.peak_rss < 2 * 2**30, f"a server process reached {watch.peak_rss / 2**30:.1f} GiB"
+    # Generous: these eight requests take well under a CPU second; before, the first took 15.
+    assert watch.cpu_seconds < 10, f"the server spent {watch.cpu_seconds:.1f} CPU seconds"
+
+
+def test_nothing_a_client_sends_is_a_5xx_and_client_errors_are_logged_without_tracebacks(
+    served: dict[str, Served],
+) -> None:
+    vocoder, generator = served["vocoder"], served["generator"]
+    clip = wav_bytes(speech_like(0.5, 22050), 22050)
+    vocode = functools.partial(requests.post, vocoder.server.url + "/vocode", timeout=60)
+    generate = functools.partial(requests.post, generator.server.url + "/generate", timeout=60)
+    garbage = np.random.default_rng(2).bytes(4096)
+    multipart = "multipart/form-data; boundary="
+    upload = "send a multipart/form-data upload with the file in field 'audio'"
+    log_before = {key: served[key].server.log(None) for key in ("vocoder", "generator")}
+    cases = [
+        ("wrong field name", vocode(files={"file": ("a.wav", clip)}), "field 'file'", upload),
+        (
+            "empty boundary, garbage body",
+            vocode(data=b"\x00garbage\xff--\r\n--\r\n", headers={"Content-Type": multipart}),
+            "no boundary",
+            upload,
+        ),
+        (
+            "no boundary at all",
+            vocode(data=b"garbage", headers={"Content-Type": "multipart/form-data"}),
+            "no boundary",
+            upload,
+        ),
+        (
+            "a boundary the body never uses",
+            vocode(data=b"\xff\xfe garbage " * 100, headers={"Content-Type": multipart + "xyz"}),
+            "could not be parsed",
+            upload,
+        ),
+        ("text where the file goes", vocode(files={"audio": (None, "hello")}), "text", upload),
+        (
+            "two files",
+            vocode(files=[("audio", ("a.wav", clip)), ("audio", ("b.wav", clip))]),
+            "2 files",
+            "send one",
+        ),
+        (
+            "the WAV as the raw body",
+            vocode(data=clip, headers={"Content-Type": "audio/wav"}),
+            "not audio/wav",
+            upload,
+        ),
+        ("a form, not an upload", vocode(data={"audio": "a.wav"}), "urlencoded", upload),
+        ("a URL to fetch", vocode(json={"audio": "http://127.0.0.1:9/a.wav"}), "json", upload),
+        ("no body", vocode(), "no body", upload),
+        ("garbage bytes", vocode(files={"audio": ("a.wav", garbage)}), "WAV or FLAC", ""),
+        ("a WAV cut inside its header", vocode(files={"audio": ("a.wav", clip[:30])}), "WAV", ""),
+        (
+            "a header and no samples",
+            vocode(files={"audio": ("a.wav", clip[:44])}),
+            "no samples",
+            "",
+        ),
+        (
+            "an upload to /generate",
+            generate(files={"pitch": ("p.bin", b"\xff\xfe\x00")}),
+            "takes JSON",
+            "known: pitch",
+        ),
+        (
+            "bytes that are not JSON",
+            generate(data=b"\xff\xfe\x00", headers={"Content-Type": "application/json"}),
+            "Invalid JSON",
+            "",
+        ),
+        ("a JSON list", generate(json=[1, 2]), "object", ""),
+    ]
+    for what, response, *reasons in cases:
+        assert 400 <= response.status_code < 500, (what, response.status_code, response.text)
+        for reason in reasons:
+            assert reason in response.text, (what, response.text)
+    # A WAV cut after some of its samples is read as the samples present, as libsndfile does.
+    cut = vocode(files={"audio": ("a.wav", clip[:1000])})
+    assert cut.status_code == 200 and len(sf.read(io.BytesIO(cut.content))[0]) == (1000 - 44) // 2
+
+    for key, before in log_before.items():
+        logged = served[key].server.log(None)[len(before) :]
+        assert "Traceback" not in logged, logged[-3000:]
+        assert "client error on" in logged and "[ERROR]" not in logged, logged[-3000:]
+    assert requests.post(generator.server.url + "/generate", json={}, timeout=60).ok

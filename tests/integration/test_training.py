@@ -60,6 +60,7 @@ def mean(values: list[float]) -> float:
         ("hifigan", "ljspeech"),
         ("vqvae", "vctk"),
         ("wavegan", "nsynth"),
+        ("samplernn", "nsynth"),
         ("waveglow", "ljspeech"),
         ("vae", "vctk"),
     ],
@@ -94,7 +95,13 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     ("model", "dataset"),
-    [("wavegan", "nsynth"), ("vqvae", "vctk"), ("waveglow", "ljspeech"), ("vae", "vctk")],
+    [
+        ("wavegan", "nsynth"),
+        ("vqvae", "vctk"),
+        ("samplernn", "vctk"),
+        ("waveglow", "ljspeech"),
+        ("vae", "vctk"),
+    ],
 )
 def test_resume_after_a_kill_gives_bitwise_identical_weights(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str

@@ -29,7 +29,7 @@ Data stages, in order (each reads what the one before wrote under paths.data, de
   prepare       ingest, validate and store one or all datasets
 
 Model stages:
-  train         train one model family (-m; train -h lists them) on a stored dataset,
+  train         train one model family (-m NAME: see train --help) on a stored dataset,
                 tracked in MLflow; checkpoints under runs/DATASET-MODEL/, --resume continues
   evaluate      score a run's model on the fixed held-out clips, log eval/ metrics, audio and
                 spectrograms on the run, register it as a version of wavefoundry-DATASET-TASK

@@ -34,6 +34,7 @@ METRICS: dict[str, Metric] = {
         Metric("snr_db", True, "signal-to-noise ratio of the reconstruction, dB"),
         Metric("si_sdr_db", True, "scale-invariant signal-to-distortion ratio, dB"),
         Metric("bits_per_sample", False, "teacher-forced NLL on held-out audio, bits"),
+        Metric("bits_per_code", False, "a code prior's cross-entropy of held-out codes, bits"),
         Metric("perplexity", True, "exp(entropy) of the codes used on held-out audio"),
         Metric("codebook_usage", True, "fraction of the codebook used on held-out audio"),
         Metric("latent_kbps", False, "VAE: KL of the latent to its prior, kbit per second"),

@@ -5,7 +5,8 @@ split, each clip cut to evaluation.max_seconds. Its fingerprint (dataset, data v
 ids, settings) travels with every score: two scores are comparable exactly when their
 fingerprints are equal. Vocoders resynthesize each clip from its mel, codecs pass it through
 their codes, generators make one note per held-out note at its pitch (or the requested
-pitches) and are judged by the NSynth note classifier.
+pitches) and are judged by the NSynth note classifier; on speech, where there is no such judge,
+generators are scored by the held-out clips' likelihood (e.g. bits per sample).
 """
 
 from __future__ import annotations
@@ -130,8 +131,11 @@ def score(
             f"{held_out.dataset} clips"
         )
     net.eval()
-    if family.task == "generator":
+    notes = family.task == "generator" and held_out.dataset == "nsynth"
+    if notes:
         rows, rendered, compute = _render_notes(family, net, held_out, classifier)
+    elif family.task == "generator":
+        rows, rendered, compute = _render_utterances(family, net, held_out)
     else:
         rows, rendered, compute = _render_reconstructions(family, net, held_out)
     table = pd.DataFrame(rows)
@@ -141,7 +145,7 @@ def score(
         for name in table.columns
         if name in metrics.METRICS
     }
-    if family.task == "generator":
+    if notes:
         values.update(_note_metrics(classifier, held_out, rendered, table))
     made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
     values["rtf"] = metrics.real_time_factor(compute, made)
@@ -193,6 +197,36 @@ def _render_reconstructions(
                     "mrstft": metrics.mrstft_distance(reference, produced),
                     "snr_db": metrics.snr_db(reference, produced),
                     "si_sdr_db": metrics.si_sdr_db(reference, produced),
+                    **family.clip_metrics(net, audio, conditions),
+                }
+            )
+            rendered.append(Rendered(clip.clip_id, clip.audio, generated))
+            advance(1)
+    return rows, rendered, compute
+
+
+def _render_utterances(
+    family: Family, net: torch.nn.Module, held_out: HeldOutSet
+) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+    """A generator on speech: as many seconds as each held-out clip, with its speaker, and the
+    clip's likelihood under the model (`Family.clip_metrics`, e.g. bits per sample): with no
+    note classifier for speech, the likelihood is the score."""
+    seed = int(held_out.settings.get("seed", 0))
+    device = next(net.parameters()).device
+    rows, rendered, compute = [], [], 0.0
+    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+        for i, clip in enumerate(held_out.clips):
+            conditions = _model_conditions(family, clip.conditions)
+            conditions.update(
+                seed=seed * 100_003 + i, seconds=len(clip.audio) / held_out.sample_rate
+            )
+            generated, seconds = _timed(family, net, None, conditions)
+            compute += seconds
+            audio = torch.from_numpy(clip.audio).to(device)
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "seconds": len(generated) / held_out.sample_rate,
                     **family.clip_metrics(net, audio, conditions),
                 }
             )

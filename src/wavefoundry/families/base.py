@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefoundry.audio import MelConfig, log_mel
+from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
 
 
@@ -81,6 +82,17 @@ class Family(ABC):
             for name, net in nets.items()
         }
 
+    def resolve(self, tracking: TrackingConfig) -> None:
+        """Before a training run builds the networks: fetch the registered models this family
+        builds on (the code prior's VQ-VAE) and pin their versions in `self.config`, so the
+        exported model says exactly what it was trained on. Default: nothing."""
+        return None
+
+    def upstream(self) -> dict[str, str]:
+        """The registered models this one is built on, as tracking.UPSTREAM_TAGS -> value: tagged
+        on the run and its registered version, shown by the Bento's /info. Default: none."""
+        return {}
+
     def for_inference(self, net: nn.Module) -> nn.Module:
         """The trained inference net made ready to serve (e.g. weight norm folded into the
         weights); outputs unchanged. Default: as is."""
@@ -130,6 +142,21 @@ class Family(ABC):
         """Metrics only this family can give on a held-out clip (1-D audio, its conditioning
         as `synthesize` takes it), such as WaveNet's likelihood; none by default."""
         return {}
+
+
+def requested_pitch(conditions: dict[str, Any], pitches: int) -> int:
+    """A request's "pitch" (MIDI, default 60); a ValueError naming the range when outside it."""
+    pitch = int(conditions.get("pitch", 60))
+    if not 0 <= pitch < pitches:
+        raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{pitches - 1}")
+    return pitch
+
+
+def seeded_generator(conditions: dict[str, Any], device: torch.device) -> torch.Generator | None:
+    """A random generator seeded with the request's "seed", or None (torch's global one)."""
+    if conditions.get("seed") is None:
+        return None
+    return torch.Generator(device).manual_seed(int(conditions["seed"]))
 
 
 def unwrap(net: nn.Module) -> nn.Module:

@@ -16,6 +16,8 @@ FAMILIES: dict[str, str] = {
     "vqvae": "wavefoundry.families.vqvae:VQVAEFamily",
     "hifigan": "wavefoundry.families.hifigan:HiFiGANFamily",
     "wavegan": "wavefoundry.families.wavegan:WaveGANFamily",
+    "samplernn": "wavefoundry.families.samplernn:SampleRNNFamily",
+    "code_prior": "wavefoundry.families.code_prior:CodePriorFamily",
     "waveglow": "wavefoundry.families.waveglow:WaveGlowFamily",
     "vae": "wavefoundry.families.vae:VAEFamily",
 }

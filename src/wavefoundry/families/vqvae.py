@@ -24,7 +24,7 @@ from wavefoundry.models.vqvae import VQVAE, VQVAEConfig, vqvae_loss
 class VQVAEFamily(Family):
     name = "vqvae"
     config_class = VQVAEConfig
-    datasets = ("ljspeech", "vctk")
+    datasets = ("ljspeech", "vctk", "nsynth")
     inference_net = "vqvae"
     task = "codec"
 

@@ -18,7 +18,14 @@ from torch import nn
 
 from wavefoundry.audio import log_mel, mu_law_decode, mu_law_encode
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, mel_config, unwrap
+from wavefoundry.families.base import (
+    Family,
+    Step,
+    mel_config,
+    requested_pitch,
+    seeded_generator,
+    unwrap,
+)
 from wavefoundry.models.wavenet import (
     WaveNet,
     WaveNetConfig,
@@ -157,9 +164,7 @@ class WaveNetFamily(Family):
             speaker = self.data.speaker_id(conditions.get("speaker"))
             conditioning["speaker"] = torch.tensor([speaker], device=device)
         if c.pitches:
-            pitch = int(conditions.get("pitch", 60))
-            if not 0 <= pitch < c.pitches:
-                raise ValueError(f"pitch {pitch} is outside the MIDI range 0-{c.pitches - 1}")
+            pitch = requested_pitch(conditions, c.pitches)
             conditioning["pitch"] = torch.tensor([pitch], device=device)
         if c.instrument_families:
             family = conditions.get("instrument_family", 0)
@@ -168,9 +173,7 @@ class WaveNetFamily(Family):
                 family = names.index(family) if family in names else 0
             family = min(max(int(family), 0), c.instrument_families - 1)
             conditioning["instrument_family"] = torch.tensor([family], device=device)
-        generator = None
-        if conditions.get("seed") is not None:
-            generator = torch.Generator(device).manual_seed(int(conditions["seed"]))
+        generator = seeded_generator(conditions, device)
         classes = net.generate(
             n_samples,
             **conditioning,

@@ -1,1 +1,2 @@
-"""The papers, one file each, reading like them: wavenet, vqvae, hifigan, wavegan, waveglow, vae."""
+"""The papers, one file each, reading like them: wavenet, vqvae, hifigan, wavegan, samplernn,
+code_prior, waveglow, vae."""

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavefoundry.models.layers import sample_from_logits
+
 
 @dataclass(frozen=True)
 class WaveNetConfig:
@@ -237,16 +239,6 @@ class WaveNet(nn.Module):
             first_sample = self.config.quantization_channels // 2
         return torch.as_tensor(first_sample, device=device).long().expand(batch).clone()
 
-    @staticmethod
-    def _draw(
-        logits: torch.Tensor, temperature: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """(B, classes) logits -> (B,) classes from softmax(logits / temperature); 0 = argmax."""
-        if temperature == 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
     @torch.inference_mode()
     def generate(
         self,
@@ -293,7 +285,7 @@ class WaveNet(nn.Module):
             logits = queues.step(inputs)
             if logits_out is not None:
                 logits_out[:, :, t] = logits
-            inputs = self._draw(logits, temperature, generator)
+            inputs = sample_from_logits(logits, temperature, generator)
             samples[:, t] = inputs
         return (samples, logits_out) if return_logits else samples
 
@@ -349,7 +341,7 @@ class WaveNet(nn.Module):
             logits = self.output_conv2(F.relu(self.output_conv1(F.relu(skips))))[..., -1]
             if return_logits:
                 logits_out.append(logits)
-            samples[:, t] = self._draw(logits, temperature, generator)
+            samples[:, t] = sample_from_logits(logits, temperature, generator)
             if t + 1 < n_samples:
                 inputs[:, pad + t + 1] = samples[:, t]
         return (samples, torch.stack(logits_out, dim=-1)) if return_logits else samples

@@ -17,10 +17,7 @@ from typing import Any
 from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.errors import UserError
-
-
-def registered_model_name(dataset: str, task: str) -> str:
-    return f"wavefoundry-{dataset}-{task}"
+from wavefoundry.tracking import registered_model_name
 
 
 def config_hash(model_config: dict[str, Any]) -> str:
@@ -101,19 +98,45 @@ def _missing(err: Exception) -> bool:
     return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
+def _invalid(err: Exception) -> bool:
+    return getattr(err, "error_code", "") == "INVALID_PARAMETER_VALUE"
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0].removeprefix("INVALID_PARAMETER_VALUE: ")
+
+
+NAMING = "wavefoundry names them wavefoundry-DATASET-TASK, e.g. wavefoundry-ljspeech-vocoder"
+
+
+def name_filter(name: str) -> str:
+    """A search filter for registered model `name`, quoted so a name with a quote (MLflow
+    allows one) is still one string."""
+    if "'" not in name:
+        return f"name='{name}'"
+    if '"' not in name:
+        return f'name="{name}"'
+    raise UserError(f"registered model name {name!r} has both kinds of quote ({NAMING})")
+
+
 def candidates(mlflow_client: Any, name: str) -> list[Candidate]:
-    """Every version of registered model `name`, oldest first; one clear error when there is
-    no such model or it has no versions."""
+    """Every version of registered model `name`, oldest first; one clear error when the name
+    is not one MLflow takes (empty, '/' or ':' in it), there is no such model, or it has no
+    versions."""
     from mlflow.exceptions import MlflowException
 
     hint = "score a training run first: wavefoundry evaluate -m MODEL -d DATASET"
+    if not name.strip():
+        raise UserError(f"the registered model name is empty ({NAMING})")
     try:
         model = mlflow_client.get_registered_model(name)
     except MlflowException as err:
         if _missing(err):
             raise UserError(f"no registered model '{name}' ({hint})") from None
+        if _invalid(err):
+            raise UserError(f"{_first_line(err)} ({NAMING})") from None
         raise
-    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    versions = mlflow_client.search_model_versions(name_filter(name))
     if not versions:
         raise UserError(f"registered model '{name}' has no versions ({hint})")
     aliases = dict(model.aliases or {})
@@ -146,6 +169,44 @@ def find(
         known = ", ".join(c.version for c in every)
         raise UserError(f"registered model '{name}' has no {what} (versions: {known})")
     return chosen[-1]
+
+
+def version(mlflow_client: Any, name: str, number: str, what: str) -> Candidate:
+    """Version `number` of `name`; one clear error naming `what` it was (e.g. "the champion
+    before v3") when it was deleted or is not a version number."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _candidate(mlflow_client.get_model_version(name, number))
+    except MlflowException as err:
+        if _missing(err) or _invalid(err):
+            known = ", ".join(c.version for c in candidates(mlflow_client, name))
+            raise UserError(
+                f"'{name}' has no version {number!r} ({what}): it was deleted or never existed "
+                f"(versions: {known})"
+            ) from None
+        raise
+
+
+def check_run(mlflow_client: Any, candidate: Candidate, what: str) -> None:
+    """One clear error when the run `candidate` came from was deleted in MLflow (its scores
+    can no longer be logged, its model may be gone with the next `mlflow gc`)."""
+    from mlflow.exceptions import MlflowException
+
+    if not candidate.run_id:
+        return
+    try:
+        stage = mlflow_client.get_run(candidate.run_id).info.lifecycle_stage
+    except MlflowException as err:
+        if not _missing(err):
+            raise
+        stage = "deleted"
+    if stage == "deleted":
+        raise UserError(
+            f"'{candidate.name}' v{candidate.version} ({what}) comes from run "
+            f"{candidate.run_id}, which was deleted in MLflow: restore the run (MLflow UI, "
+            "the experiment's deleted runs) or choose another version"
+        )
 
 
 def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
@@ -207,9 +268,12 @@ def register(
         tracking.TAG_GIT_COMMIT: run_tags.get(tracking.TAG_GIT_COMMIT, ""),
         tracking.TAG_CONFIG_HASH: config_hash(model_config),
         tracking.TAG_RUN_ID: run.info.run_id,
+        **{key: run_tags[key] for key in tracking.UPSTREAM_TAGS if key in run_tags},
         **score_tags(metrics, fingerprint, data_version),
     }
-    existing = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
+    existing = mlflow_client.search_model_versions(
+        f"{name_filter(name)} and run_id='{run.info.run_id}'"
+    )
     if existing:
         version = existing[0].version
         for key, value in tags.items():

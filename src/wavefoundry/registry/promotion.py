@@ -265,6 +265,8 @@ def roll_back(client: Any, name: str, alias: str, current: Candidate) -> dict[st
         raise UserError(
             f"'{name}' v{current.version} is {alias} but replaced no earlier version: nothing to roll back to"
         )
+    before = f"the {alias} before v{current.version}; nothing to roll back to"
+    candidates.check_run(client, candidates.version(client, name, previous, before), before)
     client.set_registered_model_alias(name, alias, previous)
     client.set_model_version_tag(name, current.version, "rolled_back_at", _now().isoformat())
     client.set_registered_model_tag(name, tracking.TAG_PREVIOUS_CHAMPION, current.version)
@@ -301,6 +303,7 @@ def promote(
 
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
+    candidates.check_run(client, challenger, "the challenger")
     if not challenger.metrics:
         raise UserError(
             f"'{name}' v{challenger.version} (run {challenger.run_id}) has no eval metrics: "
@@ -312,6 +315,7 @@ def promote(
         champion = candidates.by_alias(client, name, alias)
         rescored = False
         if champion is not None and champion.fingerprint != challenger.fingerprint:
+            candidates.check_run(client, champion, f"the {alias}, to be scored again")
             champion = rescore(cfg, client, champion, challenger.fingerprint, save=not dry_run)
             rescored = True
         decision = gate(challenger, champion, cfg.promotion)

@@ -5,8 +5,10 @@ dependencies. `bentoml serve TAG` runs it; `bentoml containerize TAG` makes an i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -46,7 +48,17 @@ def pinned_requirements() -> list[str]:
 
 
 def bento_model_name(registered_model: str) -> str:
-    return registered_model.replace("_", "-").lower()
+    """A BentoML name for a registered model: lower case letters, digits and `-._`, at most
+    63 characters (BentoML's tag rule; MLflow allows spaces, capitals and more)."""
+    ascii_name = unicodedata.normalize("NFKD", registered_model).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9._-]+", "-", ascii_name.replace("_", "-").lower())
+    name = name.strip("-._")[:63].rstrip("-._")
+    if not name:
+        raise UserError(
+            f"registered model name {registered_model!r} has nothing a BentoML name can hold "
+            "(letters, digits, '-', '.', '_'): rename it in MLflow"
+        )
+    return name
 
 
 def import_model(
@@ -65,6 +77,7 @@ def import_model(
             f"'{registered_model}' has no version with alias '{alias}': promote one first "
             f"(wavefoundry promote --model-name {registered_model})"
         )
+    candidates.check_run(client, version, f"the {alias}")
     info = {
         "registered_model": registered_model,
         "version": version.version,
@@ -75,6 +88,8 @@ def import_model(
         "data_version": version.tags.get(tracking.TAG_DATA_VERSION, ""),
         "eval_data_version": version.tags.get(tracking.TAG_EVAL_DATA_VERSION, ""),
         "metrics": version.metrics,
+        # The registered models this one is built on (a code prior's VQ-VAE), by version.
+        "upstream": {k: version.tags[k] for k in tracking.UPSTREAM_TAGS if k in version.tags},
         "limits": cfg.serving.model_dump(mode="json"),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +112,7 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
     model_tag, version = import_model(cfg, client, registered_model, alias)
     bento = bentoml.bentos.build(
         SERVICE,
-        name=f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}",
+        name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
         labels={"registered_model": registered_model, "version": version.version},
         description=f"{registered_model} version {version.version} ({version.family})",
         build_ctx=str(SOURCE),
@@ -109,6 +124,7 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
             "model_tag": model_tag,
             "max_concurrency": cfg.serving.max_concurrency,
             "timeout": cfg.serving.timeout,
+            "max_upload_bytes": cfg.serving.max_upload_bytes,
         },
     )
     # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.

@@ -6,6 +6,8 @@ the exported network (model.safetensors + config.json, as training wrote it) and
 where it came from in the MLflow registry and the limits from `serving` in params.yaml.
 
 Bad requests are 4xx with a message saying what is wrong; only a fault of ours is a 5xx.
+`guard.RequestGuard` checks each request's shape before BentoML parses it; the work and memory
+of an upload are bounded by its samples, whatever rate its header declares.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from wavefoundry.audio import resample, write_wav
+from wavefoundry.config import ServingConfig
 from wavefoundry.families.io import load_model
+from wavefoundry.serving import guard
 
 
 class BuildArguments(BaseModel):
@@ -35,6 +39,7 @@ class BuildArguments(BaseModel):
     model_tag: str = "wavefoundry-champion:latest"
     max_concurrency: int = 32
     timeout: float = 120.0
+    max_upload_bytes: int = 16 * 2**20  # RequestGuard refuses larger bodies before reading them
 
 
 class TooLarge(BentoMLException):
@@ -58,9 +63,10 @@ class Wavefoundry:
         folder = Path(self.model.path)
         self.family, self.net = load_model(folder)
         self.info = json.loads((folder / "info.json").read_text())
-        self.limits = self.info["limits"]
+        self.limits = ServingConfig.model_validate(self.info["limits"])
         self.sample_rate = self.family.data.sample_rate
         torch.set_grad_enabled(False)
+        guard.quiet_client_errors()
 
     @bentoml.api(route="/vocode")
     def vocode(self, audio: Path, context: bentoml.Context) -> WAV:
@@ -101,20 +107,28 @@ class Wavefoundry:
         instrument_family: str | None = None,
         seed: Annotated[int, Field(ge=0)] = 0,
         seconds: Annotated[float, Field(gt=0.0)] = 1.0,
+        speaker: str | None = None,
     ) -> WAV:
-        """A note (WaveGAN, conditioned WaveNet) or some seconds of audio (unconditioned
-        WaveNet) from labels and a seed."""
+        """A note (WaveGAN, SampleRNN or the code prior on NSynth, conditioned WaveNet) or some
+        seconds of audio (a generator on speech, in `speaker`'s voice on VCTK) from labels and
+        a seed."""
         if self.family.task != "generator":
             raise InvalidArgument(
                 f"this model ({self.family.name}) is a {self.family.task}; POST audio to /vocode"
             )
-        if seconds > self.limits["max_generate_seconds"]:
+        if seconds > self.limits.max_generate_seconds:
             raise InvalidArgument(
                 f"seconds={seconds:g} is more than this service makes "
-                f"({self.limits['max_generate_seconds']:g})"
+                f"({self.limits.max_generate_seconds:g})"
             )
         conditions: dict[str, Any] = {"pitch": pitch, "velocity": velocity, "seed": seed}
         conditions["seconds"] = seconds
+        if speaker is not None:  # a VCTK generator's voice
+            if not self.family.data.speakers:
+                raise InvalidArgument(
+                    f"this model ({self.family.name}) takes no speaker; leave it out"
+                )
+            conditions["speaker"] = speaker
         if instrument_family is not None:
             families = getattr(self.family, "nsynth_families", ())
             if not families:
@@ -140,36 +154,56 @@ class Wavefoundry:
     # --- pieces --------------------------------------------------------------------------
 
     def _read_upload(self, path: Path) -> np.ndarray:
+        """The upload as (samples,) float32 mono at the model's rate. Read block by block and
+        mixed down as it goes, stopping at the longest input this service takes, so memory and
+        time follow the samples present, not the sizes or rate a header declares."""
+        limits = self.limits
         size = path.stat().st_size
         if size == 0:
             raise InvalidArgument("the upload is empty: send a WAV or FLAC file")
-        if size > self.limits["max_upload_bytes"]:
+        if size > limits.max_upload_bytes:
             raise TooLarge(
                 f"the upload is {size / 2**20:.1f} MiB; this service takes at most "
-                f"{self.limits['max_upload_bytes'] / 2**20:.1f} MiB"
+                f"{limits.max_upload_bytes / 2**20:.1f} MiB"
             )
         try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError):
+            with sf.SoundFile(str(path)) as f:
+                rate, channels = f.samplerate, f.channels
+                if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+                    raise InvalidArgument(
+                        f"the audio's sample rate is {rate} Hz; this service takes "
+                        f"{limits.min_sample_rate}-{limits.max_sample_rate} Hz"
+                    )
+                most = int(limits.max_input_seconds * rate)
+                block = max(1, 2**18 // channels)  # at most 1 MiB of float32 per block
+                mixed, frames = [], 0
+                for samples in f.blocks(block, dtype="float32", always_2d=True):
+                    frames += len(samples)
+                    if frames > most:
+                        raise InvalidArgument(
+                            f"the audio is longer than {limits.max_input_seconds:g} s, "
+                            "the most this service takes"
+                        )
+                    if not np.isfinite(samples).all():
+                        raise InvalidArgument("the audio has NaN or infinite samples")
+                    mixed.append(samples.mean(axis=1, dtype=np.float32))
+        except sf.LibsndfileError as err:
+            raise InvalidArgument(
+                f"the upload is not a WAV or FLAC file soundfile can read ({err.error_string})"
+            ) from None
+        except (RuntimeError, TypeError, ValueError):
             raise InvalidArgument(
                 "the upload is not a WAV or FLAC file soundfile can read"
             ) from None
-        if info.duration > self.limits["max_input_seconds"]:
-            raise InvalidArgument(
-                f"the audio is {info.duration:.1f} s long; this service takes at most "
-                f"{self.limits['max_input_seconds']:g} s"
-            )
-        try:
-            samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise InvalidArgument(f"the upload could not be decoded: {err}") from None
-        if samples.shape[0] == 0:
+        if frames == 0:
             raise InvalidArgument("the audio has no samples")
-        if not np.isfinite(samples).all():
-            raise InvalidArgument("the audio has NaN or infinite samples")
-        mono = samples.mean(axis=1)
-        return resample(mono, rate, self.sample_rate).astype(np.float32)
+        return resample(np.concatenate(mixed), rate, self.sample_rate).astype(np.float32)
 
     def _wav(self, audio: torch.Tensor, context: bentoml.Context) -> Path:
         out = Path(context.temp_dir) / f"{time.monotonic_ns()}.wav"
         return write_wav(out, audio.detach().float().cpu().numpy(), self.sample_rate)
+
+
+Wavefoundry.add_asgi_middleware(
+    guard.RequestGuard, routes=guard.routes_of(Wavefoundry, arguments.max_upload_bytes)
+)

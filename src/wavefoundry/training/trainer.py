@@ -148,6 +148,7 @@ class Trainer:
         family_class, model_cfg = resolve_family(cfg, model, dataset)
         self.data_spec, self.data_version = stored_dataset(cfg, dataset)
         self.family: Family = family_class(model_cfg, self.data_spec)
+        self.family.resolve(cfg.tracking)
         self.run_dir = cfg.paths.run(dataset, model)
         self.dist = Distributed.from_environment()
         self.device = self._device()
@@ -364,6 +365,7 @@ class Trainer:
             tracking.TAG_DATASET: data.dataset,
             tracking.TAG_DATA_VERSION: self.data_version,
             tracking.TAG_GIT_COMMIT: git_commit(),
+            **family.upstream(),
         }
         tracker.log_start(params, tags, dataset)
         return tracker

@@ -1,0 +1,274 @@
+"""What stands between a client's bytes and BentoML's request parsing: every malformed request
+to an API route is a 4xx that says what to send, and client errors are logged in one line.
+
+BentoML (1.4) parses a request by its Content-Type: a multipart form under another field name,
+a form without a boundary or with a broken body, a text value where a file belongs, or a URL it
+would go and download, each ends in an exception it answers with 500. `RequestGuard`, an ASGI
+middleware (`Service.add_asgi_middleware`), checks the shape of each POST to an API route
+before BentoML sees it: the body's size (413 before reading more than the limit), its media
+type (415), a multipart body that parses, holding exactly the input's fields, each file field
+a file (400). BentoML then parses the same bytes, replayed.
+
+BentoML also logs every 4xx it raises with a traceback; `ClientErrorLog` turns those records
+into one line, so the server log shows tracebacks only for faults of ours.
+
+Sources: the ASGI specification (HTTP connection scope, `http.request` messages), RFC 7578
+(multipart/form-data), RFC 9110 sections 15.5.14 (413) and 15.5.16 (415).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs API errors
+logger = logging.getLogger(BENTOML_REQUEST_LOGGER)  # client errors go where BentoML's go
+
+JSON_BODY_BYTES = 2**20  # a route taking JSON takes labels and numbers: 1 MiB is plenty
+FORM_OVERHEAD_BYTES = 2**20  # part headers and boundaries around an upload
+
+
+@dataclass(frozen=True)
+class Route:
+    """What one API route takes: its input fields, those that are files, the largest body."""
+
+    path: str
+    fields: tuple[str, ...]
+    files: tuple[str, ...]
+    max_body_bytes: int
+
+    @property
+    def how(self) -> str:
+        """What to send, as a client would type it."""
+        if self.files:
+            form = " ".join(f"-F {name}=@FILE" for name in self.files)
+            return (
+                f"send a multipart/form-data upload with the file in field "
+                f"{', '.join(repr(f) for f in self.files)} (curl {form} URL{self.path})"
+            )
+        return (
+            "send the parameters as a JSON object with Content-Type: application/json "
+            f"(known: {', '.join(self.fields)})"
+        )
+
+
+def routes_of(service: Any, max_upload_bytes: int) -> dict[str, Route]:
+    """The POST routes of a BentoML service (`@bentoml.service` class) and what each takes."""
+    found = {}
+    for method in service.apis.values():
+        spec = method.input_spec
+        files = tuple(spec.multipart_fields)
+        found[method.route] = Route(
+            method.route,
+            tuple(spec.model_fields),
+            files,
+            max_upload_bytes + FORM_OVERHEAD_BYTES if files else JSON_BODY_BYTES,
+        )
+    return found
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+class RequestGuard:
+    """ASGI middleware: malformed POSTs to `routes` are answered here with a 4xx (JSON
+    `{"error": ...}`); well-formed ones go on to the app with their body replayed."""
+
+    def __init__(self, app: ASGIApp, routes: dict[str, Route]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await _read_body(scope, receive, route)
+            if body is None:
+                return  # the client went away
+            await _check(scope, body, route)
+        except ClientError as err:
+            logger.info("client error on %s [POST]: %d %s", route.path, err.status, err)
+            await _answer(send, err.status, str(err))
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _read_body(scope: Scope, receive: Receive, route: Route) -> bytes | None:
+    """The whole body, refused with 413 as soon as it is larger than the route takes."""
+    declared = _headers(scope).get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ClientError(400, f"Content-Length {declared!r} is not a number of bytes")
+        if int(declared) > route.max_body_bytes:
+            raise ClientError(
+                413,
+                f"the request is {_mib(int(declared))}; this service takes at most "
+                f"{_mib(route.max_body_bytes)} on {route.path}",
+            )
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > route.max_body_bytes:
+            raise ClientError(
+                413,
+                f"the request is over {_mib(route.max_body_bytes)}; this service takes at "
+                f"most that on {route.path}",
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
+    from email.message import Message as MimeHeader
+
+    header = MimeHeader()
+    header["content-type"] = content_type
+    params = {k.lower(): v for k, v in header.get_params(failobj=[])[1:]}
+    return content_type.split(";")[0].strip().lower(), params
+
+
+async def _check(scope: Scope, body: bytes, route: Route) -> None:
+    content_type = _headers(scope).get("content-type", "")
+    media, params = _media_type(content_type)
+    if not route.files:
+        if media not in ("", "application/json"):
+            raise ClientError(415, f"{route.path} takes JSON, not {media}: {route.how}")
+        return
+    if not body and not content_type:
+        raise ClientError(400, f"the request has no body: {route.how}")
+    if media != "multipart/form-data":
+        raise ClientError(
+            415, f"{route.path} takes an upload, not {media or 'no type'}: {route.how}"
+        )
+    if not params.get("boundary"):
+        raise ClientError(400, f"the multipart/form-data body has no boundary: {route.how}")
+    await _check_form(scope, body, route)
+
+
+async def _check_form(scope: Scope, body: bytes, route: Route) -> None:
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    async def once() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    request = Request({**scope, "app": None}, once)
+    try:
+        form = await request.form()
+    except Exception as err:  # whatever the parser makes of the client's bytes
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ClientError(
+            400, f"the multipart body could not be parsed ({reason}): {route.how}"
+        ) from None
+    try:
+        names = list(form.keys())
+        unknown = sorted(set(names) - set(route.fields))
+        if unknown:
+            raise ClientError(
+                400, f"unexpected field {', '.join(repr(n) for n in unknown)}: {route.how}"
+            )
+        for name in route.files:
+            values = form.getlist(name)
+            if not values:
+                raise ClientError(400, f"no file in field {name!r}: {route.how}")
+            if len(values) > 1:
+                raise ClientError(400, f"{len(values)} files in field {name!r}; send one")
+            if not isinstance(values[0], UploadFile):
+                raise ClientError(400, f"field {name!r} holds text, not a file: {route.how}")
+        for name in set(names) - set(route.files):
+            if any(isinstance(v, UploadFile) for v in form.getlist(name)):
+                raise ClientError(400, f"field {name!r} takes a value, not a file")
+    finally:
+        await form.close()
+
+
+async def _answer(send: Send, status: int, message: str) -> None:
+    data = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+# --- the server log ----------------------------------------------------------------------------
+
+
+def client_status(error: BaseException | None) -> int | None:
+    """The 4xx BentoML answers a request's fault with: a validation error (400) or a BentoML
+    exception with a 4xx code (ours: InvalidArgument, TooLarge); None for anything else."""
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return 400
+    if isinstance(error, BentoMLException) and int(error.error_code) < 500:
+        return int(error.error_code)
+    return None
+
+
+class ClientErrorLog(logging.Filter):
+    """Turns BentoML's "Exception on /route [POST]" record with a traceback into one INFO line
+    with the reason, when the exception is the client's; our own faults keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        status = client_status(error)
+        if status is not None:
+            where = record.getMessage().removeprefix("Exception ")  # "on /vocode [POST]"
+            record.msg, record.args = (
+                "client error %s: %d %s",
+                (where, status, " ".join(str(error).split())),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Install `ClientErrorLog` on BentoML's request logger (once per process)."""
+    target = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, ClientErrorLog) for f in target.filters):
+        target.addFilter(ClientErrorLog())

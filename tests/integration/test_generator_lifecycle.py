@@ -1,0 +1,205 @@
+"""The code prior and SampleRNN through the lifecycle on the VCTK sample corpus, against a real
+`mlflow server`: the prior fetches the champion VQ-VAE from the registry and names its
+version, learns, resumes bit for bit after a kill, is scored, registered, promoted and
+compared beside SampleRNN, and is served by `bentoml serve`, whose /info shows both versions."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+from servers import BentoServer, MlflowServer
+
+from wavefoundry import tracking
+from wavefoundry.config import Config, load_config
+from wavefoundry.families import io as model_io
+from wavefoundry.registry.compare import compare
+from wavefoundry.registry.promotion import promote
+from wavefoundry.stages import evaluate
+from wavefoundry.training import checkpoint
+from wavefoundry.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = REPO / "params.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def registry(stored_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """A tracking server whose wavefoundry-vctk-codec has a champion: a tiny VQ-VAE trained,
+    scored and promoted. Yields the overrides that point a config at it."""
+    server = MlflowServer(tmp_path_factory.mktemp("prior-mlflow"))
+    root = tmp_path_factory.mktemp("prior")
+    overrides = [
+        f"paths.data={stored_samples}",
+        f"paths.runs={root / 'codec-runs'}",
+        f"tracking.uri={server.url}",
+        "tracking.experiment=test-code-prior",
+        "training.validate_every=1000",
+        "evaluation.clips=2",
+        "evaluation.max_seconds=0.25",
+        # Timing on a shared CPU: the gate's speed limit is not what these tests are about.
+        "promotion.max_real_time_factor=1000",
+        # Generators on speech are scored by likelihood; the prior's is bits per code.
+        "promotion.tasks.generator={primary: bits_per_code, secondary: []}",
+    ]
+    try:
+        cfg = load_config(PARAMS, overrides=overrides)
+        codec = evaluate(cfg, run_id=train(cfg, "vqvae", "vctk").run_id).candidate
+        assert promote(cfg, codec.name, codec.version).decision.passed
+        yield overrides
+    finally:
+        server.stop()
+
+
+def config(overrides: list[str], runs: Path, *more: str) -> Config:
+    return load_config(PARAMS, overrides=[*overrides, f"paths.runs={runs}", *more])
+
+
+def test_the_prior_trains_on_the_champion_vqvae_and_names_its_version(
+    registry: list[str], tmp_path: Path
+) -> None:
+    cfg = config(registry, tmp_path / "runs")
+    history: list[float] = []
+    result = train(
+        cfg, "code_prior", "vctk", on_step=lambda _, losses: history.append(losses["loss"])
+    )
+    window = len(history) // 5
+    assert np.mean(history[-window:]) < np.mean(history[:window]), history
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    champion = mlflow.MlflowClient().get_model_version_by_alias(
+        "wavefoundry-vctk-codec", "champion"
+    )
+    run_tags = mlflow.MlflowClient().get_run(result.run_id).data.tags
+    assert run_tags[tracking.TAG_CODEC_MODEL] == "wavefoundry-vctk-codec"
+    assert run_tags[tracking.TAG_CODEC_VERSION] == str(champion.version)
+    assert run_tags[tracking.TAG_CODEC_RUN_ID] == champion.run_id
+    # The exported prior carries that VQ-VAE: its decoder weights equal the registered ones.
+    family, prior = model_io.load_model(result.model_dir)
+    assert family.config.codec_version == str(champion.version)
+    codec_family, codec = model_io.load_model(tracking.download_logged_model(champion.source))
+    assert family.config.codec == codec_family.config
+    assert all(torch.equal(prior.codec.state_dict()[k], v) for k, v in codec.state_dict().items())
+
+
+def test_a_missing_vqvae_version_is_one_clear_line(registry: list[str], tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "wavefoundry.cli", "train", "-m", "code_prior", "-d", "vctk"]
+    command += ["--params", str(PARAMS), "--set", "models.code_prior.codec_version=99"]
+    for override in [*registry, f"paths.runs={tmp_path}"]:
+        command += ["--set", override]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "no version '99' of registered model 'wavefoundry-vctk-codec'" in done.stderr
+
+
+def test_the_prior_resumes_bit_for_bit_after_a_kill(registry: list[str], tmp_path: Path) -> None:
+    steps, half = 8, 4
+    common = (
+        f"training.steps={steps}",
+        f"training.checkpoint_every={half}",
+        "training.keep_checkpoints=10",
+    )
+    straight = train(config(registry, tmp_path / "straight", *common), "code_prior", "vctk")
+
+    runs = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "wavefoundry.cli", "train", "-m", "code_prior", "-d", "vctk"]
+    command += ["--params", str(PARAMS)]
+    for override in [*registry, f"paths.runs={runs}", *common]:
+        command += ["--set", override]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    checkpoints = runs / "vctk-code_prior" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / f"step-{half:08d}").is_dir():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint at the half-way step"
+        time.sleep(0.05)
+    process.kill()
+    process.communicate()
+    for later in checkpoint.checkpoints(checkpoints):
+        if later.name != f"step-{half:08d}":  # the kill may have come a little late
+            checkpoint.shutil.rmtree(later)
+
+    resumed = train(config(registry, runs, *common), "code_prior", "vctk", resume=True)
+    final = f"step-{steps:08d}"
+    a = load_file(straight.run_dir / "checkpoints" / final / "model.safetensors")
+    b = load_file(resumed.run_dir / "checkpoints" / final / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert not [k for k in a if not torch.equal(a[k], b[k])]
+    half_way = load_file(checkpoints / f"step-{half:08d}" / "model.safetensors")
+    assert any(not torch.equal(half_way[k], b[k]) for k in b if k.startswith("prior.transformer"))
+
+
+def test_scored_registered_promoted_compared_and_served_with_both_versions(
+    registry: list[str], tmp_path: Path
+) -> None:
+    cfg = config(registry, tmp_path / "runs")
+    rival = evaluate(cfg, run_id=train(cfg, "samplernn", "vctk").run_id).candidate
+    assert rival.family == "samplernn" and np.isfinite(rival.metrics["bits_per_sample"])
+    prior = evaluate(cfg, run_id=train(cfg, "code_prior", "vctk").run_id).candidate
+    assert prior.name == rival.name == "wavefoundry-vctk-generator"
+    assert np.isfinite(prior.metrics["bits_per_code"]) and prior.metrics["rtf"] > 0
+    codec_version = prior.tags[tracking.TAG_CODEC_VERSION]
+    assert prior.tags[tracking.TAG_CODEC_MODEL] == "wavefoundry-vctk-codec"
+
+    assert promote(cfg, prior.name, prior.version).decision.passed
+    comparison = compare(cfg, prior.name, tmp_path / "compare.png")
+    assert {c.family for c in comparison.candidates} >= {"samplernn", "code_prior"}
+    assert {"bits_per_code", "bits_per_sample"} <= set(comparison.metrics)
+    assert comparison.chart.is_file()
+
+    home = tmp_path / "bentoml"
+    command = [sys.executable, "-m", "wavefoundry.cli", "bento", "build"]
+    command += ["--params", str(PARAMS), "--model-name", prior.name]
+    for override in cfg_overrides(registry, tmp_path):
+        command += ["--set", override]
+    env = {**os.environ, "BENTOML_HOME": str(home)}
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    server = BentoServer(done.stdout.strip().splitlines()[-1], home)
+    try:
+        info = requests.get(server.url + "/info", timeout=10).json()
+        assert info["family"] == "code_prior" and info["version"] == prior.version
+        assert info["upstream"][tracking.TAG_CODEC_MODEL] == "wavefoundry-vctk-codec"
+        assert info["upstream"][tracking.TAG_CODEC_VERSION] == codec_version
+        body = {"seconds": 0.5, "seed": 3, "speaker": prior_speaker(cfg)}
+        response = requests.post(server.url + "/generate", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        audio, rate = sf.read(io.BytesIO(response.content))
+        assert rate == 48000 and len(audio) == 24000 and np.abs(audio).max() > 0
+        again = requests.post(server.url + "/generate", json=body, timeout=120)
+        assert again.content == response.content  # the seed fixes the codes
+        wrong = requests.post(
+            server.url + "/generate", json={**body, "speaker": "p999"}, timeout=60
+        )
+        assert wrong.status_code == 400 and "unknown speaker" in wrong.text
+    finally:
+        server.stop()
+
+
+def cfg_overrides(registry: list[str], tmp_path: Path) -> list[str]:
+    return [*registry, f"paths.runs={tmp_path / 'runs'}"]
+
+
+def prior_speaker(cfg: Config) -> str:
+    from wavefoundry.data.stored import stored_dataset
+
+    return stored_dataset(cfg, "vctk")[0].speakers[-1]
