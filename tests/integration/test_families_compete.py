@@ -4,6 +4,7 @@ there: each is trained by `wavefoundry train`, scored on the same held-out clips
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,9 @@ def cli(tmp: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
     ]
     for override in overrides(tmp, data):
         command += ["--set", override]
-    return subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=900)
+    # Wide enough that rich does not wrap a candidate's label across lines of its table.
+    env = {**os.environ, "COLUMNS": "400"}
+    return subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=900)
 
 
 def overrides(tmp: Path, data: Path) -> list[str]:
