@@ -37,6 +37,7 @@ bench: setup
 	$(UV) run --locked python bench/train.py
 	$(UV) run --locked python bench/serve.py
 	$(UV) run --locked python bench/demo.py
+	$(UV) run --locked python bench/demo_load.py
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache

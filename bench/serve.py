@@ -62,6 +62,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_bento(tag: str, wait_seconds: float) -> tuple[subprocess.Popen, str]:
+    """`bentoml serve TAG` on a free loopback port, once /readyz answers (or `wait_seconds`
+    have passed); the process and its URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("bentoml")), "serve", tag, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return server, url
+
+
 def champion_bento(workdir: Path) -> str:
     settings = [*V3, "training.steps=2", "promotion.max_real_time_factor=100"]
     flags = [part for setting in settings for part in ("--set", setting)]
@@ -96,21 +117,8 @@ def main() -> None:
         started = time.perf_counter()
         tag = champion_bento(workdir)
         console.print(f"Bento {tag} built in {time.perf_counter() - started:.0f} s")
-        port = free_port()
-        server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("bentoml")), "serve", tag, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_bento(tag, wait_seconds=120)
         try:
-            for _ in range(600):
-                try:
-                    if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.2)
             body = clip(args.seconds)
 
             def vocode(_: int) -> tuple[float, int]:

@@ -152,3 +152,41 @@ def log_mel(audio: torch.Tensor | np.ndarray, cfg: MelConfig = MelConfig()) -> t
     transform = _mel_transform(cfg).to(x.device)
     mel = torch.log(torch.clamp(transform(x), min=cfg.log_floor))
     return mel[0] if squeeze else mel
+
+
+@functools.lru_cache(maxsize=16)
+def _griffin_lim_transforms(cfg: MelConfig, n_iter: int):
+    import torch
+    import torchaudio.functional as AF
+    import torchaudio.transforms as T
+
+    filterbank = AF.melscale_fbanks(
+        cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max or cfg.sample_rate / 2, cfg.n_mels,
+        cfg.sample_rate, norm="slaney", mel_scale="slaney",
+    )  # fmt: skip
+    inverse = torch.linalg.pinv(filterbank.T)  # (n_freqs, n_mels)
+    griffin_lim = T.GriffinLim(
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        power=1.0,
+        n_iter=n_iter,
+        rand_init=False,
+    )
+    return inverse, griffin_lim
+
+
+def griffin_lim(mel: torch.Tensor, cfg: MelConfig = MelConfig(), n_iter: int = 32) -> torch.Tensor:
+    """(n_mels, frames) `log_mel` frames back to (frames * hop,) audio in [-1, 1]: the mel
+    filterbank inverted by its pseudo-inverse, then Griffin-Lim's phase (Griffin & Lim 1984)
+    from a zero-phase start, so the same mel always gives the same audio. The floor any
+    learned vocoder must beat."""
+    import torch.nn.functional as F
+
+    inverse, phase = _griffin_lim_transforms(cfg, n_iter)
+    frames = mel.shape[-1]
+    # The STFT's centre padding needs more than n_fft / 2 samples: silence after a short mel.
+    short = max(0, cfg.n_fft // cfg.hop_length + 1 - frames)
+    mel = F.pad(mel.detach().float().cpu(), (0, short), value=math.log(cfg.log_floor))
+    magnitude = (inverse @ mel.exp()).clamp(min=0.0)
+    return phase(magnitude)[: frames * cfg.hop_length].clamp(-1.0, 1.0)

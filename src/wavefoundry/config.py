@@ -28,12 +28,21 @@ DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
 FamilyName = Literal[
-    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "waveglow", "vae"
+    "wavenet",
+    "vqvae",
+    "hifigan",
+    "wavegan",
+    "samplernn",
+    "code_prior",
+    "tacotron2",
+    "waveglow",
+    "vae",
 ]
 FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
-# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator).
-TASKS: tuple[str, ...] = ("vocoder", "codec", "generator")
+# audio from a mel (vocoder), audio through discrete codes (codec), audio from labels (generator),
+# mel frames from text (acoustic: text-to-speech, voiced by the dataset's vocoder champion).
+TASKS: tuple[str, ...] = ("vocoder", "codec", "generator", "acoustic")
 
 
 class ConfigError(UserError):
@@ -274,6 +283,11 @@ class PromotionConfig(Section):
     max_real_time_factor: float = Field(
         1.0, gt=0.0, description="Seconds of compute per second of audio, as scored."
     )
+    real_time_factor_device: str = Field(
+        "cuda",
+        description="The device max_real_time_factor is a serving target on: a candidate "
+        "scored on another device (a CPU demo) is not held to it, and the promotion says so.",
+    )
     secondary_tolerance: float = Field(
         0.05, ge=0.0, description="A secondary metric may be worse by at most this fraction."
     )
@@ -284,6 +298,7 @@ class PromotionConfig(Section):
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "codec": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "generator": TaskGate(primary="frechet_distance", secondary=["pitch_accuracy"]),
+        "acoustic": TaskGate(primary="mcd_dtw"),
     }
 
     @field_validator("tasks")
@@ -303,6 +318,12 @@ class ServingConfig(Section):
     min_sample_rate: int = Field(4000, gt=0, description="Lowest rate (Hz) /vocode takes.")
     max_sample_rate: int = Field(384000, gt=0, description="Highest rate (Hz) /vocode takes.")
     max_generate_seconds: float = Field(10.0, gt=0.0, description="Longest audio /generate makes.")
+    max_text_chars: int = Field(
+        1000, gt=0, description="Longest text /synthesize speaks, in characters."
+    )
+    max_sentence_chars: int = Field(
+        200, gt=0, description="/synthesize splits text at sentence ends into pieces this long."
+    )
     max_concurrency: int = Field(
         32, gt=0, description="Requests a replica takes at once; more get HTTP 429."
     )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from wavefoundry.evaluation.scorer import HeldOutSet, Score
     from wavefoundry.families.base import Family
     from wavefoundry.registry.candidates import Candidate
+    from wavefoundry.registry.promotion import Contest, Outcome
 
 
 def sample_data(cfg: Config, datasets: list[str], out: Path | None = None) -> dict[str, Path]:
@@ -156,6 +157,12 @@ def score_model(cfg: Config, family: Family, net: torch.nn.Module, held_out: Hel
     """Score a loaded model, training or loading the note classifier when it is a generator."""
     from wavefoundry.evaluation.scorer import score
 
+    if family.task == "acoustic":
+        from wavefoundry.registry import candidates
+        from wavefoundry.registry.voice import voice_for
+
+        voice = voice_for(cfg, candidates.client(cfg.tracking), family, device(cfg))
+        return score(family, net, held_out, None, cfg.evaluation.audio_examples, voice.vocode)
     if family.task != "generator" or held_out.dataset != "nsynth":
         return score(family, net, held_out, None, cfg.evaluation.audio_examples)
     from wavefoundry.evaluation.note_classifier import note_classifier
@@ -164,6 +171,18 @@ def score_model(cfg: Config, family: Family, net: torch.nn.Module, held_out: Hel
     result = score(family, net, held_out, classifier, cfg.evaluation.audio_examples)
     result.metrics["classifier_pitch_accuracy"] = accuracy["pitch_accuracy"]
     return result
+
+
+def held_out_for(cfg: Config, client: Any, family: Family) -> HeldOutSet:
+    """The held-out set `family`'s candidates are scored on: whole sentences voiced by the
+    current vocoder for an acoustic model, clips cut to evaluation.max_seconds otherwise."""
+    from wavefoundry.evaluation.scorer import held_out_set
+    from wavefoundry.registry.voice import voice_for
+
+    if family.task != "acoustic":
+        return held_out_set(cfg, family.data.dataset)
+    voice = voice_for(cfg, client, family)
+    return held_out_set(cfg, family.data.dataset, whole_clips=True, vocoder=voice.label)
 
 
 def evaluate(
@@ -196,9 +215,9 @@ def evaluate(
     if not model_uri:
         raise UserError(f"run {run_id} logged no model: it did not finish training")
     family, net = load_logged_model(model_uri, device(cfg))
-    from wavefoundry.evaluation.scorer import held_out_set, log_score
+    from wavefoundry.evaluation.scorer import log_score
 
-    held_out = held_out_set(cfg, family.data.dataset)
+    held_out = held_out_for(cfg, client, family)
     result = score_model(cfg, family, net, held_out)
     log_score(run_id, result, held_out.sample_rate)
     candidate = candidates.register(
@@ -209,6 +228,7 @@ def evaluate(
         result.metrics,
         result.fingerprint,
         result.data_version,
+        result.device,
     )
     return Evaluated(candidate, result, run.info.run_name)
 
@@ -224,22 +244,60 @@ def rescore(
     from wavefoundry.tracking import load_logged_model
 
     dataset = candidate.tags.get(tracking.TAG_DATASET, "")
-    held_out = held_out_set(cfg, dataset)
+    family, net = load_logged_model(candidate.model_uri, device(cfg))
+    held_out = held_out_for(cfg, client, family) if family.task == "acoustic" else None
+    held_out = held_out or held_out_set(cfg, dataset)
     if held_out.fingerprint != fingerprint:
         raise UserError(
             f"the challenger was scored on held-out set {fingerprint}, but the {dataset} data "
             f"here gives {held_out.fingerprint} (data version {held_out.data_version[:12]}): "
             "evaluate the challenger again on this data, then promote"
         )
-    family, net = load_logged_model(candidate.model_uri, device(cfg))
     result = score_model(cfg, family, net, held_out)
     if not save:
         tags = {
             k: v for k, v in candidate.tags.items() if not k.startswith(tracking.TAG_EVAL_PREFIX)
         }
-        tags.update(candidates.score_tags(result.metrics, result.fingerprint, result.data_version))
+        tags.update(
+            candidates.score_tags(
+                result.metrics, result.fingerprint, result.data_version, result.device
+            )
+        )
         return dataclasses.replace(candidate, tags=tags)
     log_score(candidate.run_id, result, held_out.sample_rate)
     return candidates.update_scores(
-        client, candidate, result.metrics, result.fingerprint, result.data_version
+        client, candidate, result.metrics, result.fingerprint, result.data_version, result.device
     )
+
+
+def _rescorer(cfg: Config) -> Any:
+    """`rescore` as promotion takes it: the champion, the challenger's fingerprint, save."""
+
+    def again(champion: Candidate, fingerprint: str, save: bool) -> Candidate:
+        from wavefoundry.registry import candidates
+
+        return rescore(cfg, candidates.client(cfg.tracking), champion, fingerprint, save)
+
+    return again
+
+
+def promote(
+    cfg: Config,
+    name: str,
+    version: str | None = None,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Face a challenger with the champion through the gate (registry.promotion.promote); a
+    champion scored on other held-out data is scored again here first."""
+    from wavefoundry.registry import promotion
+
+    return promotion.promote(cfg, name, version, run_id, dry_run, rescore=_rescorer(cfg))
+
+
+def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
+    """Several challengers (registered model, version), best first (registry.promotion.
+    promote_best), a stale champion scored again here."""
+    from wavefoundry.registry import promotion
+
+    return promotion.promote_best(cfg, challengers, rescore=_rescorer(cfg))

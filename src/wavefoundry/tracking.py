@@ -34,6 +34,7 @@ TAG_CONFIG_HASH = "config_hash"
 TAG_EVAL_PREFIX = "eval."  # eval.<metric> on a version: its score
 TAG_EVAL_FINGERPRINT = "eval_fingerprint"  # the held-out set it was scored on
 TAG_EVAL_DATA_VERSION = "eval_data_version"  # the data that held-out set came from
+TAG_EVAL_DEVICE = "eval_device"  # cpu, cuda, ...: where it was scored (and its rtf measured)
 TAG_PREVIOUS_CHAMPION = "previous_champion"  # on a version and its registered model
 TAG_BENTO = "bento_tag"  # on a version: the Bento built from it
 TAG_AUDIT_PREFIX = "audit."  # audit.<time> on a registered model: a promotion record
@@ -43,6 +44,8 @@ TAG_PIPELINE_JOB = "wavefoundry.pipeline.job_id"
 TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
 TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
 TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+# NAME:VERSION the promotion of a pipeline run left the alias on ("" for none), on its runs
+TAG_PIPELINE_CHAMPION = "wavefoundry.pipeline.champion"
 TAG_PIPELINE_ERROR = "wavefoundry.pipeline.error"  # on the outcome run of a failed pipeline
 # A model built on another registered model (a code prior on its VQ-VAE) names it on its run,
 # its registered version and its Bento's /info.
@@ -52,9 +55,14 @@ TAG_CODEC_RUN_ID = "codec_run_id"  # the run that trained it
 UPSTREAM_TAGS = (TAG_CODEC_MODEL, TAG_CODEC_VERSION, TAG_CODEC_RUN_ID)
 
 
+# How a task is called in a registered model's name where it differs from the task.
+REGISTERED_TASK_NAMES = {"acoustic": "tts"}
+
+
 def registered_model_name(dataset: str, task: str) -> str:
-    """The registered model a task's candidates on a dataset join: wavefoundry-DATASET-TASK."""
-    return f"wavefoundry-{dataset}-{task}"
+    """The registered model a task's candidates on a dataset join: wavefoundry-DATASET-TASK
+    (an acoustic model's is wavefoundry-DATASET-tts)."""
+    return f"wavefoundry-{dataset}-{REGISTERED_TASK_NAMES.get(task, task)}"
 
 
 def registered_version(tracking: TrackingConfig, name: str, version: str) -> Any:
@@ -191,6 +199,12 @@ class Tracker:
                 figure.savefig(Path(tmp) / f"{i}-spectrogram.png", dpi=80)
                 figure.clf()
             self.mlflow.log_artifacts(tmp, folder)
+
+    def log_figures(self, step: int, figures: dict[str, Any]) -> None:
+        """Each figure as samples/step-N/NAME.png."""
+        for name, figure in figures.items():
+            self.mlflow.log_figure(figure, f"samples/step-{step:08d}/{name}.png")
+            figure.clf()
 
     def log_model(self, model_dir: Path, family_name: str) -> str:
         """The exported model as an MLflow pyfunc model (code + safetensors); its URI."""

@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from wavefoundry.config import Config, load_config
 from wavefoundry.registry.candidates import Candidate
-from wavefoundry.registry.promotion import audit_records, promote, rollback
-from wavefoundry.stages import evaluate
+from wavefoundry.registry.promotion import audit_records, rollback
+from wavefoundry.stages import evaluate, promote
 from wavefoundry.tracking import Tracker
 from wavefoundry.training.trainer import train
 

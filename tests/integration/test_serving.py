@@ -28,8 +28,7 @@ from servers import BentoServer, MlflowServer
 
 from wavefoundry.audio import resample, resampled_length, write_wav
 from wavefoundry.config import Config, load_config
-from wavefoundry.registry.promotion import promote
-from wavefoundry.stages import evaluate
+from wavefoundry.stages import evaluate, promote
 from wavefoundry.tracking import load_logged_model
 from wavefoundry.training.trainer import train
 

@@ -85,7 +85,7 @@ def _decision_table(outcome) -> Table:
 
 
 def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.registry.promotion import promote
+    from wavefoundry.stages import promote
 
     if args.candidates:
         return _promote_candidates(args, cfg)
@@ -95,6 +95,8 @@ def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
     decision = outcome.decision
     if outcome.rescored:
         out.print("the champion was scored again on the challenger's held-out set")
+    if outcome.note:
+        out.print(outcome.note)
     out.print(_decision_table(outcome))
     alias = cfg.promotion.alias
     if args.dry_run:
@@ -121,7 +123,8 @@ def _candidate_files(paths: list[Path], cfg: Config) -> list[Path]:
 
 
 def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.registry.promotion import promote_best
+    from wavefoundry.registry.promotion import champions
+    from wavefoundry.stages import promote_best
 
     if args.dry_run:
         raise UserError("--dry-run takes one challenger: give --model-name and --version")
@@ -136,9 +139,14 @@ def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
             {"registered_model": c.name, "version": c.version, "verdict": c.verdict}
             for c in contests
         ]
+        # What bento build --promotion builds: the versions decided here, not the alias later.
         write_json(
             args.out,
-            {"registered_models": sorted({c.name for c in contests}), "contests": verdicts},
+            {
+                "registered_models": sorted({c.name for c in contests}),
+                "champions": champions(contests),
+                "contests": verdicts,
+            },
         )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ def add_commands(commands: Any, command: Command) -> None:
         "score a training run on the held-out clips and register it as a candidate",
     )
     sub.add_argument("--run-id", help="the MLflow run to score (default: the latest of -m on -d)")
+    sub.add_argument(
+        "--trained",
+        type=Path,
+        metavar="FILE",
+        help="instead of --run-id: the run `train --out FILE` wrote (dvc.yaml hands it on)",
+    )
     sub.add_argument("--model", "-m", metavar="NAME", help=", ".join(FAMILIES))
     sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
     sub.add_argument(
@@ -88,7 +95,16 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.stages import evaluate
 
     started = time.perf_counter()
-    done = evaluate(cfg, args.run_id, args.model, args.dataset)
+    run_id = args.run_id
+    if args.trained:
+        if run_id:
+            raise UserError("give --run-id or --trained, not both")
+        if not args.trained.is_file():
+            raise UserError(f"no file {args.trained}: write it with train --out")
+        run_id = json.loads(args.trained.read_text(encoding="utf-8")).get("run_id")
+        if not run_id:
+            raise UserError(f"{args.trained} names no MLflow run: the training was not tracked")
+    done = evaluate(cfg, run_id, args.model, args.dataset)
     candidate, score = done.candidate, done.score
     out.print(
         metric_table(

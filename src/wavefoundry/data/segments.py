@@ -85,3 +85,33 @@ def collate_segments(items: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             batch[key] = values
     return batch
+
+
+class UtteranceDataset(SegmentDataset):
+    """Whole clips of one stored split, for models that read a clip with its transcript
+    (text-to-speech). Item i is clip i % clips from its first sample, cut to `max_length`
+    samples; {"audio": float32 tensor of the clip's own length, "length": int, "clip_id",
+    <conditioning columns>}. `lengths` (samples per clip, capped) lets a sampler bucket
+    similar lengths together."""
+
+    def __init__(self, split_dir: Path, max_length: int, items: int | None = None):
+        super().__init__(split_dir, max_length, items=items, random_offset=False)
+        self.lengths = np.minimum(self._lengths, max_length)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        clip = item % len(self._offsets)
+        offset, length = int(self._offsets[clip]), int(self.lengths[clip])
+        samples = self.audio[offset : offset + length]
+        audio = torch.from_numpy(samples.astype(np.float32) / 32768.0)
+        return {"audio": audio, "length": length, **self._conditioning[clip]}
+
+
+def collate_utterances(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Zero-pad "audio" to the longest clip, (B, T_max); "length" (B,) keeps each clip's own
+    samples; the other columns as `collate_segments` does."""
+    longest = max(item["audio"].numel() for item in items)
+    padded = [
+        {**item, "audio": torch.nn.functional.pad(item["audio"], (0, longest - item["length"]))}
+        for item in items
+    ]
+    return collate_segments(padded)

@@ -38,9 +38,21 @@ METRICS: dict[str, Metric] = {
         Metric("perplexity", True, "exp(entropy) of the codes used on held-out audio"),
         Metric("codebook_usage", True, "fraction of the codebook used on held-out audio"),
         Metric("latent_kbps", False, "VAE: KL of the latent to its prior, kbit per second"),
-        Metric("rtf", False, "seconds of compute per second of audio"),
+        Metric(
+            "rtf",
+            False,
+            "seconds of compute per second of audio: the process's CPU seconds when scored on a "
+            "CPU (load elsewhere does not inflate them), wall seconds on a GPU",
+        ),
+        Metric("rtf_wall", False, "wall-clock seconds per second of audio, as scored"),
         Metric("pitch_accuracy", True, "generated notes recognised at their requested pitch"),
         Metric("frechet_distance", False, "Fréchet distance of classifier embeddings"),
+        Metric("mcd_dtw", False, "mel-cepstral distortion c1-c24 after DTW, dB (WORLD)"),
+        Metric("f0_rmse_cents", False, "F0 RMSE over frames voiced in both, after DTW, cents"),
+        Metric("duration_ratio", False, "|log(generated / reference duration)|, 0 is exact"),
+        Metric("attention_focus", True, "mean of each decoder step's largest attention weight"),
+        Metric("attention_diagonality", True, "attention mass near the diagonal (g = 0.2)"),
+        Metric("decoder_limit_share", False, "share of sentences that hit max_decoder_steps"),
         Metric(
             "classifier_pitch_accuracy",
             True,
@@ -135,3 +147,85 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     trace_root = np.sqrt(np.clip(cross, 0, None)).sum()
     distance = mean_gap @ mean_gap + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
     return float(max(distance, 0.0))
+
+
+def attention_focus_rate(alignment: torch.Tensor) -> float:
+    """(decoder steps, characters) attention weights -> the mean over steps of each step's
+    largest weight (the "focus rate" of FastSpeech, Ren et al. 2019): 1 when every step looks
+    at one character, 1/characters when attention is spread evenly."""
+    return alignment.detach().double().max(dim=-1).values.mean().item()
+
+
+def attention_diagonality(alignment: torch.Tensor, sigma: float = 0.2) -> float:
+    """Attention mass near the diagonal: mean over steps t < T of sum_n A[t, n] *
+    exp(-(n/N - t/T)^2 / (2 sigma^2)), Tachibana et al. 2017's guide turned into a score in
+    [0, 1]; 1 when attention walks the text at an even pace."""
+    a = alignment.detach().double()
+    steps, chars = a.shape
+    t = torch.arange(steps, dtype=torch.float64)[:, None] / steps
+    n = torch.arange(chars, dtype=torch.float64)[None, :] / chars
+    return (a * torch.exp(-((n - t) ** 2) / (2 * sigma**2))).sum(-1).mean().item()
+
+
+def attention_is_monotonic(alignment: torch.Tensor, slack: float = 1.0, reach: float = 0.9) -> bool:
+    """Whether attention walks the text forwards: its centre (the weighted mean character
+    position of each decoder step) never steps back by more than `slack` characters, starts in
+    the first tenth of the text and ends past `reach` of it. The centre rather than the peak,
+    so two neighbouring characters sharing a step's weight do not count as a step back."""
+    a = alignment.detach().double()
+    chars = a.shape[-1]
+    centre = (a * torch.arange(chars, dtype=torch.float64)).sum(-1) / a.sum(-1).clamp(min=1e-12)
+    backwards = (centre[:-1] - centre[1:]).max().item() if len(centre) > 1 else 0.0
+    return bool(
+        backwards <= slack
+        and centre[0].item() <= max(1.0, chars / 10)
+        and centre[-1].item() >= reach * (chars - 1)
+    )
+
+
+FRAME_PERIOD_MS = 5.0  # WORLD analysis frames for MCD and F0
+MEL_CEPSTRUM_ORDER = 24  # c1 .. c24; c0 (the frame's energy) is left out of MCD
+
+
+def _world_features(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(F0 in Hz per 5 ms frame, 0 where unvoiced; mel-cepstra (frames, 1 + order)) from
+    WORLD (Morise 2016): DIO + StoneMask for F0, CheapTrick's envelope as a mel-cepstrum."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyworld imports pkg_resources, which warns
+        import pyworld
+
+    audio = np.ascontiguousarray(np.nan_to_num(audio), dtype=np.float64)
+    f0, times = pyworld.dio(audio, sample_rate, frame_period=FRAME_PERIOD_MS)
+    f0 = pyworld.stonemask(audio, f0, times, sample_rate)
+    envelope = pyworld.cheaptrick(audio, f0, times, sample_rate)
+    return f0, pyworld.code_spectral_envelope(envelope, sample_rate, MEL_CEPSTRUM_ORDER + 1)
+
+
+def dtw_speech_scores(reference: np.ndarray, generated: np.ndarray, sample_rate: int) -> dict:
+    """Speech that is not sample-aligned with its reference (text-to-speech) compared after
+    dynamic time warping of the two mel-cepstra (Euclidean, librosa.sequence.dtw):
+
+    - mcd_dtw: mel-cepstral distortion (Kubichek 1993), (10 / ln 10) sqrt(2 sum_d (c_d -
+      c'_d)^2) over c1 .. c24, dB, averaged over the path; 0 for identical signals.
+    - f0_rmse_cents: RMS of 1200 log2(F0_gen / F0_ref) over path frames voiced in both (NaN
+      when none are).
+    - duration_ratio: |ln(len(generated) / len(reference))|.
+    """
+    from librosa.sequence import dtw
+
+    f0_ref, mc_ref = _world_features(reference, sample_rate)
+    f0_gen, mc_gen = _world_features(generated, sample_rate)
+    _, path = dtw(X=mc_ref[:, 1:].T, Y=mc_gen[:, 1:].T, metric="euclidean")
+    i, j = path[::-1, 0], path[::-1, 1]
+    per_frame = (10.0 / math.log(10.0)) * np.sqrt(
+        2.0 * ((mc_ref[i, 1:] - mc_gen[j, 1:]) ** 2).sum(1)
+    )
+    voiced = (f0_ref[i] > 0) & (f0_gen[j] > 0)
+    cents = 1200.0 * np.log2(f0_gen[j][voiced] / f0_ref[i][voiced])
+    return {
+        "mcd_dtw": float(per_frame.mean()),
+        "f0_rmse_cents": float(np.sqrt((cents**2).mean())) if voiced.any() else math.nan,
+        "duration_ratio": abs(math.log(max(len(generated), 1) / max(len(reference), 1))),
+    }

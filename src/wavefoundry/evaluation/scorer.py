@@ -63,8 +63,14 @@ class HeldOutSet:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
-    """The fixed held-out clips of the stored `dataset` under the evaluation settings."""
+def held_out_set(
+    cfg: Config, dataset: str, whole_clips: bool = False, vocoder: str = ""
+) -> HeldOutSet:
+    """The fixed held-out clips of the stored `dataset` under the evaluation settings.
+
+    `whole_clips` (text-to-speech: a sentence is spoken whole) keeps each clip entire instead
+    of cutting it to `max_seconds`; `vocoder` names what voices an acoustic model's frames
+    (a registered vocoder version, or "griffin-lim"). Both join the fingerprint."""
     settings = cfg.evaluation
     spec, data_version = stored_dataset(cfg, dataset)
     folder = split_dir(cfg, dataset, settings.split)
@@ -74,6 +80,8 @@ def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
     index = index.sort_values("clip_id", kind="stable").reset_index(drop=True)
     chosen = np.random.default_rng(settings.seed).permutation(len(index))[: settings.clips]
     longest = max(1, int(settings.max_seconds * spec.sample_rate))
+    if whole_clips:
+        longest = int(index["length"].max())
     clips = []
     for row in index.iloc[chosen].to_dict("records"):
         start, length = int(row["offset"]), min(int(row["length"]), longest)
@@ -91,7 +99,10 @@ def held_out_set(cfg: Config, dataset: str) -> HeldOutSet:
         data_version,
         spec.sample_rate,
         tuple(clips),
-        settings.model_dump(mode="json", exclude={"device", "audio_examples"}),
+        {
+            **settings.model_dump(mode="json", exclude={"device", "audio_examples"}),
+            **({"whole_clips": True, "vocoder": vocoder} if whole_clips else {}),
+        },
     )
 
 
@@ -109,6 +120,7 @@ class Score:
     metrics: dict[str, float]
     clips: pd.DataFrame  # one row per held-out clip
     examples: list[Rendered] = field(default_factory=list)
+    device: str = "cpu"  # where it was scored: the rtf is this device's
 
 
 def metric_mel(sample_rate: int) -> MelConfig:
@@ -122,9 +134,11 @@ def score(
     held_out: HeldOutSet,
     classifier: Any = None,
     audio_examples: int = 4,
+    vocoder: Any = None,
 ) -> Score:
     """Render every held-out clip with the candidate and measure it (see the module doc).
-    `classifier` (evaluation.note_classifier) is needed for generators only."""
+    `classifier` (evaluation.note_classifier) is needed for generators only; `vocoder` (a
+    log-mel -> audio callable) voices an acoustic model's frames (None: Griffin-Lim)."""
     if held_out.dataset != family.data.dataset:
         raise UserError(
             f"a {family.name} model trained on {family.data.dataset} cannot be scored on "
@@ -136,6 +150,8 @@ def score(
         rows, rendered, compute = _render_notes(family, net, held_out, classifier)
     elif family.task == "generator":
         rows, rendered, compute = _render_utterances(family, net, held_out)
+    elif family.task == "acoustic":
+        rows, rendered, compute = _render_sentences(family, net, held_out, vocoder)
     else:
         rows, rendered, compute = _render_reconstructions(family, net, held_out)
     table = pd.DataFrame(rows)
@@ -147,20 +163,53 @@ def score(
     }
     if notes:
         values.update(_note_metrics(classifier, held_out, rendered, table))
+    if family.task == "acoustic":
+        # F0 is compared only where both voices sound; a sentence with no such frame (an
+        # untrained voice) has no F0 error rather than an infinite one: left out of the mean,
+        # and the metric left out when no sentence has one.
+        f0 = float(table["f0_rmse_cents"].mean(skipna=True))
+        values.pop("f0_rmse_cents")
+        if math.isfinite(f0):
+            values["f0_rmse_cents"] = f0
     made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
-    values["rtf"] = metrics.real_time_factor(compute, made)
+    device = next(net.parameters()).device.type
+    # On a CPU, the process's CPU seconds: other work on the machine does not inflate them
+    # (wall seconds do). On a GPU, wall seconds after synchronising. Wall time is kept apart.
+    values["rtf"] = metrics.real_time_factor(
+        compute.wall if device == "cuda" else compute.cpu, made
+    )
+    values["rtf_wall"] = metrics.real_time_factor(compute.wall, made)
     return Score(
-        held_out.fingerprint, held_out.data_version, values, table, rendered[:audio_examples]
+        held_out.fingerprint,
+        held_out.data_version,
+        values,
+        table,
+        rendered[:audio_examples],
+        device,
     )
 
 
-def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
+@dataclass
+class Compute:
+    """Seconds spent rendering: on the wall clock, and of this process's CPU time (every
+    thread's, which is what the work costs whatever else runs on the machine)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __iadd__(self, other: Compute) -> Compute:
+        self.wall += other.wall
+        self.cpu += other.cpu
+        return self
+
+
+def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.ndarray, Compute]:
+    started, started_cpu = time.perf_counter(), time.process_time()
     generated = family.synthesize(net, audio, conditions)
     if generated.is_cuda:
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    return generated.detach().float().cpu().numpy(), seconds
+    spent = Compute(time.perf_counter() - started, time.process_time() - started_cpu)
+    return generated.detach().float().cpu().numpy(), spent
 
 
 def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, Any]:
@@ -173,14 +222,14 @@ def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, A
 
 def _render_reconstructions(
     family: Family, net: torch.nn.Module, held_out: HeldOutSet
-) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
     device = next(net.parameters()).device
     mel = metric_mel(held_out.sample_rate)
     first = held_out.clips[0]
     # Warm-up (allocator, kernels, caches) outside the timing, on a tenth of a second.
     warm_up = torch.from_numpy(first.audio[: max(1, held_out.sample_rate // 10)]).to(device)
     family.synthesize(net, warm_up, _model_conditions(family, first.conditions))
-    rows, rendered, compute = [], [], 0.0
+    rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
         for clip in held_out.clips:
             audio = torch.from_numpy(clip.audio).to(device)
@@ -235,6 +284,40 @@ def _render_utterances(
     return rows, rendered, compute
 
 
+def _render_sentences(
+    family: Any, net: torch.nn.Module, held_out: HeldOutSet, vocoder: Any
+) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+    """Each held-out clip's transcript spoken free-running (prenet seed 0), voiced by
+    `vocoder` (else the family's Griffin-Lim), judged against the recording after DTW; its
+    alignment scored for focus, diagonality and whether it hit the decoder-step limit."""
+    limit = family.config.max_decoder_steps
+    rows, rendered, compute = [], [], 0.0
+    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+        for clip in held_out.clips:
+            conditions = _model_conditions(family, clip.conditions)
+            text = conditions.get("normalized_text") or conditions.get("text") or ""
+            started = time.perf_counter()
+            out = family.text_to_mel(net, str(text), conditions.get("speaker"))
+            speech = (vocoder or family.vocode)(out.mel_postnet[0]).reshape(-1)
+            generated = speech.detach().float().cpu().clamp(-1.0, 1.0).numpy()
+            compute += time.perf_counter() - started
+            alignment = out.alignments[0]
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "seconds": len(generated) / held_out.sample_rate,
+                    "reference_seconds": len(clip.audio) / held_out.sample_rate,
+                    **metrics.dtw_speech_scores(clip.audio, generated, held_out.sample_rate),
+                    "attention_focus": metrics.attention_focus_rate(alignment),
+                    "attention_diagonality": metrics.attention_diagonality(alignment),
+                    "decoder_limit_share": float(int(out.steps[0]) >= limit),
+                }
+            )
+            rendered.append(Rendered(clip.clip_id, clip.audio, generated))
+            advance(1)
+    return rows, rendered, compute
+
+
 def _note_requests(held_out: HeldOutSet) -> list[int]:
     pitches = held_out.settings.get("pitches")
     if pitches:
@@ -244,14 +327,14 @@ def _note_requests(held_out: HeldOutSet) -> list[int]:
 
 def _render_notes(
     family: Family, net: torch.nn.Module, held_out: HeldOutSet, classifier: Any
-) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
     if classifier is None:
         raise UserError(
             f"scoring a generator needs the note classifier, which is trained on NSynth; "
             f"{family.name} on {held_out.dataset} has no held-out notes to compare with"
         )
     seed = int(held_out.settings.get("seed", 0))
-    rows, rendered, compute = [], [], 0.0
+    rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
         for i, (clip, pitch) in enumerate(
             zip(held_out.clips, _note_requests(held_out), strict=True)
@@ -324,6 +407,7 @@ def log_score(run_id: str, result: Score, sample_rate: int) -> None:
         tags=[
             mlflow.entities.RunTag(tracking.TAG_EVAL_FINGERPRINT, result.fingerprint),
             mlflow.entities.RunTag(tracking.TAG_EVAL_DATA_VERSION, result.data_version),
+            mlflow.entities.RunTag(tracking.TAG_EVAL_DEVICE, result.device),
         ],
     )
     client.log_table(run_id, result.clips, "eval/clips.json")

@@ -49,10 +49,13 @@ class Family(ABC):
     config_class: ClassVar[type]  # the model file's config dataclass
     datasets: ClassVar[tuple[str, ...]]  # datasets this family trains on
     inference_net: ClassVar[str]  # the network that makes audio; exported and EMA-averaged
-    # "vocoder", "codec" or "generator" (config.TASKS): how its candidates are scored and which
+    # "vocoder", "codec", "generator" or "acoustic" (config.TASKS): how its candidates are scored and which
     # registered model they join. WaveNet's depends on its config, so it is a property there.
     task: ClassVar[str]
     random_offset: ClassVar[bool] = True  # segments start anywhere (False: at the clip start)
+    # Whole clips with their transcripts (text-to-speech), bucketed by length and padded,
+    # instead of fixed segments; `segment_length` is then the longest clip taken, in samples.
+    utterances: ClassVar[bool] = False
 
     def __init__(self, config: Any, data: DataSpec):
         self.config = self.adapt(config, data)
@@ -134,6 +137,12 @@ class Family(ABC):
         mel; VQ-VAE passes it through its codes, decoding with conditions.get("speaker") (a
         speaker name) when given; generators ignore `audio` and make audio from conditions
         (e.g. "pitch", "seed", "seconds"). Returns 1-D float audio in [-1, 1]."""
+
+    @torch.no_grad()
+    def figures(self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Matplotlib figures to log at validation beside the audio (name -> Figure), e.g. an
+        attention alignment; none by default."""
+        return {}
 
     @torch.no_grad()
     def clip_metrics(

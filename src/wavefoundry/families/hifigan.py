@@ -105,6 +105,14 @@ class HiFiGANFamily(Family):
         return net
 
     @torch.no_grad()
+    def vocode_mel(self, net: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+        """(n_mels, frames) log-mel frames (an acoustic model's) to (frames * hop,) audio."""
+        generator = unwrap(net)
+        device = next(generator.parameters()).device
+        audio = generator(mel.to(device, torch.float32).unsqueeze(0))
+        return audio.reshape(-1).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
     def synthesize(
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:

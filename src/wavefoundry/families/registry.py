@@ -18,6 +18,7 @@ FAMILIES: dict[str, str] = {
     "wavegan": "wavefoundry.families.wavegan:WaveGANFamily",
     "samplernn": "wavefoundry.families.samplernn:SampleRNNFamily",
     "code_prior": "wavefoundry.families.code_prior:CodePriorFamily",
+    "tacotron2": "wavefoundry.families.tacotron2:Tacotron2Family",
     "waveglow": "wavefoundry.families.waveglow:WaveGlowFamily",
     "vae": "wavefoundry.families.vae:VAEFamily",
 }

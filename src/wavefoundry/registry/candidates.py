@@ -220,7 +220,9 @@ def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
         raise
 
 
-def score_tags(metrics: dict[str, float], fingerprint: str, data_version: str) -> dict[str, str]:
+def score_tags(
+    metrics: dict[str, float], fingerprint: str, data_version: str, device: str = ""
+) -> dict[str, str]:
     tags = {
         f"{tracking.TAG_EVAL_PREFIX}{name}": repr(float(value)) for name, value in metrics.items()
     }
@@ -228,6 +230,7 @@ def score_tags(metrics: dict[str, float], fingerprint: str, data_version: str) -
         **tags,
         tracking.TAG_EVAL_FINGERPRINT: fingerprint,
         tracking.TAG_EVAL_DATA_VERSION: data_version,
+        **({tracking.TAG_EVAL_DEVICE: device} if device else {}),
     }
 
 
@@ -239,6 +242,7 @@ def register(
     metrics: dict[str, float],
     fingerprint: str,
     data_version: str,
+    device: str = "",
 ) -> Candidate:
     """The scored run as a version of its task's registered model (the run's existing version
     when it was registered before: its scores are replaced)."""
@@ -269,7 +273,7 @@ def register(
         tracking.TAG_CONFIG_HASH: config_hash(model_config),
         tracking.TAG_RUN_ID: run.info.run_id,
         **{key: run_tags[key] for key in tracking.UPSTREAM_TAGS if key in run_tags},
-        **score_tags(metrics, fingerprint, data_version),
+        **score_tags(metrics, fingerprint, data_version, device),
     }
     existing = mlflow_client.search_model_versions(
         f"{name_filter(name)} and run_id='{run.info.run_id}'"
@@ -297,6 +301,7 @@ def update_scores(
     metrics: dict[str, float],
     fingerprint: str,
     data_version: str,
+    device: str = "",
 ) -> Candidate:
     """Replace a version's scores (a champion re-scored on newer data)."""
     stale = [
@@ -307,6 +312,6 @@ def update_scores(
     ]
     for key in stale:
         mlflow_client.delete_model_version_tag(candidate.name, candidate.version, key)
-    for key, value in score_tags(metrics, fingerprint, data_version).items():
+    for key, value in score_tags(metrics, fingerprint, data_version, device).items():
         mlflow_client.set_model_version_tag(candidate.name, candidate.version, key, value)
     return _candidate(mlflow_client.get_model_version(candidate.name, candidate.version))

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -288,6 +288,28 @@ class Outcome:
     decision: Decision
     record: dict[str, Any] | None  # the audit record; None for a dry run
     rescored: bool  # the champion was scored again on the challenger's held-out set
+    note: str = ""  # e.g. the speed target was not applied: scored on another device
+
+
+def speed_rules(rules: PromotionConfig, challenger: Candidate) -> tuple[PromotionConfig, str]:
+    """The rules for `challenger`: `max_real_time_factor` is a serving target on
+    `real_time_factor_device`, so a candidate scored elsewhere (a CPU demo's) is not held to
+    it. Returns the rules and a note saying so ("" when the target applies). A version scored
+    before the device was recorded is held to it."""
+    device = challenger.tags.get(tracking.TAG_EVAL_DEVICE, "")
+    if not device or device == rules.real_time_factor_device:
+        return rules, ""
+    note = (
+        f"speed target off: scored on {device}, and promotion.max_real_time_factor "
+        f"({rules.max_real_time_factor:g}) is for {rules.real_time_factor_device}"
+    )
+    return rules.model_copy(update={"max_real_time_factor": math.inf}), note
+
+
+# Scores a champion again on the challenger's held-out set (named by its fingerprint); with
+# `save`, the new score replaces the old on the run and the version. The promote stage hands
+# it in (stages.rescore): scoring is a layer above the registry.
+Rescore = Callable[[Candidate, str, bool], Candidate]
 
 
 def promote(
@@ -296,11 +318,12 @@ def promote(
     version: str | None = None,
     run_id: str | None = None,
     dry_run: bool = False,
+    *,
+    rescore: Rescore,
 ) -> Outcome:
     """Face the challenger (a version, the version of a run, else the newest) with the current
-    champion through the gate; with a pass, move the alias. A dry run changes nothing."""
-    from wavefoundry.stages import rescore
-
+    champion through the gate; with a pass, move the alias. A dry run changes nothing. A
+    champion scored on other held-out data is scored again with `rescore` first."""
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
@@ -316,11 +339,12 @@ def promote(
         rescored = False
         if champion is not None and champion.fingerprint != challenger.fingerprint:
             candidates.check_run(client, champion, f"the {alias}, to be scored again")
-            champion = rescore(cfg, client, champion, challenger.fingerprint, save=not dry_run)
+            champion = rescore(champion, challenger.fingerprint, not dry_run)
             rescored = True
-        decision = gate(challenger, champion, cfg.promotion)
+        rules, note = speed_rules(cfg.promotion, challenger)
+        decision = gate(challenger, champion, rules)
         entry = None if dry_run else apply(client, decision, alias)
-    return Outcome(decision, entry, rescored)
+    return Outcome(decision, entry, rescored, note)
 
 
 def rollback(cfg: Config, name: str) -> dict[str, Any]:
@@ -344,18 +368,34 @@ class Contest:
     outcome: Outcome | None  # None: it already held the alias, so it was not faced with itself
 
     @property
+    def champion(self) -> str | None:
+        """The version that held the alias when this contest was decided (None: none did)."""
+        if self.outcome is None or self.outcome.decision.passed:
+            return self.version
+        held = self.outcome.decision.champion
+        return held.version if held else None
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome is not None and self.outcome.decision.passed
+
+    @property
     def verdict(self) -> str:
         if self.outcome is None:
             return "already champion"
+        note = f" ({self.outcome.note})" if self.outcome.note else ""
         if self.outcome.decision.passed:
-            return "champion"
-        return "refused: " + "; ".join(self.outcome.decision.reasons)
+            return "champion" + note
+        return "refused: " + "; ".join(self.outcome.decision.reasons) + note
 
 
-def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
+def promote_best(
+    cfg: Config, challengers: list[tuple[str, str]], *, rescore: Rescore
+) -> list[Contest]:
     """Promote several challengers (registered model, version): per registered model, best
     primary metric first, each through the gate. The best one that passes takes the alias and
-    the rest face it, so the order of training does not decide the champion."""
+    the rest face it, so the order of training does not decide the champion. The decision is
+    in the contests: `champions(contests)` is what each registered model's alias was left on."""
     from wavefoundry.evaluation.metrics import METRICS
 
     client = candidates.client(cfg.tracking)
@@ -373,6 +413,21 @@ def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contes
         if champion is not None and champion.version == challenger.version:
             contests.append(Contest(challenger.name, challenger.version, None))
             continue
-        outcome = promote(cfg, challenger.name, challenger.version)
+        outcome = promote(cfg, challenger.name, challenger.version, rescore=rescore)
         contests.append(Contest(challenger.name, challenger.version, outcome))
     return contests
+
+
+def champions(contests: list[Contest]) -> list[dict[str, Any]]:
+    """Per registered model, the version its alias was left on by these contests (the last
+    one decided), and whether one of them took it: `{registered_model, version, promoted}`.
+    A registered model with no champion at all is left out."""
+    decided: dict[str, dict[str, Any]] = {}
+    for contest in contests:
+        promoted = contest.promoted or decided.get(contest.name, {}).get("promoted", False)
+        decided[contest.name] = {
+            "registered_model": contest.name,
+            "version": contest.champion,
+            "promoted": promoted,
+        }
+    return [d for _, d in sorted(decided.items()) if d["version"] is not None]

@@ -20,6 +20,7 @@ from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
+VOICE_SERVICE = "wavefoundry.serving.voice:Voice"  # a tts model, with its dataset's vocoder
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -32,6 +33,8 @@ RUNTIME_PACKAGES = (
     "pyyaml",
     "fastapi",
     "bentoml",
+    "unidecode",  # the voice service's text front end
+    "inflect",
 )
 
 
@@ -62,26 +65,32 @@ def bento_model_name(registered_model: str) -> str:
 
 
 def import_model(
-    cfg: Config, client: Any, registered_model: str, alias: str
+    cfg: Config, client: Any, registered_model: str, version: str | None, alias: str = "champion"
 ) -> tuple[str, candidates.Candidate]:
-    """The version `alias` points at, copied into the BentoML model store with an info.json
-    (registry facts and the serving limits); returns its BentoML tag."""
+    """Version `version` of `registered_model` (None: the one `alias` points at now), copied
+    into the BentoML model store with an info.json (registry facts and the serving limits);
+    returns its BentoML tag and the version."""
     import bentoml
 
     from wavefoundry.tracking import download_logged_model
 
-    candidates.candidates(client, registered_model)  # one clear error for a missing model
-    version = candidates.by_alias(client, registered_model, alias)
-    if version is None:
-        raise UserError(
-            f"'{registered_model}' has no version with alias '{alias}': promote one first "
-            f"(wavefoundry promote --model-name {registered_model})"
-        )
-    candidates.check_run(client, version, f"the {alias}")
+    by_alias = version is None
+    if not by_alias:
+        chosen = candidates.find(client, registered_model, version)  # one clear error if absent
+    else:
+        candidates.candidates(client, registered_model)  # one clear error for a missing model
+        chosen = candidates.by_alias(client, registered_model, alias)
+        if chosen is None:
+            raise UserError(
+                f"'{registered_model}' has no version with alias '{alias}': promote one first "
+                f"(wavefoundry promote --model-name {registered_model})"
+            )
+    candidates.check_run(client, chosen, f"the {alias}" if by_alias else f"version {version}")
+    version = chosen
     info = {
         "registered_model": registered_model,
         "version": version.version,
-        "alias": alias,
+        "alias": alias if by_alias else "",  # "": chosen by its number
         "run_id": version.run_id,
         "model_uri": version.model_uri,
         "tracking_uri": cfg.tracking.uri,
@@ -105,13 +114,44 @@ def import_model(
     return str(model.tag), version
 
 
-def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltBento:
+def voice_models(
+    cfg: Config, client: Any, registered_model: str, version: str | None, alias: str
+) -> tuple[str, candidates.Candidate, dict[str, Any]]:
+    """A tts model (version `version`, None: the one `alias` points at) and the vocoder
+    champion of its dataset into the model store: (acoustic tag, its version, the voice
+    service's build arguments). No vocoder champion, or one that reads other mel frames:
+    Griffin-Lim voices it (vocoder_tag "")."""
+    from wavefoundry.registry.voice import voice_for
+    from wavefoundry.tracking import load_logged_model
+
+    acoustic_tag, chosen = import_model(cfg, client, registered_model, version, alias)
+    family, _ = load_logged_model(chosen.model_uri)
+    voice = voice_for(cfg, client, family)
+    vocoder_tag = ""
+    if voice.candidate is not None:
+        vocoder_tag, _ = import_model(
+            cfg, client, voice.candidate.name, voice.candidate.version, cfg.promotion.alias
+        )
+    return acoustic_tag, chosen, {"acoustic_tag": acoustic_tag, "vocoder_tag": vocoder_tag}
+
+
+def build(
+    cfg: Config, registered_model: str, version: str | None = None, alias: str = "champion"
+) -> BuiltBento:
+    """A Bento serving version `version` of `registered_model` (None: the version `alias`
+    points at when it is built). A pipeline hands on the version its promotion decided on, so
+    a promotion elsewhere in between does not change what it ships."""
     import bentoml
 
     client = candidates.client(cfg.tracking)
-    model_tag, version = import_model(cfg, client, registered_model, alias)
+    if registered_model.endswith(f"-{tracking.REGISTERED_TASK_NAMES['acoustic']}"):
+        model_tag, version, model_args = voice_models(cfg, client, registered_model, version, alias)
+        service = VOICE_SERVICE
+    else:
+        model_tag, version = import_model(cfg, client, registered_model, version, alias)
+        model_args, service = {"model_tag": model_tag}, SERVICE
     bento = bentoml.bentos.build(
-        SERVICE,
+        service,
         name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
         labels={"registered_model": registered_model, "version": version.version},
         description=f"{registered_model} version {version.version} ({version.family})",
@@ -121,7 +161,7 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         python={"packages": pinned_requirements(), "lock_packages": False},
         docker={"python_version": "3.11"},
         args={
-            "model_tag": model_tag,
+            **model_args,
             "max_concurrency": cfg.serving.max_concurrency,
             "timeout": cfg.serving.timeout,
             "max_upload_bytes": cfg.serving.max_upload_bytes,
@@ -132,6 +172,18 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
         registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
     )
     return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
+
+
+def existing(tag: str) -> str | None:
+    """`tag` if the BentoML store has that Bento, else None."""
+    import bentoml
+
+    if not tag:
+        return None
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        return None
 
 
 def export(tag: str, folder: Path) -> Path:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -15,10 +17,26 @@ class ResumableSampler(Sampler[int]):
 
     The order is a function of (seed, epoch) alone, so a resumed run that skips the batches
     it already took sees exactly the batches the uninterrupted run would have.
+
+    With `lengths` (one per item), each rank's share is bucketed: taken in pools of
+    `BUCKET_BATCHES` batches, each pool sorted by length and cut into batches of
+    `batch_size`, the whole batches shuffled (a short last batch stays last, for drop_last),
+    so a padded batch holds clips of similar length.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+    BUCKET_BATCHES = 8
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        lengths: np.ndarray | None = None,
+        batch_size: int = 1,
+    ):
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.lengths, self.batch_size = lengths, batch_size
         self.per_rank = -(-size // world_size)
         self.epoch = 0
         self.start = 0  # items of this epoch already taken (by this rank)
@@ -33,7 +51,22 @@ class ResumableSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
         order += order[: self.per_rank * self.world_size - self.size]  # equal shares per rank
-        yield from order[self.rank :: self.world_size][self.start :]
+        share = order[self.rank :: self.world_size]
+        if self.lengths is not None:
+            share = self._bucketed(share, generator)
+        yield from share[self.start :]
+
+    def _bucketed(self, share: list[int], generator: torch.Generator) -> list[int]:
+        size = self.batch_size
+        pool = size * self.BUCKET_BATCHES
+        batches: list[list[int]] = []
+        for begin in range(0, len(share), pool):
+            chunk = sorted(share[begin : begin + pool], key=lambda i: int(self.lengths[i]))
+            batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        whole = [b for b in batches if len(b) == size]
+        rest = [i for b in batches if len(b) < size for i in b]
+        shuffled = torch.randperm(len(whole), generator=generator).tolist()
+        return [i for k in shuffled for i in whole[k]] + rest
 
 
 def loader(
@@ -42,6 +75,7 @@ def loader(
     sampler: Sampler[int] | None,
     num_workers: int,
     seed: int,
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_segments,
 ) -> DataLoader:
     # An explicit generator keeps the DataLoader from drawing on torch's global RNG, which
     # the training step's own randomness (and exact resume) depends on.
@@ -52,7 +86,7 @@ def loader(
         shuffle=False,
         drop_last=sampler is not None,
         num_workers=num_workers,
-        collate_fn=collate_segments,
+        collate_fn=collate_fn,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
     )

@@ -20,13 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from wavefoundry import tracking
 from wavefoundry.config import DATASETS, Config, TrainingConfig, model_config
-from wavefoundry.data.segments import SegmentDataset
+from wavefoundry.data.segments import (
+    SegmentDataset,
+    UtteranceDataset,
+    collate_segments,
+    collate_utterances,
+)
 from wavefoundry.data.stored import split_dir, stored_dataset
 from wavefoundry.errors import UserError
 from wavefoundry.families import io as model_io
@@ -152,23 +158,24 @@ class Trainer:
         self.run_dir = cfg.paths.run(dataset, model)
         self.dist = Distributed.from_environment()
         self.device = self._device()
-        seg = self.family.segment_length
-        self.train_set = SegmentDataset(
-            split_dir(cfg, dataset, "train"),
-            seg,
-            seed=self.training.seed,
-            items=None,
-            random_offset=self.family.random_offset,
-        )
+        self.train_set, self.valid_set = self._datasets(cfg, dataset)
         # At least one full batch per rank per epoch, however few clips there are.
         self.train_set.items = max(
             len(self.train_set.index), self.training.batch_size * self.dist.world_size
         )
-        self.valid_set = SegmentDataset(
-            split_dir(cfg, dataset, "valid"),
-            seg,
-            seed=self.training.seed + 1,
-            random_offset=self.family.random_offset,
+        self.collate = collate_utterances if self.family.utterances else collate_segments
+
+    def _datasets(self, cfg: Config, dataset: str) -> tuple[SegmentDataset, SegmentDataset]:
+        """Random segments (or whole clips, for a family that reads `utterances`) of the train
+        split; the valid split's from their starts, fixed."""
+        train, valid = split_dir(cfg, dataset, "train"), split_dir(cfg, dataset, "valid")
+        seg, seed = self.family.segment_length, self.training.seed
+        if self.family.utterances:
+            return UtteranceDataset(train, seg), UtteranceDataset(valid, seg)
+        random_offset = self.family.random_offset
+        return (
+            SegmentDataset(train, seg, seed=seed, items=None, random_offset=random_offset),
+            SegmentDataset(valid, seg, seed=seed + 1, random_offset=random_offset),
         )
 
     def _device(self) -> torch.device:
@@ -280,8 +287,17 @@ class Trainer:
 
     def _batches(self, state: TrainingState) -> Iterator[dict[str, Any]]:
         """Raw batches until `training.steps`, epoch after epoch, from the state's position."""
+        lengths = None
+        if isinstance(self.train_set, UtteranceDataset):  # bucketed by length
+            clips = len(self.train_set.lengths)
+            lengths = self.train_set.lengths[np.arange(len(self.train_set)) % clips]
         sampler = ResumableSampler(
-            len(self.train_set), self.training.seed, self.dist.rank, self.dist.world_size
+            len(self.train_set),
+            self.training.seed,
+            self.dist.rank,
+            self.dist.world_size,
+            lengths,
+            self.training.batch_size,
         )
         per_epoch = len(sampler) // self.training.batch_size
         while state.stepper.step < self.training.steps:
@@ -295,6 +311,7 @@ class Trainer:
                 sampler,
                 self.training.num_workers,
                 self.training.seed + state.epoch,
+                self.collate,
             )
             for raw in batches:
                 yield raw
@@ -400,7 +417,9 @@ class Trainer:
         for net in plain.values():
             net.eval()
         totals: dict[str, float] = {}
-        batches = loader(self.valid_set, self.training.batch_size, None, 0, self.training.seed)
+        batches = loader(
+            self.valid_set, self.training.batch_size, None, 0, self.training.seed, self.collate
+        )
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(self.training.seed)
@@ -419,6 +438,7 @@ class Trainer:
                 tracker.log_metrics(means, step)
                 reference, generated = self.family.sample(plain, first)
                 tracker.log_audio(step, self.data_spec.sample_rate, reference, generated)
+                tracker.log_figures(step, self.family.figures(plain, first))
         return means
 
     def _checkpoint(self, state: TrainingState) -> Path | None:

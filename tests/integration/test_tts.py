@@ -1,0 +1,116 @@
+"""Text to speech on the stored LJ Speech sample: whole held-out sentences scored after DTW,
+the registered name, and a tiny Tacotron 2 that learns to align."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavefoundry.config import Config, load_config, model_config
+from wavefoundry.data.stored import stored_dataset
+from wavefoundry.evaluation.scorer import held_out_set, score
+from wavefoundry.families.io import load_model
+from wavefoundry.families.registry import get_family
+from wavefoundry.registry.candidates import registered_model_name
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def configure(stored_samples: Path, tmp_path: Path, *overrides: str) -> Config:
+    return load_config(
+        REPO / "params.yaml",
+        overrides=[f"paths.data={stored_samples}", f"paths.runs={tmp_path}", *overrides],
+    )
+
+
+def test_a_voice_is_scored_on_whole_held_out_sentences(
+    stored_samples: Path, tmp_path: Path
+) -> None:
+    cfg = configure(
+        stored_samples,
+        tmp_path,
+        "evaluation.clips=2",
+        "evaluation.split=valid",
+        "models.tacotron2.max_decoder_steps=12",
+    )
+    whole = held_out_set(cfg, "ljspeech", whole_clips=True, vocoder="griffin-lim")
+    cut = held_out_set(cfg, "ljspeech")
+    assert [c.clip_id for c in whole.clips] == [c.clip_id for c in cut.clips]
+    assert all(len(w.audio) > len(c.audio) for w, c in zip(whole.clips, cut.clips, strict=True))
+    assert whole.fingerprint != cut.fingerprint
+    other_vocoder = held_out_set(cfg, "ljspeech", whole_clips=True, vocoder="wavefoundry-x/1")
+    assert other_vocoder.fingerprint != whole.fingerprint
+
+    family_class = get_family("tacotron2")
+    spec, _ = stored_dataset(cfg, "ljspeech")
+    torch.manual_seed(0)
+    family = family_class(model_config(cfg, "tacotron2", family_class.config_class), spec)
+    net = family.build()["tacotron2"].eval()
+    result = score(family, net, whole, audio_examples=1)
+    m = result.metrics
+    assert m["mcd_dtw"] > 0 and math.isfinite(m["mcd_dtw"])
+    assert 0.0 <= m["decoder_limit_share"] <= 1.0
+    assert 0.0 < m["attention_focus"] <= 1.0 and 0.0 <= m["attention_diagonality"] <= 1.0
+    assert m["rtf"] > 0
+    table = result.clips
+    # The untrained model speaks at most 12 steps x r frames: far shorter than the recordings.
+    limit_frames = 12 * family.config.n_frames_per_step * family.config.hop_length
+    assert (table["seconds"] <= limit_frames / whole.sample_rate + 1e-9).all()
+    expected = (table["reference_seconds"] / table["seconds"]).map(math.log).abs().mean()
+    assert m["duration_ratio"] == pytest.approx(expected, rel=1e-3)
+    assert len(result.examples) == 1
+
+
+def test_an_acoustic_model_is_registered_as_the_datasets_tts() -> None:
+    assert registered_model_name("ljspeech", "acoustic") == "wavefoundry-ljspeech-tts"
+    assert registered_model_name("vctk", "vocoder") == "wavefoundry-vctk-vocoder"
+
+
+# The issue's acceptance for alignment. Not met yet: trained 1,000 steps with these settings,
+# the held-out sentences' attention was diagonal (diagonality 0.81-0.97) and the stop token
+# fired within 25 % of the recording's length, but the focus rate was 0.17-0.38 (>= 0.5
+# asked) and the first 3-5 decoder steps swept back from mid-sentence. 1,500 is the next try.
+ALIGNMENT_STEPS = 1500
+
+
+@pytest.mark.skipif(
+    not os.environ.get("WAVEFOUNDRY_ALIGNMENT_TEST"),
+    reason="trains Tacotron 2 for ALIGNMENT_STEPS steps (tens of CPU minutes); "
+    "set WAVEFOUNDRY_ALIGNMENT_TEST=1",
+)
+def test_the_tiny_voice_aligns_on_held_out_sentences(tmp_path: Path) -> None:
+    from wavefoundry import stages
+    from wavefoundry.evaluation.metrics import attention_focus_rate, attention_is_monotonic
+    from wavefoundry.training.trainer import train
+
+    cfg = load_config(
+        REPO / "params.yaml",
+        overrides=[
+            f"paths.data={tmp_path / 'data'}",
+            f"paths.runs={tmp_path / 'runs'}",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"training.steps={ALIGNMENT_STEPS}",
+            "training.validate_every=100000",
+            "training.checkpoint_every=500",
+        ],
+    )
+    corpora = stages.sample_data(cfg, ["ljspeech"])  # the demo's corpus: sample_data in params
+    cfg.datasets.ljspeech.source = [str(corpora["ljspeech"])]
+    stages.ingest(cfg, "ljspeech")
+    stages.validate(cfg, "ljspeech")
+    stages.store(cfg, "ljspeech")
+    result = train(cfg, "tacotron2", "ljspeech")
+    family, net = load_model(result.model_dir)
+    held_out = held_out_set(cfg, "ljspeech", whole_clips=True)
+    for clip in held_out.clips:
+        out = family.text_to_mel(net, clip.conditions["normalized_text"])
+        alignment = out.alignments[0]
+        assert attention_focus_rate(alignment) >= 0.5, clip.clip_id
+        assert attention_is_monotonic(alignment), clip.clip_id
+        assert int(out.steps[0]) < family.config.max_decoder_steps, clip.clip_id

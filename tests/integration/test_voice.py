@@ -1,0 +1,157 @@
+"""A voice as a Bento: a TTS champion and the vocoder champion of its dataset, built by the
+CLI from a real `mlflow server` registry, served by `bentoml serve`, asked over HTTP."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+from servers import BentoServer, MlflowServer
+
+from wavefoundry.config import load_config
+from wavefoundry.registry.promotion import promote
+from wavefoundry.stages import evaluate
+from wavefoundry.tracking import load_logged_model
+from wavefoundry.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+SENTENCE = "The printing press was examined by the keeper."
+
+pytestmark = pytest.mark.slow
+
+
+def champion(cfg, model: str, dataset: str, steps: int) -> tuple[str, str, str]:
+    cfg.training.steps = steps
+    result = train(cfg, model, dataset)
+    candidate = evaluate(cfg, run_id=result.run_id).candidate
+    assert promote(cfg, candidate.name, candidate.version).decision.passed
+    return candidate.name, candidate.version, candidate.model_uri
+
+
+@pytest.fixture(scope="module")
+def voice(stored_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("voice")
+    mlflow = MlflowServer(root / "mlflow")
+    overrides = [
+        f"paths.data={stored_samples}",
+        f"paths.runs={root / 'runs'}",
+        f"tracking.uri={mlflow.url}",
+        "tracking.experiment=test-voice",
+        "training.validate_every=1000",
+        "evaluation.clips=1",
+        "promotion.max_real_time_factor=50",
+        "models.tacotron2.max_decoder_steps=30",
+        # A 4-step model's stop token fires at random; this high a threshold lets it speak
+        # to the step limit, a sentence's length (30 steps x 4 frames = 1.4 s).
+        "models.tacotron2.gate_threshold=0.999",
+        "serving.max_text_chars=300",
+        "serving.max_sentence_chars=60",
+    ]
+    cfg = load_config(REPO / "params.yaml", overrides=overrides)
+    server = None
+    try:
+        vocoder = champion(cfg, "hifigan", "ljspeech", 4)
+        acoustic = champion(cfg, "tacotron2", "ljspeech", 4)
+        assert acoustic[0] == "wavefoundry-ljspeech-tts"
+        command = [sys.executable, "-m", "wavefoundry.cli", "bento", "build"]
+        command += ["--params", str(REPO / "params.yaml"), "--model-name", acoustic[0]]
+        for override in overrides:
+            command += ["--set", override]
+        env = {**os.environ, "BENTOML_HOME": str(root / "bentoml")}
+        done = subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+        tag = done.stdout.strip().splitlines()[-1]
+        server = BentoServer(tag, root / "bentoml", start_timeout=300)
+        yield {"server": server, "vocoder": vocoder, "acoustic": acoustic, "cfg": cfg}
+    finally:
+        if server is not None:
+            server.stop()
+        mlflow.stop()
+
+
+def test_the_voice_speaks_what_the_library_says(voice: dict) -> None:
+    url = voice["server"].url
+    info = requests.get(url + "/info", timeout=30).json()
+    name, version, acoustic_uri = voice["acoustic"]
+    assert (info["registered_model"], info["version"], info["family"]) == (
+        name,
+        version,
+        "tacotron2",
+    )
+    assert (
+        info["vocoder"]["registered_model"] == voice["vocoder"][0] == "wavefoundry-ljspeech-vocoder"
+    )
+    assert info["vocoder"]["version"] == voice["vocoder"][1]
+    assert "mcd_dtw" in info["metrics"]
+
+    response = requests.post(url + "/synthesize", json={"text": SENTENCE}, timeout=300)
+    assert response.status_code == 200, response.text
+    served, rate = sf.read(io.BytesIO(response.content), dtype="int16")
+    assert rate == 22050 and sf.info(io.BytesIO(response.content)).subtype == "PCM_16"
+    assert 1.0 < len(served) / rate < 30  # speech length: at most 30 decoder steps x 4 frames
+
+    family, net = load_logged_model(acoustic_uri)
+    vocoder_family, vocoder = load_logged_model(voice["vocoder"][2])
+    speech = family.speak(
+        net, SENTENCE, None, lambda mel: vocoder_family.vocode_mel(vocoder, mel), 60
+    )
+    library = np.clip(speech.numpy(), -1.0, 1.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, library, 22050, subtype="PCM_16", format="WAV")
+    expected, _ = sf.read(io.BytesIO(buffer.getvalue()), dtype="int16")
+    assert len(served) == len(expected)
+    assert np.array_equal(served, expected)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"text": ""}, "nothing speakable"),
+        ({"text": "   "}, "nothing speakable"),
+        ({"text": "?!... --"}, "nothing speakable"),
+        ({"text": "x" * 301}, "at most 300"),
+        ({"text": "hello\x07 there"}, "control characters"),
+        ({"text": "hello there", "speaker": "p999"}, "unknown speaker"),
+        ({"speaker": "p225"}, "text"),
+        ({"text": 42}, "text"),
+    ],
+)
+def test_bad_text_is_a_4xx_with_the_reason_and_the_voice_keeps_speaking(
+    voice: dict, body: dict, reason: str
+) -> None:
+    url = voice["server"].url
+    response = requests.post(url + "/synthesize", json=body, timeout=60)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert reason in response.text, response.text
+    good = requests.post(url + "/synthesize", json={"text": "Good morning."}, timeout=300)
+    assert good.status_code == 200, good.text
+
+
+def test_characters_without_a_symbol_are_dropped_and_named(voice: dict) -> None:
+    url = voice["server"].url
+    response = requests.post(url + "/synthesize", json={"text": "Good [morning] #1."}, timeout=300)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Dropped-Characters"] == "#[]"
+    clean = requests.post(url + "/synthesize", json={"text": "Good morning."}, timeout=300)
+    assert "X-Dropped-Characters" not in clean.headers
+
+
+def test_long_text_is_spoken_sentence_by_sentence(voice: dict) -> None:
+    url = voice["server"].url
+    one = requests.post(url + "/synthesize", json={"text": SENTENCE}, timeout=300)
+    two = requests.post(url + "/synthesize", json={"text": f"{SENTENCE} {SENTENCE}"}, timeout=300)
+    assert one.status_code == two.status_code == 200
+    a, _ = sf.read(io.BytesIO(one.content), dtype="int16")
+    b, _ = sf.read(io.BytesIO(two.content), dtype="int16")
+    # Piece 0 is spoken exactly as the single sentence; piece 1 follows it.
+    assert len(b) > len(a) and np.array_equal(b[: len(a)], a)
