@@ -28,7 +28,16 @@ DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
 FamilyName = Literal[
-    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "tacotron2", "vocos"
+    "wavenet",
+    "vqvae",
+    "hifigan",
+    "wavegan",
+    "samplernn",
+    "code_prior",
+    "tacotron2",
+    "waveglow",
+    "vae",
+    "vocos",
 ]
 FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:

@@ -62,6 +62,8 @@ def mean(values: list[float]) -> float:
         ("wavegan", "nsynth"),
         ("samplernn", "nsynth"),
         ("tacotron2", "vctk"),
+        ("waveglow", "ljspeech"),
+        ("vae", "vctk"),
     ],
 )
 def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
@@ -80,6 +82,12 @@ def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
         # The acceptance point for VQ-VAE: codebook in use, reconstructions better than at first.
         assert history[-1]["codebook_usage"] > 0.5, history[-1]
         assert history[-1]["snr_db"] > history[0]["snr_db"], (history[0], history[-1])
+    if model == "vae":
+        # The acceptance point for the VAE: reconstructions better than at first, while the
+        # KL weight warms up from 0.
+        snr = [h["snr_db"] for h in history]
+        assert mean(snr[-window:]) > mean(snr[:window]) + 1.0, snr
+        assert history[0]["beta"] == 0.0 < history[-1]["beta"]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -88,7 +96,14 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     ("model", "dataset"),
-    [("wavegan", "nsynth"), ("vqvae", "vctk"), ("samplernn", "vctk"), ("tacotron2", "ljspeech")],
+    [
+        ("wavegan", "nsynth"),
+        ("vqvae", "vctk"),
+        ("samplernn", "vctk"),
+        ("tacotron2", "ljspeech"),
+        ("waveglow", "ljspeech"),
+        ("vae", "vctk"),
+    ],
 )
 def test_resume_after_a_kill_gives_bitwise_identical_weights(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str

@@ -37,6 +37,7 @@ METRICS: dict[str, Metric] = {
         Metric("bits_per_code", False, "a code prior's cross-entropy of held-out codes, bits"),
         Metric("perplexity", True, "exp(entropy) of the codes used on held-out audio"),
         Metric("codebook_usage", True, "fraction of the codebook used on held-out audio"),
+        Metric("latent_kbps", False, "VAE: KL of the latent to its prior, kbit per second"),
         Metric(
             "rtf",
             False,

@@ -10,14 +10,16 @@ DDP, clipping, schedules, EMA, checkpoints, MLflow) is the trainer's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from wavefoundry.audio import MelConfig
+from wavefoundry.audio import MelConfig, log_mel
 from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
 
@@ -177,3 +179,34 @@ def mel_config(sample_rate: int, config: Any) -> MelConfig:
     names = {f.name for f in dataclasses.fields(MelConfig)} - {"sample_rate"}
     values = {n: getattr(config, n) for n in names if hasattr(config, n)}
     return MelConfig(sample_rate=sample_rate, **values)
+
+
+def whole_frames(audio: torch.Tensor, mel: MelConfig) -> torch.Tensor:
+    """1-D audio zero-padded at its end to a whole number of mel frames, and to more samples
+    than `log_mel`'s reflect padding of (n_fft - hop) / 2 needs: what a mel vocoder takes to
+    resynthesize a clip of any length (cut its output back to the clip's)."""
+    hop = mel.hop_length
+    min_frames = ((mel.n_fft - hop) // 2) // hop + 1
+    frames = max(math.ceil(len(audio) / hop), min_frames)
+    return F.pad(audio, (0, frames * hop - len(audio)))
+
+
+def audio_and_mel(batch: dict[str, Any], mel: MelConfig, device: torch.device) -> dict[str, Any]:
+    """A mel vocoder's `prepare`: the batch's (B, T) audio cut to whole mel frames, float32 on
+    `device`, and its (B, n_mels, T / hop) log-mel."""
+    audio = batch["audio"].to(device, torch.float32)
+    audio = audio[:, : audio.shape[-1] // mel.hop_length * mel.hop_length]
+    return {"audio": audio, "mel": log_mel(audio, mel)}
+
+
+def audio_and_speaker(
+    batch: dict[str, Any], data: DataSpec, device: torch.device
+) -> dict[str, Any]:
+    """A speaker-conditioned codec's `prepare`: the batch's (B, T) audio, float32 on `device`,
+    and its (B,) speaker indices into `data.speakers` (all 0 for a dataset without speakers)."""
+    audio = batch["audio"].to(device, torch.float32)
+    if "speaker" in batch:
+        speaker = data.speaker_index(batch["speaker"])
+    else:
+        speaker = torch.zeros(audio.shape[0], dtype=torch.long)
+    return {"audio": audio, "speaker": speaker.to(device)}

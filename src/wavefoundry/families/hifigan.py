@@ -16,7 +16,13 @@ from torch import nn
 
 from wavefoundry.audio import log_mel, whole_frame_log_mel
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, mel_config, unwrap
+from wavefoundry.families.base import (
+    Family,
+    Step,
+    audio_and_mel,
+    mel_config,
+    unwrap,
+)
 from wavefoundry.models.hifigan import (
     Discriminator,
     Generator,
@@ -42,10 +48,7 @@ class HiFiGANFamily(Family):
         return {"generator": Generator(self.config), "discriminator": Discriminator(self.config)}
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        audio = batch["audio"].to(device, torch.float32)
-        frames = audio.shape[-1] // self.config.hop_length
-        audio = audio[:, : frames * self.config.hop_length]
-        return {"audio": audio, "mel": log_mel(audio, self.mel)}
+        return audio_and_mel(batch, self.mel, device)
 
     def train_step(
         self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step

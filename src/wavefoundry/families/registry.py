@@ -20,6 +20,8 @@ FAMILIES: dict[str, str] = {
     "code_prior": "wavefoundry.families.code_prior:CodePriorFamily",
     "tacotron2": "wavefoundry.families.tacotron2:Tacotron2Family",
     "vocos": "wavefoundry.families.vocos:VocosFamily",
+    "waveglow": "wavefoundry.families.waveglow:WaveGlowFamily",
+    "vae": "wavefoundry.families.vae:VAEFamily",
 }
 
 

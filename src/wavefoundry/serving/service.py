@@ -1,4 +1,4 @@
-"""The champion as a BentoML service: POST /vocode, POST /generate, GET /info.
+"""The champion as a BentoML service: POST /vocode, POST /convert, POST /generate, GET /info.
 
 The model is a class attribute (`bentoml.models.BentoModel`), so the Bento carries it; which
 model is a build argument (`model_tag`) that `wavefoundry bento build` sets. Its folder holds
@@ -77,6 +77,25 @@ class Wavefoundry:
             )
         samples = self._read_upload(audio)
         generated = self.family.synthesize(self.net, torch.from_numpy(samples), {})
+        return self._wav(generated, context)
+
+    @bentoml.api(route="/convert")
+    def convert(self, audio: Path, speaker: str, context: bentoml.Context) -> WAV:
+        """Voice conversion by a codec (VQ-VAE, VAE): an uploaded WAV or FLAC (any rate, any
+        channels) said again by `speaker`, one of the speakers the model was trained on
+        (e.g. VCTK's p225). The answer has the upload's length at the model's sample rate."""
+        if self.family.task != "codec":
+            raise InvalidArgument(
+                f"this model ({self.family.name}) is a {self.family.task}; /convert takes a "
+                "codec (vqvae, vae)"
+            )
+        samples = self._read_upload(audio)
+        try:
+            generated = self.family.synthesize(
+                self.net, torch.from_numpy(samples), {"speaker": speaker}
+            )
+        except ValueError as err:  # an unknown speaker
+            raise InvalidArgument(str(err)) from None
         return self._wav(generated, context)
 
     @bentoml.api(route="/generate")
