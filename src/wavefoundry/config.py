@@ -301,13 +301,22 @@ class PromotionConfig(Section):
     )
     floor: Literal["griffin_lim"] | None = Field(
         "griffin_lim",
-        description="A vocoder or codec must beat this baseline on floor_metrics; null: off.",
+        description="A vocoder or codec must beat this baseline on floor_metrics; off (or "
+        "null): no floor, and the decision says so.",
     )
     floor_metrics: list[str] = Field(
         default_factory=lambda: ["mrstft", "pesq"],
         min_length=1,
         description="The metrics (evaluation/metrics.py) a challenger must beat the floor on.",
     )
+
+    @field_validator("floor", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: Any) -> Any:
+        """`off` (YAML reads it as false), "off" and null mean the same; unlike null, `off`
+        can travel as a pipeline parameter."""
+        return None if value is False or value == "off" else value
+
     tasks: dict[str, TaskGate] = {
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "codec": TaskGate(primary="mel_l1", secondary=["mrstft"]),

@@ -39,7 +39,7 @@ def small_params() -> dict:
     }  # fmt: skip
     params["evaluation"].update(clips=2, max_seconds=0.25, audio_examples=1)
     # 4 training steps cannot beat Griffin-Lim: the plumbing is under test here, not the floor.
-    params["promotion"]["floor"] = None
+    params["promotion"]["floor"] = "off"
     return params
 
 

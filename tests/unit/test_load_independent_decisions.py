@@ -11,7 +11,7 @@ from wavefoundry.errors import UserError, disk_error, writing
 from wavefoundry.registry.candidates import Candidate, score_tags
 from wavefoundry.registry.promotion import gate, speed_rules
 
-RULES = PromotionConfig(max_real_time_factor=1.0)
+RULES = PromotionConfig(max_real_time_factor=1.0, floor="off")  # the floor: test_promotion_gate
 
 
 def scored(version: str, rtf: float, device: str) -> Candidate:
@@ -43,7 +43,7 @@ def test_a_gpu_score_and_an_unrecorded_device_are_held_to_it_and_the_refusal_say
 
 def test_the_target_can_name_the_cpu():
     rules, note = speed_rules(
-        PromotionConfig(max_real_time_factor=1.0, real_time_factor_device="cpu"),
+        PromotionConfig(max_real_time_factor=1.0, real_time_factor_device="cpu", floor="off"),
         scored("1", 2.39, "cpu"),
     )
     assert note == "" and not gate(scored("1", 2.39, "cpu"), None, rules).passed

@@ -41,6 +41,9 @@ def _transforms(mel: MelConfig, n_iter: int):
         f_max=mel.f_max,
         norm="slaney",
         mel_scale="slaney",
+        # gelsd: a filterbank with empty bands (more mels than FFT bins can fill) is rank
+        # deficient, which the default driver refuses.
+        driver="gelsd",
     )
     griffin_lim = T.GriffinLim(
         n_fft=mel.n_fft,
