@@ -309,7 +309,7 @@ def test_building_a_model_with_no_champion_is_one_clear_line(
     command += [str(REPO / "params.yaml"), "--set", f"tracking.uri={tracking}"]
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
     done = subprocess.run(
-        [*command, "--model-name", "wavefoundry-vctk-codec"],
+        [*command, "--model-name", "wavefoundry-ljspeech-codec"],  # never registered here
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -318,7 +318,7 @@ def test_building_a_model_with_no_champion_is_one_clear_line(
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: no registered model 'wavefoundry-vctk-codec' (score a training run first: "
+        "error: no registered model 'wavefoundry-ljspeech-codec' (score a training run first: "
         "wavefoundry evaluate -m MODEL -d DATASET)"
     ]
     done = subprocess.run(
