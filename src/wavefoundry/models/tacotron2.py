@@ -65,6 +65,13 @@ class Tacotron2Config:
     attention_dim: int = 128
     attention_location_n_filters: int = 32
     attention_location_kernel_size: int = 31
+    # Free running only: attention may not leave the window from `attention_backward_window`
+    # characters before the last step's most attended one to `attention_forward_window`
+    # after it (the attention constraint of Deep Voice 3, Ping et al. 2018; ESPnet's
+    # `use_att_constraint`, 1 and 3). Off in the paper; training is never constrained.
+    use_attention_constraint: bool = False
+    attention_backward_window: int = 1
+    attention_forward_window: int = 3
     # Postnet.
     postnet_embedding_dim: int = 512
     postnet_kernel_size: int = 5
@@ -94,14 +101,20 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-class ConvNorm(nn.Sequential):
-    """Conv1d ("same" padding) + BatchNorm1d."""
+def xavier(layer: nn.Linear | nn.Conv1d, w_init_gain: str = "linear") -> nn.Module:
+    """`layer` with Xavier-uniform weights scaled for the nonlinearity that follows it, as
+    NVIDIA's LinearNorm/ConvNorm initialise every layer (PyTorch's default is ~2-4x smaller,
+    which starts the attention energies nearly flat)."""
+    nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain(w_init_gain))
+    return layer
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
-        super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2),
-            nn.BatchNorm1d(out_channels),
-        )
+
+class ConvNorm(nn.Sequential):
+    """Conv1d ("same" padding, Xavier-initialised for `w_init_gain`) + BatchNorm1d."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_init_gain: str):
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2)
+        super().__init__(xavier(conv, w_init_gain), nn.BatchNorm1d(out_channels))
 
 
 class Encoder(nn.Module):
@@ -113,7 +126,7 @@ class Encoder(nn.Module):
         super().__init__()
         dims = [c.symbols_embedding_dim] + [c.encoder_embedding_dim] * c.encoder_n_convolutions
         self.convolutions = nn.ModuleList(
-            ConvNorm(dims[i], dims[i + 1], c.encoder_kernel_size)
+            ConvNorm(dims[i], dims[i + 1], c.encoder_kernel_size, "relu")
             for i in range(c.encoder_n_convolutions)
         )
         self.lstm = nn.LSTM(
@@ -146,7 +159,7 @@ class Prenet(nn.Module):
         super().__init__()
         dims = [in_dim, *sizes]
         self.layers = nn.ModuleList(
-            nn.Linear(dims[i], dims[i + 1], bias=False) for i in range(len(sizes))
+            xavier(nn.Linear(dims[i], dims[i + 1], bias=False)) for i in range(len(sizes))
         )
         self.dropout = dropout
 
@@ -165,10 +178,10 @@ class LocationLayer(nn.Module):
 
     def __init__(self, n_filters: int, kernel_size: int, attention_dim: int):
         super().__init__()
-        self.location_conv = nn.Conv1d(
-            2, n_filters, kernel_size, padding=(kernel_size - 1) // 2, bias=False
+        self.location_conv = xavier(
+            nn.Conv1d(2, n_filters, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
         )
-        self.location_dense = nn.Linear(n_filters, attention_dim, bias=False)
+        self.location_dense = xavier(nn.Linear(n_filters, attention_dim, bias=False), "tanh")
 
     def forward(self, attention_weights_cat: torch.Tensor) -> torch.Tensor:
         """(B, 2, N) -> (B, N, attention_dim)."""
@@ -181,9 +194,11 @@ class Attention(nn.Module):
 
     def __init__(self, c: Tacotron2Config, memory_dim: int):
         super().__init__()
-        self.query_layer = nn.Linear(c.attention_rnn_dim, c.attention_dim, bias=False)
-        self.memory_layer = nn.Linear(memory_dim, c.attention_dim, bias=False)
-        self.v = nn.Linear(c.attention_dim, 1, bias=False)
+        self.query_layer = xavier(
+            nn.Linear(c.attention_rnn_dim, c.attention_dim, bias=False), "tanh"
+        )
+        self.memory_layer = xavier(nn.Linear(memory_dim, c.attention_dim, bias=False), "tanh")
+        self.v = xavier(nn.Linear(c.attention_dim, 1, bias=False))
         self.location_layer = LocationLayer(
             c.attention_location_n_filters, c.attention_location_kernel_size, c.attention_dim
         )
@@ -224,23 +239,39 @@ class Decoder(nn.Module):
         self.attention_rnn = nn.LSTMCell(c.prenet_dim + memory_dim, c.attention_rnn_dim)
         self.attention_layer = Attention(c, memory_dim)
         self.decoder_rnn = nn.LSTMCell(c.attention_rnn_dim + memory_dim, c.decoder_rnn_dim)
-        self.linear_projection = nn.Linear(
-            c.decoder_rnn_dim + memory_dim, c.n_mels * c.n_frames_per_step
+        self.linear_projection = xavier(
+            nn.Linear(c.decoder_rnn_dim + memory_dim, c.n_mels * c.n_frames_per_step)
         )
-        self.gate_layer = nn.Linear(c.decoder_rnn_dim + memory_dim, 1)
+        self.gate_layer = xavier(nn.Linear(c.decoder_rnn_dim + memory_dim, 1), "sigmoid")
 
     def initial_state(self, memory: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Zero LSTM states and context; the previous and cumulative attention weights start
+        on the first character (one-hot), so the location features say "at the start" from
+        the first step (NVIDIA starts them at zero, which lets the first steps look anywhere)."""
         b, n, _ = memory.shape
         zeros = memory.new_zeros
+        at_start = zeros(b, n)
+        at_start[:, 0] = 1.0
         return {
             "attention_hidden": zeros(b, self.c.attention_rnn_dim),
             "attention_cell": zeros(b, self.c.attention_rnn_dim),
             "decoder_hidden": zeros(b, self.c.decoder_rnn_dim),
             "decoder_cell": zeros(b, self.c.decoder_rnn_dim),
-            "attention_weights": zeros(b, n),
-            "attention_weights_cum": zeros(b, n),
+            "attention_weights": at_start,
+            "attention_weights_cum": at_start.clone(),
             "attention_context": zeros(b, self.memory_dim),
         }
+
+    def attention_window(self, state: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """`mask` (B, N) narrowed to the attention constraint's window around the most
+        attended character of the last step (free running)."""
+        last = state["attention_weights"].argmax(dim=1, keepdim=True)
+        position = torch.arange(mask.shape[1], device=mask.device)[None, :]
+        return (
+            mask
+            & (position >= last - self.c.attention_backward_window)
+            & (position <= last + self.c.attention_forward_window)
+        )
 
     def decode(
         self,
@@ -309,7 +340,8 @@ class Decoder(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Free running until every sentence's gate passes `gate_threshold` or
-        `max_decoder_steps`. Returns mel (B, n_mels, steps * r), gate logits (B, steps),
+        `max_decoder_steps`, attention held to its window when `use_attention_constraint`.
+        Returns mel (B, n_mels, steps * r), gate logits (B, steps),
         alignments (B, steps, N), and per sentence its length in decoder steps (B,) (the
         step the gate fired at, + 1; max_decoder_steps when it never did)."""
         c, b = self.c, memory.shape[0]
@@ -320,8 +352,9 @@ class Decoder(nn.Module):
         steps = torch.full((b,), c.max_decoder_steps, dtype=torch.long, device=memory.device)
         frames, gates, alignments = [], [], []
         for k in range(c.max_decoder_steps):
+            allowed = self.attention_window(state, mask) if c.use_attention_constraint else mask
             out, gate, weights = self.decode(
-                self.prenet(frame, generator), state, memory, processed_memory, mask
+                self.prenet(frame, generator), state, memory, processed_memory, allowed
             )
             frames.append(out)
             gates.append(gate)
@@ -343,8 +376,9 @@ class Postnet(nn.Module):
     def __init__(self, c: Tacotron2Config):
         super().__init__()
         dims = [c.n_mels] + [c.postnet_embedding_dim] * (c.postnet_n_convolutions - 1) + [c.n_mels]
+        last = c.postnet_n_convolutions - 1
         self.convolutions = nn.ModuleList(
-            ConvNorm(dims[i], dims[i + 1], c.postnet_kernel_size)
+            ConvNorm(dims[i], dims[i + 1], c.postnet_kernel_size, "linear" if i == last else "tanh")
             for i in range(c.postnet_n_convolutions)
         )
 
