@@ -158,8 +158,8 @@ def score_model(cfg: Config, family: Family, net: torch.nn.Module, held_out: Hel
     from wavefoundry.evaluation.scorer import score
 
     if family.task == "acoustic":
+        from wavefoundry.evaluation.voice import voice_for
         from wavefoundry.registry import candidates
-        from wavefoundry.registry.voice import voice_for
 
         voice = voice_for(cfg, candidates.client(cfg.tracking), family, device(cfg))
         return score(family, net, held_out, None, cfg.evaluation.audio_examples, voice.vocode)
@@ -177,7 +177,7 @@ def held_out_for(cfg: Config, client: Any, family: Family) -> HeldOutSet:
     """The held-out set `family`'s candidates are scored on: whole sentences voiced by the
     current vocoder for an acoustic model, clips cut to evaluation.max_seconds otherwise."""
     from wavefoundry.evaluation.scorer import held_out_set
-    from wavefoundry.registry.voice import voice_for
+    from wavefoundry.evaluation.voice import voice_for
 
     if family.task != "acoustic":
         return held_out_set(cfg, family.data.dataset)

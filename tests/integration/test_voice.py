@@ -113,6 +113,23 @@ def test_the_voice_speaks_what_the_library_says(voice: dict) -> None:
     assert np.array_equal(served, expected)
 
 
+def test_validation_audio_is_voiced_by_the_vocoder_champion(voice: dict) -> None:
+    """The Tacotron 2 run trained after the HiFi-GAN champion was promoted: its validation
+    samples went through that champion, and the run says which."""
+    import mlflow
+
+    client = mlflow.MlflowClient(voice["cfg"].tracking.uri)
+    name, version, _ = voice["acoustic"]
+    run_id = client.get_model_version(name, version).run_id
+    tags = client.get_run(run_id).data.tags
+    vocoder_name, vocoder_version, _ = voice["vocoder"]
+    assert tags["validation_vocoder"] == f"{vocoder_name}/{vocoder_version}"
+    samples = [a.path for a in client.list_artifacts(run_id, "samples")]
+    assert samples, "no validation samples logged"
+    logged = [a.path for a in client.list_artifacts(run_id, samples[-1])]
+    assert any(path.endswith("0-generated.wav") for path in logged), logged
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

@@ -94,8 +94,7 @@ def _candidate(version: Any, aliases: tuple[str, ...] | None = None) -> Candidat
     )
 
 
-def _missing(err: Exception) -> bool:
-    return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+_missing = tracking.is_missing
 
 
 def _invalid(err: Exception) -> bool:
@@ -210,14 +209,8 @@ def check_run(mlflow_client: Any, candidate: Candidate, what: str) -> None:
 
 
 def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return _candidate(mlflow_client.get_model_version_by_alias(name, alias))
-    except MlflowException as err:
-        if _missing(err) or "alias" in str(err).lower():
-            return None
-        raise
+    version = tracking.version_by_alias(mlflow_client, name, alias)
+    return None if version is None else _candidate(version)
 
 
 def score_tags(

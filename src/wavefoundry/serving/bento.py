@@ -121,17 +121,15 @@ def voice_models(
     champion of its dataset into the model store: (acoustic tag, its version, the voice
     service's build arguments). No vocoder champion, or one that reads other mel frames:
     Griffin-Lim voices it (vocoder_tag "")."""
-    from wavefoundry.registry.voice import voice_for
+    from wavefoundry.evaluation.voice import voice_for
     from wavefoundry.tracking import load_logged_model
 
     acoustic_tag, chosen = import_model(cfg, client, registered_model, version, alias)
     family, _ = load_logged_model(chosen.model_uri)
     voice = voice_for(cfg, client, family)
     vocoder_tag = ""
-    if voice.candidate is not None:
-        vocoder_tag, _ = import_model(
-            cfg, client, voice.candidate.name, voice.candidate.version, cfg.promotion.alias
-        )
+    if voice.name:
+        vocoder_tag, _ = import_model(cfg, client, voice.name, voice.version, cfg.promotion.alias)
     return acoustic_tag, chosen, {"acoustic_tag": acoustic_tag, "vocoder_tag": vocoder_tag}
 
 
