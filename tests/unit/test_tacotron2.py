@@ -19,6 +19,7 @@ from wavefoundry.models.tacotron2 import (
     Tacotron2,
     Tacotron2Config,
     guided_attention_loss,
+    lengths_to_mask,
     tacotron2_loss,
 )
 from wavefoundry.text import TextError
@@ -212,6 +213,25 @@ def test_the_attention_constraint_keeps_free_running_attention_in_its_window() -
     forced = free(*batch).alignments
     torch.manual_seed(2)
     assert torch.equal(forced, constrained(*batch).alignments)
+
+
+def test_standardised_frames_are_log_mel_outside_the_decoder() -> None:
+    """With mel_mean/mel_std the decoder works on standardised frames: the same weights give
+    the log-mel of the plain model shifted and scaled, teacher-forced and free running."""
+    plain_config = dataclasses.replace(TINY, prenet_dropout=0.0)
+    scaled_config = dataclasses.replace(plain_config, mel_mean=-4.0, mel_std=2.0)
+    torch.manual_seed(0)
+    plain = Tacotron2(plain_config).eval()
+    scaled = Tacotron2(scaled_config).eval()
+    scaled.load_state_dict(plain.state_dict())
+    text, text_lengths, mels, mel_lengths = _batch(plain_config)
+    expected = plain(text, text_lengths, mels, mel_lengths).mel
+    got = scaled(text, text_lengths, mels * 2.0 - 4.0, mel_lengths).mel
+    mask = lengths_to_mask(mel_lengths, mels.shape[-1]).unsqueeze(1)
+    assert torch.allclose(got, (expected * 2.0 - 4.0) * mask, atol=1e-5)
+    assert torch.allclose(
+        scaled.infer(text[:1]).mel, plain.infer(text[:1]).mel * 2.0 - 4.0, atol=1e-5
+    )
 
 
 def test_losses_fall_on_one_batch_and_the_guide_rewards_a_diagonal() -> None:

@@ -46,6 +46,11 @@ class Tacotron2Config:
     n_mels: int = 80
     f_min: float = 0.0
     f_max: float = 8000.0
+    # The decoder reads and predicts frames standardised as (log-mel - mel_mean) / mel_std
+    # (global mean-variance normalisation, as ESPnet's recipes do); 0 and 1, none, in the
+    # paper. The model's inputs and outputs stay log-mel either way.
+    mel_mean: float = 0.0
+    mel_std: float = 1.0
     # Encoder.
     symbols_embedding_dim: int = 512
     encoder_kernel_size: int = 5
@@ -273,6 +278,12 @@ class Decoder(nn.Module):
             & (position <= last + self.c.attention_forward_window)
         )
 
+    def standardise(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.c.mel_mean) / self.c.mel_std
+
+    def destandardise(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames * self.c.mel_std + self.c.mel_mean
+
     def decode(
         self,
         prenet_out: torch.Tensor,
@@ -282,7 +293,8 @@ class Decoder(nn.Module):
         mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decoder step from the prenet's output (B, prenet_dim); updates `state`.
-        Returns frames (B, n_mels * r), gate logit (B,), attention weights (B, N)."""
+        Returns standardised frames (B, n_mels * r), gate logit (B,), attention weights
+        (B, N)."""
         s = state
         cell_input = torch.cat((prenet_out, s["attention_context"]), -1)
         s["attention_hidden"], s["attention_cell"] = self.attention_rnn(
@@ -315,7 +327,7 @@ class Decoder(nn.Module):
         of step k-1 (a zero frame first). Returns mel (B, n_mels, T), gate logits (B, T / r),
         alignments (B, T / r, N)."""
         r, (b, n_mels, t) = self.c.n_frames_per_step, mels.shape
-        previous = mels[:, :, r - 1 :: r].transpose(1, 2)  # (B, T/r, n_mels)
+        previous = self.standardise(mels[:, :, r - 1 :: r].transpose(1, 2))  # (B, T/r, n_mels)
         inputs = torch.cat((mels.new_zeros(b, 1, n_mels), previous[:, :-1]), dim=1)
         prenet_out = self.prenet(inputs)
         mask = lengths_to_mask(memory_lengths, memory.shape[1])
@@ -329,7 +341,7 @@ class Decoder(nn.Module):
             frames.append(out)
             gates.append(gate)
             alignments.append(weights)
-        mel = torch.stack(frames, 1).reshape(b, t, n_mels).transpose(1, 2)
+        mel = self.destandardise(torch.stack(frames, 1).reshape(b, t, n_mels).transpose(1, 2))
         return mel, torch.stack(gates, 1), torch.stack(alignments, 1)
 
     @torch.no_grad()
@@ -364,7 +376,7 @@ class Decoder(nn.Module):
             if bool((steps < c.max_decoder_steps).all()):
                 break
             frame = out[:, -c.n_mels :]
-        mel = torch.stack(frames, 1).reshape(b, -1, c.n_mels).transpose(1, 2)
+        mel = self.destandardise(torch.stack(frames, 1).reshape(b, -1, c.n_mels).transpose(1, 2))
         return mel, torch.stack(gates, 1), torch.stack(alignments, 1), steps
 
 
