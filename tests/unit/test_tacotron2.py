@@ -215,6 +215,23 @@ def test_the_attention_constraint_keeps_free_running_attention_in_its_window() -
     assert torch.equal(forced, constrained(*batch).alignments)
 
 
+def test_sharpening_squares_the_attention_weights_at_beta_2() -> None:
+    """softmax(2 e) is softmax(e) squared and renormalised; padding still gets no weight."""
+    torch.manual_seed(0)
+    plain = Tacotron2(TINY).decoder.attention_layer
+    sharp = Tacotron2(dataclasses.replace(TINY, attention_sharpening=2.0)).decoder.attention_layer
+    sharp.load_state_dict(plain.state_dict())
+    query = torch.randn(2, TINY.attention_rnn_dim)
+    memory = torch.randn(2, 9, TINY.encoder_embedding_dim)
+    weights_cat = torch.rand(2, 2, 9)
+    mask = lengths_to_mask(torch.tensor([9, 6]), 9)
+    _, a = plain(query, memory, plain.memory_layer(memory), weights_cat, mask)
+    _, b = sharp(query, memory, sharp.memory_layer(memory), weights_cat, mask)
+    assert torch.allclose(b, a**2 / (a**2).sum(-1, keepdim=True), atol=1e-6)
+    assert (b[1, 6:] == 0).all()
+    assert (b.max(-1).values > a.max(-1).values).all()
+
+
 def test_standardised_frames_are_log_mel_outside_the_decoder() -> None:
     """With mel_mean/mel_std the decoder works on standardised frames: the same weights give
     the log-mel of the plain model shifted and scaled, teacher-forced and free running."""

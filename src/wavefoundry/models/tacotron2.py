@@ -70,6 +70,8 @@ class Tacotron2Config:
     attention_dim: int = 128
     attention_location_n_filters: int = 32
     attention_location_kernel_size: int = 31
+    # Chorowski et al. 2015's sharpening: weights = softmax(beta * energies); 1 in Tacotron 2.
+    attention_sharpening: float = 1.0
     # Free running only: attention may not leave the window from `attention_backward_window`
     # characters before the last step's most attended one to `attention_forward_window`
     # after it (the attention constraint of Deep Voice 3, Ping et al. 2018; ESPnet's
@@ -194,8 +196,9 @@ class LocationLayer(nn.Module):
 
 
 class Attention(nn.Module):
-    """Location-sensitive attention: e = v^T tanh(W s + V h + U f), softmax over the real
-    encoder positions (padding gets exactly zero weight)."""
+    """Location-sensitive attention: e = v^T tanh(W s + V h + U f), softmax of beta * e over
+    the real encoder positions (padding gets exactly zero weight); beta is
+    `attention_sharpening` (Chorowski et al. 2015, section 2.3)."""
 
     def __init__(self, c: Tacotron2Config, memory_dim: int):
         super().__init__()
@@ -204,6 +207,7 @@ class Attention(nn.Module):
         )
         self.memory_layer = xavier(nn.Linear(memory_dim, c.attention_dim, bias=False), "tanh")
         self.v = xavier(nn.Linear(c.attention_dim, 1, bias=False))
+        self.sharpening = c.attention_sharpening
         self.location_layer = LocationLayer(
             c.attention_location_n_filters, c.attention_location_kernel_size, c.attention_dim
         )
@@ -226,7 +230,7 @@ class Attention(nn.Module):
                 + processed_memory
             )
         ).squeeze(-1)
-        energies = energies.masked_fill(~mask, -math.inf)
+        energies = (self.sharpening * energies).masked_fill(~mask, -math.inf)
         weights = F.softmax(energies, dim=1)
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
         return context, weights
