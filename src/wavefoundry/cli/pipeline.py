@@ -124,7 +124,11 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--source", action="append", metavar="SRC", help="default: datasets.NAME.source"
     )
-    group.add_argument("--steps", type=int, help="training steps (default: training.steps)")
+    group.add_argument(
+        "--steps",
+        type=int,
+        help="every family's training steps (default: training.steps, or the family's training.per_family entry)",
+    )
     group.add_argument("--tracking-uri", help="MLflow (default: tracking.uri)")
     group.add_argument(
         "--data-revision",
