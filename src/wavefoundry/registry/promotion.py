@@ -411,7 +411,8 @@ def promote(
 ) -> Outcome:
     """Face the challenger (a version, the version of a run, else the newest) with the current
     champion through the gate; with a pass, move the alias. A dry run changes nothing. A
-    champion scored on other held-out data is scored again with `rescore` first."""
+    champion scored on other held-out data, or with no score for a gate metric the challenger
+    has (`unscored`), is scored again with `rescore` first."""
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
@@ -425,7 +426,10 @@ def promote(
     with lock:
         champion = candidates.by_alias(client, name, alias)
         rescored = False
-        if champion is not None and champion.fingerprint != challenger.fingerprint:
+        if champion is not None and (
+            champion.fingerprint != challenger.fingerprint
+            or unscored(cfg.promotion, challenger, champion)
+        ):
             candidates.check_run(client, champion, f"the {alias}, to be scored again")
             champion = rescore(champion, challenger.fingerprint, not dry_run)
             rescored = True
@@ -433,6 +437,15 @@ def promote(
         decision = gate(challenger, champion, rules, floor_scores(cfg, challenger))
         entry = None if dry_run else apply(client, decision, alias)
     return Outcome(decision, entry, rescored, note)
+
+
+def unscored(rules: PromotionConfig, challenger: Candidate, champion: Candidate) -> list[str]:
+    """The gate's metrics the challenger has a score for and the champion has not: a champion
+    scored before the gate judged its task by them (a speech generator before DNSMOS), which
+    promotion scores again rather than wave the challenger through."""
+    _, task = rules.gate_for(challenger.task, challenger.dataset)
+    names = [task.primary, *task.secondary] if task else []
+    return [n for n in names if n in challenger.metrics and n not in champion.metrics]
 
 
 def floor_scores(cfg: Config, challenger: Candidate) -> dict[str, float] | None:
