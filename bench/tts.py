@@ -99,6 +99,7 @@ def main() -> None:
         common = ["promotion.max_real_time_factor=100"]
         taco = [
             *common,
+            "training.per_family=null",  # --steps, not the tiny recipe's own for tacotron2
             f"training.steps={args.steps}",
             f"training.checkpoint_every={args.check_every}",
             f"training.keep_checkpoints={args.steps // args.check_every + 1}",

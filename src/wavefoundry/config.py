@@ -18,8 +18,11 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
+    model_serializer,
 )
+from pydantic.fields import FieldInfo
 
 from wavefoundry.errors import UserError
 
@@ -204,7 +207,7 @@ class DatasetsConfig(Section):
         return getattr(self, name)
 
 
-class TrainingConfig(Section):
+class TrainingKeys(Section):
     """How a training run goes, for every family. The model's own sizes, learning rate and
     segment length are under `models.<name>` (the dataclass at the top of models/<name>.py)."""
 
@@ -235,6 +238,56 @@ class TrainingConfig(Section):
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class _Partial(Section):
+    """Some keys of a section: only those given are kept (and written back out)."""
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
+def _optional(section: type[Section], name: str) -> type[Section]:
+    """`section` with every key optional, each checked as in `section` when given."""
+    fields = {
+        key: (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+        for key, info in section.model_fields.items()
+    }
+    return create_model(name, __base__=_Partial, **fields)
+
+
+# Some of TrainingKeys, for one family: only the keys given are applied.
+TrainingOverrides = _optional(TrainingKeys, "TrainingOverrides")
+
+
+class TrainingConfig(TrainingKeys):
+    __doc__ = TrainingKeys.__doc__
+
+    per_family: dict[FamilyName, TrainingOverrides] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Per family, overrides of the keys above, e.g. {vocos: {steps: 1500}}: "
+        "a family that needs a longer (or shorter) run than the others gets its own.",
+    )
+
+    @field_validator("per_family", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        # `--set training.per_family=null`: no family has its own (a mapping would be merged).
+        return {} if value is None else value
+
+    def set_steps(self, family: str, steps: int) -> None:
+        """Make `family`'s run `steps` long, whatever `steps` and `per_family` said."""
+        own = self.per_family[family].model_dump() if family in self.per_family else {}
+        self.per_family = {**self.per_family, family: {**own, "steps": steps}}
+
+    def for_family(self, family: str) -> TrainingKeys:
+        """The keys as `family` trains: its `per_family` entry (the keys it sets) over these."""
+        base = self.model_dump(exclude={"per_family"})
+        overrides = self.per_family.get(family)
+        if overrides is not None:
+            base.update(overrides.model_dump())
+        return TrainingKeys.model_validate(base)
 
 
 class TrackingConfig(Section):
@@ -411,7 +464,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[FamilyName] = Field(default_factory=lambda: ["hifigan", "wavenet"], min_length=1)
+    families: list[FamilyName] = Field(default_factory=lambda: ["vocos", "hifigan"], min_length=1)
     root: Path = Field(
         Path(".wavefoundry/kfp"),
         description="Local runs: task artifacts, the task cache and a record of each run.",

@@ -21,7 +21,7 @@ from servers import BentoServer
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "wavefoundry-ljspeech-vocoder"
-FAMILIES = ("hifigan", "wavenet")
+FAMILIES = ("vocos", "hifigan")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -48,6 +48,7 @@ def small_project(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
     tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
+    tiny["training"].pop("per_family", None)  # every family this short
     (root / "configs").mkdir(exist_ok=True)
     (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
 

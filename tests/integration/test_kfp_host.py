@@ -98,7 +98,7 @@ def test_schedule_makes_a_recurring_run_one_at_a_time_without_catch_up(kfp):
     assert recurring["no_catchup"] is True
     assert recurring["mode"] == "ENABLE"
     assert recurring["pipeline_spec"] == compiled_package()
-    assert recurring["runtime_config"]["parameters"]["families"] == ["hifigan", "wavenet"]
+    assert recurring["runtime_config"]["parameters"]["families"] == ["vocos", "hifigan"]
     [experiment] = kfp.experiments
     assert recurring["experiment_id"] == experiment["experiment_id"]
 

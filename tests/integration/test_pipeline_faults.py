@@ -41,6 +41,7 @@ def project(root: Path, clips: int = 6) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(small_params(clips), sort_keys=False))
     tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     tiny["training"].update(steps=2, checkpoint_every=2, validate_every=2, log_every=1)
+    tiny["training"].pop("per_family", None)  # every family this short
     (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
     return root
 

@@ -13,6 +13,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from wavefoundry import tracking
 from wavefoundry.cli.common import Command, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
@@ -124,7 +125,11 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--source", action="append", metavar="SRC", help="default: datasets.NAME.source"
     )
-    group.add_argument("--steps", type=int, help="training steps (default: training.steps)")
+    group.add_argument(
+        "--steps",
+        type=int,
+        help="every family's training steps (default: training.steps, or the family's training.per_family entry)",
+    )
     group.add_argument("--tracking-uri", help="MLflow (default: tracking.uri)")
     group.add_argument(
         "--data-revision",
@@ -291,20 +296,34 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
         )
     uri = arguments["tracking_uri"]
     out.print(f"browse the runs:  uv run mlflow ui --backend-store-uri {uri}")
-    for champion in facts.get("champions", []):
-        if champion.get("bento_tag"):
-            home = (
-                f"BENTOML_HOME={os.environ['BENTOML_HOME']} "
-                if "BENTOML_HOME" in os.environ
-                else ""
-            )
-            out.print(
-                f"serve the champion:  {home}uv run bentoml serve {champion['bento_tag']} --port 3000"
-            )
+    home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
+    served = [c for c in facts.get("champions", []) if c.get("bento_tag")]
+    for port, champion in enumerate(served, start=3000):
+        out.print(
+            f"serve {champion['registered_model']}:  {home}uv run bentoml serve "
+            f"{champion['bento_tag']} --port {port}",
+            markup=False,
+        )
+        out.print(f"  then:  {_try_it(champion['registered_model'], port)}", markup=False)
     if result.state != "SUCCEEDED":
         err.print(f"[bold red]pipeline failed[/] at {result.error}")
         return 1
     return 0
+
+
+def _try_it(registered_model: str, port: int) -> str:
+    """A curl that asks a served champion for audio: a sentence spoken (a voice), a clip
+    resynthesized (a vocoder or codec), a note generated (a generator)."""
+    url = f"http://localhost:{port}"
+    if registered_model.endswith(f"-{tracking.REGISTERED_TASK_NAMES['acoustic']}"):
+        text = '{"text": "The quick brown fox jumps over the lazy dog."}'
+        return (
+            f"curl -s -X POST {url}/synthesize -H 'Content-Type: application/json' "
+            f"-d '{text}' -o speech.wav"
+        )
+    if registered_model.endswith("-generator"):
+        return f"curl -s -X POST {url}/generate -H 'Content-Type: application/json' -d '{{}}' -o note.wav"
+    return f"curl -s -X POST {url}/vocode -F audio=@clip.wav -o resynthesized.wav"
 
 
 class _Labels:

@@ -28,7 +28,9 @@ def add_commands(commands: Any, command: Command) -> None:
         action="store_true",
         help="continue from the run's latest checkpoint (a fresh run replaces old checkpoints)",
     )
-    sub.add_argument("--steps", type=int, help="shortcut for --set training.steps=N")
+    sub.add_argument(
+        "--steps", type=int, help="this run's steps, over training.steps and training.per_family"
+    )
     sub.add_argument(
         "--out", type=Path, help="also write the run (id, model folder, steps, metrics) as JSON"
     )
@@ -67,7 +69,7 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     if args.steps is not None:
         if args.steps <= 0:
             raise UserError(f"--steps must be positive, got {args.steps}")
-        cfg.training.steps = args.steps
+        cfg.training.set_steps(args.model, args.steps)
     try:
         result = train(cfg, args.model, args.dataset, resume=args.resume)
     except Preempted as stopped:

@@ -42,8 +42,8 @@ SHARED_MEMORY = "16Gi"  # /dev/shm for DataLoader workers; a container's default
 def training_pipeline(
     dataset: str = "ljspeech",
     source: list = [],  # noqa: B006 - KFP defaults are values; empty: datasets.NAME.source
-    families: list = ["hifigan", "wavenet"],  # noqa: B006
-    steps: int = 0,  # 0: training.steps of the configuration
+    families: list = ["vocos", "hifigan"],  # noqa: B006
+    steps: int = 0,  # 0: each family's own (training.steps, training.per_family)
     tracking_uri: str = "",  # empty: tracking.uri of the configuration
     data_revision: str = "",  # empty: read off the sources
     data_config: dict = {},  # noqa: B006 - merged over params.yaml by the data tasks

@@ -73,15 +73,12 @@ def task_config(
     *,
     data: str | Path | None = None,
     tracking_uri: str = "",
-    steps: int = 0,
 ) -> Config:
     fixed: dict[str, Any] = {}
     if data is not None:
         fixed["paths"] = {"data": str(data)}
     if tracking_uri:
         fixed["tracking"] = {"uri": tracking_uri}
-    if steps:
-        fixed["training"] = {"steps": steps}
     # The layer is the whole configuration, resolved where the run was started (params,
     # recipe, --set): reading a params file here again would re-apply its default recipe.
     return load_config(None, layers=[layer or {}, fixed])
@@ -208,7 +205,9 @@ def train(
 ) -> str:
     """Train `family` on the stored data, tracked in MLflow, one process per GPU asked for;
     the exported network (safetensors + config.json) goes to `model`. Returns the run id."""
-    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri, steps=steps)
+    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
+    if steps:
+        cfg.training.set_steps(family, steps)
     stored = json.loads(cfg.paths.data_version(dataset).read_text())["data_version"]
     if stored != data_version:
         raise UserError(
@@ -221,7 +220,7 @@ def train(
         from wavefoundry.training.trainer import train as run_training
 
         result = run_training(
-            cfg, family, dataset, on_step=progress_lines(cfg.training.steps)
+            cfg, family, dataset, on_step=progress_lines(cfg.training.for_family(family).steps)
         ).as_record()
     shutil.copytree(result["model_dir"], model.path, dirs_exist_ok=True)
     model.metadata.update(

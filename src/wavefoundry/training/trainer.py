@@ -150,7 +150,7 @@ def sigterm_requests_stop() -> Iterator[dict[str, bool]]:
 
 class Trainer:
     def __init__(self, cfg: Config, model: str, dataset: str):
-        self.cfg, self.training = cfg, cfg.training
+        self.cfg, self.training = cfg, cfg.training.for_family(model)
         family_class, model_cfg = resolve_family(cfg, model, dataset)
         self.data_spec, self.data_version = stored_dataset(cfg, dataset)
         self.family: Family = family_class(model_cfg, self.data_spec)
