@@ -303,6 +303,9 @@ class MlflowServer(ServerProcess):
             "--workers",
             "1",
         ]
+        # MLflow's job runner (huey consumers for GenAI scorers and trace roll-ups) is eight more
+        # processes, each importing mlflow; nothing here submits a job, so it stays off.
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
         super().__init__(command, start_timeout, env)
 
 

@@ -112,7 +112,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_resume_after_a_kill_gives_bitwise_identical_weights(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str
 ) -> None:
-    steps, half = 8, 4
+    # Two steps each side of the kill: the optimizer's moments, the RNG and the sampler's place
+    # are all carried across it (Tacotron 2 on LJ Speech costs seconds a step on 2 cores).
+    steps, half = 4, 2
     common = (
         f"training.steps={steps}",
         f"training.checkpoint_every={half}",
