@@ -331,6 +331,13 @@ class TaskGate(Section):
     secondary: list[str] = []
 
 
+def _known_tasks(gates: dict[str, TaskGate]) -> dict[str, TaskGate]:
+    for name in gates:
+        if name not in TASKS:
+            raise ValueError(f"unknown task '{name}' (known: {', '.join(TASKS)})")
+    return gates
+
+
 class PromotionConfig(Section):
     """The gate a challenger passes to take the alias from the champion."""
 
@@ -376,14 +383,51 @@ class PromotionConfig(Section):
         "generator": TaskGate(primary="frechet_distance", secondary=["pitch_accuracy"]),
         "acoustic": TaskGate(primary="mcd_dtw"),
     }
+    # A dataset's own gate for a task whose metrics differ by dataset: the note classifier's
+    # Fréchet distance needs NSynth notes, so generators on speech are judged by DNSMOS, which
+    # needs no reference and which every generator on speech reports (evaluation/scorer.py).
+    datasets: dict[DatasetName, dict[str, TaskGate]] = {
+        "ljspeech": {"generator": TaskGate(primary="dnsmos_ovrl")},
+        "vctk": {"generator": TaskGate(primary="dnsmos_ovrl")},
+    }
 
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, value: dict[str, TaskGate]) -> dict[str, TaskGate]:
-        for name in value:
-            if name not in TASKS:
-                raise ValueError(f"unknown task '{name}' (known: {', '.join(TASKS)})")
+        return _known_tasks(value)
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _null_is_no_override(cls, value: Any) -> Any:
+        """`promotion.datasets.vctk.generator: null` (or `vctk: null`) drops that override, so
+        the task's gate in `tasks` applies (an override cannot be removed by merging over it)."""
+        if not isinstance(value, dict):
+            return value
+        kept = {}
+        for dataset, gates in value.items():
+            if isinstance(gates, dict):
+                gates = {task: gate for task, gate in gates.items() if gate is not None}
+            if gates:
+                kept[dataset] = gates
+        return kept
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_dataset_tasks(
+        cls, value: dict[str, dict[str, TaskGate]]
+    ) -> dict[str, dict[str, TaskGate]]:
+        for gates in value.values():
+            _known_tasks(gates)
         return value
+
+    def gate_for(self, task: str, dataset: str) -> tuple[str, TaskGate | None]:
+        """The metrics a `task` candidate on `dataset` is judged by: `datasets.DATASET.TASK`
+        where it is set, else `tasks.TASK` (None when neither is). Returns the key it came from
+        (e.g. "promotion.datasets.vctk.generator") with it, for tables and errors to name."""
+        own = self.datasets.get(dataset, {}).get(task)  # type: ignore[call-overload]
+        if own is not None:
+            return f"promotion.datasets.{dataset}.{task}", own
+        return f"promotion.tasks.{task}", self.tasks.get(task)
 
 
 class ServingConfig(Section):

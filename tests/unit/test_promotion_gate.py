@@ -136,3 +136,57 @@ def test_the_floor_is_for_vocoders_and_codecs_only() -> None:
     )
     decision = gate(generator, None, FLOORED, None)
     assert decision.passed and not any("floor" in c.name for c in decision.checks)
+
+
+def generator(dataset: str, family: str, version: str, **scores: float) -> Candidate:
+    tags = {"family": family, "task": "generator", "dataset": dataset}
+    tags.update(score_tags({"rtf": 0.1, **scores}, "set", "data"))
+    return Candidate(f"wavefoundry-{dataset}-generator", version, f"run{version}", "m", tags)
+
+
+def test_generators_on_speech_are_judged_by_dnsmos_with_the_default_rules() -> None:
+    # SampleRNN's bits per sample and the code prior's bits per code measure different things;
+    # DNSMOS of the generated speech is what both report.
+    samplernn = generator("vctk", "samplernn", "1", dnsmos_ovrl=1.6, bits_per_sample=6.9)
+    prior = generator("vctk", "code_prior", "2", dnsmos_ovrl=1.9, bits_per_code=5.2)
+    first = gate(samplernn, None, PromotionConfig())
+    assert first.passed, first.reasons
+    assert first.rules_key == "promotion.datasets.vctk.generator"
+    assert first.primary == "dnsmos_ovrl"
+    assert gate(prior, samplernn, PromotionConfig()).passed  # higher DNSMOS is better
+    worse = gate(samplernn, prior, PromotionConfig())
+    assert failed(worse) == ["primary dnsmos_ovrl"]
+    lj = gate(generator("ljspeech", "samplernn", "1", dnsmos_ovrl=1.6), None, PromotionConfig())
+    assert lj.passed and lj.rules_key == "promotion.datasets.ljspeech.generator"
+
+
+def test_generators_on_nsynth_keep_the_task_s_frechet_distance() -> None:
+    note = generator("nsynth", "wavegan", "1", frechet_distance=3.0, pitch_accuracy=0.5)
+    decision = gate(note, None, PromotionConfig())
+    assert decision.passed and decision.rules_key == "promotion.tasks.generator"
+    assert [c.name for c in decision.checks if c.name.startswith(("primary", "secondary"))] == [
+        "primary frechet_distance",
+        "secondary pitch_accuracy",
+    ]
+    # The speech rules do not reach NSynth: DNSMOS alone is no score for a note generator.
+    assert not gate(
+        generator("nsynth", "wavegan", "1", dnsmos_ovrl=3.0), None, PromotionConfig()
+    ).passed
+
+
+def test_a_speech_generator_without_the_judge_s_score_is_refused_saying_why() -> None:
+    decision = gate(
+        generator("vctk", "samplernn", "1", bits_per_sample=6.9), None, PromotionConfig()
+    )
+    assert failed(decision) == ["primary dnsmos_ovrl"]
+    [reason] = decision.reasons
+    assert "promotion.datasets.vctk.generator" in reason and "evaluation.judges" in reason
+
+
+def test_a_dataset_s_override_can_be_dropped_for_the_task_s_rules() -> None:
+    rules = PromotionConfig.model_validate({"datasets": {"vctk": {"generator": None}}})
+    decision = gate(generator("vctk", "samplernn", "1", dnsmos_ovrl=1.6), None, rules)
+    assert decision.rules_key == "promotion.tasks.generator"
+    assert "primary frechet_distance" in failed(decision)
+    with pytest.raises(ValueError, match="unknown task 'speaker'"):
+        PromotionConfig.model_validate({"datasets": {"vctk": {"speaker": {"primary": "pesq"}}}})

@@ -48,8 +48,9 @@ def add_commands(commands: Any, command: Command) -> None:
     sub.add_argument("--out", type=Path, help="with --candidates: the verdicts as JSON")
     sub.epilog = (
         "The gate (params promotion.*): every metric finite; rtf <= max_real_time_factor; the "
-        "task's primary metric better by min_relative_improvement; secondaries worse by at most "
-        "secondary_tolerance. A champion scored on other data is scored again first."
+        "primary metric (promotion.datasets.DATASET.TASK where set, else promotion.tasks.TASK) "
+        "better by min_relative_improvement; secondaries worse by at most secondary_tolerance. "
+        "A champion scored on other data is scored again first."
     )
 
     sub = command("rollback", cmd_rollback, "give the alias back to the previous champion")
@@ -71,6 +72,7 @@ def _decision_table(outcome) -> Table:
         f"against {f'v{champion.version} ({champion.family})' if champion else 'no champion'}: "
         f"{verdict}"
     )
+    table.caption = f"metrics: {decision.rules_key} (primary {decision.primary})"
     for column in ("check", "challenger", "champion", "requirement", "result"):
         table.add_column(column)
     for check in decision.checks:
@@ -184,6 +186,14 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
             cells.append(f"[bold]{text}[/]" if row[metric] == best.get(metric) else text)
         table.add_row(row["candidate"], row["aliases"], row["data_version"], *cells)
     out.print(table)
+    if result.primary:
+        secondary = ", ".join(result.secondary) or "none"
+        metric = METRICS.get(result.primary)
+        better = "" if metric is None else "higher" if metric.higher_is_better else "lower"
+        out.print(
+            f"gate: {result.gate}: primary {result.primary}"
+            f"{f' ({better} is better)' if better else ''}, secondary {secondary}"
+        )
     if result.baseline is not None:
         out.print(
             f"{result.baseline.name} (baseline): Griffin-Lim from the same mel, on the newest "

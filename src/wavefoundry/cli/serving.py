@@ -66,9 +66,12 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
     for name, version in chosen:
         started = time.perf_counter()
         built = build(cfg, name, version, args.alias)
+        models = f"model {built.model_tag}"
+        if built.codec_tag:  # a code prior: its VQ-VAE travels as a second model
+            models = f"models {built.model_tag} and its VQ-VAE {built.codec_tag}"
         out.print(
             f"built Bento [bold]{built.tag}[/] serving {built.registered_model} version "
-            f"{built.version} (BentoML model {built.model_tag}) in "
+            f"{built.version} (BentoML {models}) in "
             f"{time.perf_counter() - started:.1f} s"
         )
         out.print(f"serve it:       bentoml serve {built.tag} --port 3000")

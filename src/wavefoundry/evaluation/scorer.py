@@ -6,7 +6,8 @@ ids, settings) travels with every score: two scores are comparable exactly when 
 fingerprints are equal. Vocoders resynthesize each clip from its mel, codecs pass it through
 their codes, generators make one note per held-out note at its pitch (or the requested
 pitches) and are judged by the NSynth note classifier; on speech, where there is no such judge,
-generators are scored by the held-out clips' likelihood (e.g. bits per sample).
+generators are judged by DNSMOS of what they make (no reference needed) and report the
+held-out clips' likelihood (bits per sample, bits per code) beside it.
 Reconstructions are also scored by the offline judges (evaluation.judges: PESQ, STOI, MCD, F0,
 DNSMOS); a judge that cannot run on a clip leaves NaN there and says why in the table's
 `judge_notes`. The Griffin-Lim baseline (evaluation/baseline.py) is scored on the same set by
@@ -326,10 +327,17 @@ def _render_reconstructions(
 def _render_utterances(
     family: Family, net: torch.nn.Module, held_out: HeldOutSet
 ) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
-    """A generator on speech: as many seconds as each held-out clip, with its speaker, and the
-    clip's likelihood under the model (`Family.clip_metrics`, e.g. bits per sample): with no
-    note classifier for speech, the likelihood is the score."""
+    """A generator on speech: as many seconds as each held-out clip, with its speaker, judged
+    by the evaluation's judges that need no reference (DNSMOS: what the generated speech
+    alone sounds like, the score every generator on speech shares), beside the clip's
+    likelihood under the model (`Family.clip_metrics`: bits per sample, or bits per code,
+    which do not compare across families)."""
     seed = int(held_out.settings.get("seed", 0))
+    chosen = [
+        name
+        for name in held_out.settings.get("judges", [])
+        if not judges.JUDGES[name].needs_reference
+    ]
     device = next(net.parameters()).device
     rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
@@ -341,10 +349,13 @@ def _render_utterances(
             generated, seconds = _timed(family, net, None, conditions)
             compute += seconds
             audio = torch.from_numpy(clip.audio).to(device)
+            judged = judges.judge_clip(None, generated, held_out.sample_rate, chosen)
             rows.append(
                 {
                     "clip_id": clip.clip_id,
                     "seconds": len(generated) / held_out.sample_rate,
+                    **judged.scores,
+                    "judge_notes": "; ".join(judged.notes),
                     **family.clip_metrics(net, audio, conditions),
                 }
             )

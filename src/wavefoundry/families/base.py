@@ -22,6 +22,7 @@ from torch import nn
 from wavefoundry.audio import MelConfig, log_mel
 from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
+from wavefoundry.errors import UserError
 
 
 class Step(Protocol):
@@ -56,6 +57,9 @@ class Family(ABC):
     # Whole clips with their transcripts (text-to-speech), bucketed by length and padded,
     # instead of fixed segments; `segment_length` is then the longest clip taken, in samples.
     utterances: ClassVar[bool] = False
+    # The inference net's submodule that is another registered model's inference net (the code
+    # prior's frozen VQ-VAE, "codec"): a Bento carries that model as its own BentoModel.
+    upstream_module: ClassVar[str | None] = None
 
     def __init__(self, config: Any, data: DataSpec):
         self.config = self.adapt(config, data)
@@ -95,6 +99,11 @@ class Family(ABC):
         """The registered models this one is built on, as tracking.UPSTREAM_TAGS -> value: tagged
         on the run and its registered version, shown by the Bento's /info. Default: none."""
         return {}
+
+    def check_upstream(self, upstream: Family, where: str) -> None:
+        """UserError unless `upstream` (an exported model, found at `where`) is the model this
+        one was trained on, as pinned in its config. Default: this family builds on none."""
+        raise UserError(f"a {self.name} model is built on no other model ({where})")
 
     def for_inference(self, net: nn.Module) -> nn.Module:
         """The trained inference net made ready to serve (e.g. weight norm folded into the

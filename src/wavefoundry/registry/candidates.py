@@ -44,6 +44,10 @@ class Candidate:
         return self.tags.get(tracking.TAG_TASK, "?")
 
     @property
+    def dataset(self) -> str:
+        return self.tags.get(tracking.TAG_DATASET, "?")
+
+    @property
     def metrics(self) -> dict[str, float]:
         return {
             key.removeprefix(tracking.TAG_EVAL_PREFIX): float(value)

@@ -26,15 +26,20 @@ BASELINE_LABEL = f"{BASELINE} (baseline)"
 class Comparison:
     name: str
     candidates: list[Candidate]
-    metrics: list[str]  # the task's primary first, then its secondaries, then the rest
+    metrics: list[str]  # the gate's primary first, then its secondaries, then the rest
     table: pd.DataFrame  # one row per candidate, then the baseline's row when there is one
     chart: Path
     run_id: str
     baseline: Baseline | None = None
+    gate: str = ""  # where the gate's metrics come from: promotion.datasets.D.T or tasks.T
+    primary: str = ""  # the metric the gate ranks these candidates by
+    secondary: tuple[str, ...] = ()
 
 
-def metric_order(cfg: Config, task: str, found: list[Candidate]) -> list[str]:
-    rules = cfg.promotion.tasks.get(task)
+def metric_order(cfg: Config, newest: Candidate, found: list[Candidate]) -> list[str]:
+    """The metrics of `found`: the gate's primary and secondaries for `newest`'s task on its
+    dataset first (those any candidate reports), then the rest by name."""
+    _, rules = cfg.promotion.gate_for(newest.task, newest.dataset)
     first = [rules.primary, *rules.secondary] if rules else []
     rest = sorted({name for c in found for name in c.metrics} - set(first))
     return [name for name in first if any(name in c.metrics for c in found)] + rest
@@ -75,7 +80,8 @@ def compare(cfg: Config, name: str, out: Path | None = None) -> Comparison:
 
     client = candidates.client(cfg.tracking)
     found = candidates.candidates(client, name)
-    metrics = metric_order(cfg, found[-1].task, found)
+    metrics = metric_order(cfg, found[-1], found)
+    key, rules = cfg.promotion.gate_for(found[-1].task, found[-1].dataset)
     champion = candidates.by_alias(client, name, cfg.promotion.alias)
     table = pd.DataFrame(
         [
@@ -107,7 +113,18 @@ def compare(cfg: Config, name: str, out: Path | None = None) -> Comparison:
         mlflow.set_tags({tracking.TAG_KIND: "comparison", tracking.TAG_REGISTERED_MODEL: name})
         mlflow.log_table(table, "comparison.json")
         mlflow.log_artifact(str(path))
-    return Comparison(name, found, metrics, table, path, run.info.run_id, baseline)
+    return Comparison(
+        name,
+        found,
+        metrics,
+        table,
+        path,
+        run.info.run_id,
+        baseline,
+        key,
+        rules.primary if rules else "",
+        tuple(rules.secondary) if rules else (),
+    )
 
 
 def _baseline(cfg: Config, client: Any, newest: Candidate) -> Baseline | None:

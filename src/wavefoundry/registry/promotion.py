@@ -1,8 +1,10 @@
 """Promotion: a challenger takes the champion alias only through the gate.
 
 The gate (params `promotion`): every metric finite; the real-time factor under its bound; the
-task's primary metric better than the champion's by at least a minimum relative change; each
-secondary metric no worse than the champion's by more than a tolerance. Both are scored on
+primary metric better than the champion's by at least a minimum relative change; each
+secondary metric no worse than the champion's by more than a tolerance. The primary and
+secondary metrics are the task's on the challenger's dataset (`PromotionConfig.gate_for`:
+`promotion.datasets.DATASET.TASK` where set, else `promotion.tasks.TASK`). Both are scored on
 the same held-out set (the caller re-scores a champion whose score is from other data). A
 vocoder or codec must also beat the floor, Griffin-Lim from the same mel scored on that same
 set (evaluation/baseline.py), on each of `floor_metrics`: else it is refused as "below the
@@ -52,6 +54,10 @@ class Decision:
     challenger: Candidate
     champion: Candidate | None
     checks: tuple[Check, ...]
+    # Where the primary and secondary metrics came from: promotion.tasks.TASK, or
+    # promotion.datasets.DATASET.TASK where the challenger's dataset has its own.
+    rules_key: str = ""
+    primary: str = ""
 
     @property
     def passed(self) -> bool:
@@ -132,7 +138,7 @@ def gate(
     and against `floor`, the baseline's scores on the challenger's held-out set."""
     from wavefoundry.evaluation.metrics import METRICS
 
-    task = rules.tasks.get(challenger.task)
+    key, task = rules.gate_for(challenger.task, challenger.dataset)
     if task is None:
         raise UserError(
             f"no promotion rules for task '{challenger.task}' (promotion.tasks has: "
@@ -140,10 +146,7 @@ def gate(
         )
     for name in (task.primary, *task.secondary):
         if name not in METRICS:
-            raise UserError(
-                f"promotion.tasks.{challenger.task} names unknown metric '{name}' "
-                f"(known: {', '.join(METRICS)})"
-            )
+            raise UserError(f"{key} names unknown metric '{name}' (known: {', '.join(METRICS)})")
     for name in rules.floor_metrics:
         if name not in METRICS:
             raise UserError(
@@ -186,7 +189,16 @@ def gate(
         higher = METRICS[name].higher_is_better
         mine, best = ours.get(name), theirs.get(name)
         if mine is None:
-            checks.append(Check(f"{role} {name}", "missing", _format(best), "a score", False))
+            checks.append(
+                Check(
+                    f"{role} {name}",
+                    "missing",
+                    _format(best),
+                    "a score",
+                    False,
+                    f"{role} {name}: no score ({key} names it; {_why_missing(name, challenger)})",
+                )
+            )
             continue
         if champion is None or best is None or not math.isfinite(best):
             checks.append(
@@ -216,7 +228,17 @@ def gate(
             )
         )
     checks.extend(floor_checks(challenger, floor, rules))
-    return Decision(challenger.name, challenger, champion, tuple(checks))
+    return Decision(challenger.name, challenger, champion, tuple(checks), key, task.primary)
+
+
+def _why_missing(metric: str, challenger: Candidate) -> str:
+    """What may have left `metric` out of a challenger's score, for the refusal's reason."""
+    from wavefoundry.evaluation.judges import JUDGES
+
+    judge = next((j.name for j in JUDGES.values() if metric in j.scores), None)
+    if judge is None:
+        return f"a {challenger.family} {challenger.task} on {challenger.dataset} does not report it"
+    return f"is {judge} in evaluation.judges? the run's eval/clips.json says why a clip has none"
 
 
 # --- the lock and the audit record ----------------------------------------------------------
@@ -389,7 +411,8 @@ def promote(
 ) -> Outcome:
     """Face the challenger (a version, the version of a run, else the newest) with the current
     champion through the gate; with a pass, move the alias. A dry run changes nothing. A
-    champion scored on other held-out data is scored again with `rescore` first."""
+    champion scored on other held-out data, or with no score for a gate metric the challenger
+    has (`unscored`), is scored again with `rescore` first."""
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
@@ -403,7 +426,10 @@ def promote(
     with lock:
         champion = candidates.by_alias(client, name, alias)
         rescored = False
-        if champion is not None and champion.fingerprint != challenger.fingerprint:
+        if champion is not None and (
+            champion.fingerprint != challenger.fingerprint
+            or unscored(cfg.promotion, challenger, champion)
+        ):
             candidates.check_run(client, champion, f"the {alias}, to be scored again")
             champion = rescore(champion, challenger.fingerprint, not dry_run)
             rescored = True
@@ -411,6 +437,15 @@ def promote(
         decision = gate(challenger, champion, rules, floor_scores(cfg, challenger))
         entry = None if dry_run else apply(client, decision, alias)
     return Outcome(decision, entry, rescored, note)
+
+
+def unscored(rules: PromotionConfig, challenger: Candidate, champion: Candidate) -> list[str]:
+    """The gate's metrics the challenger has a score for and the champion has not: a champion
+    scored before the gate judged its task by them (a speech generator before DNSMOS), which
+    promotion scores again rather than wave the challenger through."""
+    _, task = rules.gate_for(challenger.task, challenger.dataset)
+    names = [task.primary, *task.secondary] if task else []
+    return [n for n in names if n in challenger.metrics and n not in champion.metrics]
 
 
 def floor_scores(cfg: Config, challenger: Candidate) -> dict[str, float] | None:
@@ -479,7 +514,10 @@ def promote_best(
     found = [candidates.find(client, name, version) for name, version in challengers]
 
     def best_first(c: Candidate) -> tuple[bool, float]:
-        metric = cfg.promotion.tasks[c.task].primary
+        _, rules = cfg.promotion.gate_for(c.task, c.dataset)
+        if rules is None or rules.primary not in METRICS:
+            return (True, 0.0)  # the gate says what is wrong when it faces it
+        metric = rules.primary
         value = c.metrics.get(metric, math.nan)
         sign = -1.0 if METRICS[metric].higher_is_better else 1.0
         return (not math.isfinite(value), sign * value if math.isfinite(value) else 0.0)

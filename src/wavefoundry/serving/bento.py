@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 import unicodedata
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ class BuiltBento:
     model_tag: str
     registered_model: str
     version: str
+    codec_tag: str = ""  # a code prior's VQ-VAE, the second BentoModel in the Bento
 
 
 def pinned_requirements() -> list[str]:
@@ -72,6 +72,7 @@ def import_model(
     returns its BentoML tag and the version."""
     import bentoml
 
+    from wavefoundry.families.io import copy_without_upstream
     from wavefoundry.tracking import download_logged_model
 
     by_alias = version is None
@@ -108,10 +109,23 @@ def import_model(
             labels={"registered_model": registered_model, "version": version.version},
             metadata={k: v for k, v in info.items() if k != "metrics"},
         ) as model:
-            for name in ("model.safetensors", "config.json"):
-                shutil.copy2(folder / name, Path(model.path) / name)
+            # A code prior without its VQ-VAE's weights: that VQ-VAE is a BentoModel of its own.
+            copy_without_upstream(folder, Path(model.path))
             (Path(model.path) / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     return str(model.tag), version
+
+
+def codec_model(
+    cfg: Config, client: Any, chosen: candidates.Candidate
+) -> tuple[str, candidates.Candidate] | None:
+    """The registered VQ-VAE version a code prior was trained on (its upstream tags), into
+    the model store as the Bento's second model: (its BentoML tag, the version); None for a
+    model built on no other."""
+    name = chosen.tags.get(tracking.TAG_CODEC_MODEL)
+    number = chosen.tags.get(tracking.TAG_CODEC_VERSION)
+    if not name or not number:
+        return None
+    return import_model(cfg, client, name, number)
 
 
 def voice_models(
@@ -148,6 +162,9 @@ def build(
     else:
         model_tag, version = import_model(cfg, client, registered_model, version, alias)
         model_args, service = {"model_tag": model_tag}, SERVICE
+        codec = codec_model(cfg, client, version)
+        if codec is not None:
+            model_args["codec_tag"] = codec[0]
     bento = bentoml.bentos.build(
         service,
         name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
@@ -169,7 +186,13 @@ def build(
     client.set_model_version_tag(
         registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
     )
-    return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
+    return BuiltBento(
+        str(bento.tag),
+        model_tag,
+        registered_model,
+        version.version,
+        model_args.get("codec_tag", ""),
+    )
 
 
 def existing(tag: str) -> str | None:
