@@ -70,6 +70,7 @@ def outcome(folder: Path, done: subprocess.CompletedProcess) -> dict:
         refused_by = sorted(set(re.findall(r"(?:^|; |refused: )([a-z][\w ]*?):", verdict)))
         candidates[tags["family"]] = {
             "passed": verdict.startswith(("champion", "already champion")),
+            "verdict": verdict,
             "refused_by": refused_by,
             "rtf": metrics.get("eval/rtf"),
             "rtf_wall": metrics.get("eval/rtf_wall"),
