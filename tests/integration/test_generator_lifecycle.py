@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import requests
 import soundfile as sf
 import torch
 from safetensors.torch import load_file
-from servers import BentoServer, MlflowServer
+from servers import BentoServer, MlflowServer, kill_after_checkpoint
 
 from wavefoundry import tracking
 from wavefoundry.audio import write_wav
@@ -32,7 +31,6 @@ from wavefoundry.errors import UserError
 from wavefoundry.families import io as model_io
 from wavefoundry.stages import evaluate, promote
 from wavefoundry.tracking import load_logged_model
-from wavefoundry.training import checkpoint
 from wavefoundry.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,16 +126,7 @@ def test_the_prior_resumes_bit_for_bit_after_a_kill(registry: list[str], tmp_pat
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     checkpoints = runs / "vctk-code_prior" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / f"step-{half:08d}").is_dir():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint at the half-way step"
-        time.sleep(0.05)
-    process.kill()
-    process.communicate()
-    for later in checkpoint.checkpoints(checkpoints):
-        if later.name != f"step-{half:08d}":  # the kill may have come a little late
-            checkpoint.shutil.rmtree(later)
+    kill_after_checkpoint(process, checkpoints, half)
 
     resumed = train(config(registry, runs, *common), "code_prior", "vctk", resume=True)
     final = f"step-{steps:08d}"

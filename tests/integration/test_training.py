@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from servers import kill_after_checkpoint
 
 from wavefoundry.config import load_config
 from wavefoundry.families.io import load_model
@@ -128,16 +129,7 @@ def test_resume_after_a_kill_gives_bitwise_identical_weights(
     sets = [arg for item in common for arg in ("--set", item)]
     process = cli(interrupted, stored_samples, "train", "-m", model, "-d", dataset, *sets)
     checkpoints = interrupted / "runs" / f"{dataset}-{model}" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while not (checkpoints / f"step-{half:08d}").is_dir():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint at the half-way step"
-        time.sleep(0.05)
-    process.kill()
-    process.communicate()
-    for later in checkpoint.checkpoints(checkpoints):
-        if later.name != f"step-{half:08d}":  # the kill may have come a little late
-            checkpoint.shutil.rmtree(later)
+    kill_after_checkpoint(process, checkpoints, half)
 
     resumed = train(config(stored_samples, interrupted, *common), model, dataset, resume=True)
     assert resumed.steps == steps
