@@ -13,7 +13,6 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from wavefoundry import tracking
 from wavefoundry.cli.common import Command, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
@@ -304,24 +303,27 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
             f"{champion['bento_tag']} --port {port}",
             markup=False,
         )
-        out.print(f"  then:  {_try_it(champion['registered_model'], port)}", markup=False)
+        out.print(f"  then:  {_try_it(champion['family'], port)}", markup=False)
     if result.state != "SUCCEEDED":
         err.print(f"[bold red]pipeline failed[/] at {result.error}")
         return 1
     return 0
 
 
-def _try_it(registered_model: str, port: int) -> str:
-    """A curl that asks a served champion for audio: a sentence spoken (a voice), a clip
-    resynthesized (a vocoder or codec), a note generated (a generator)."""
-    url = f"http://localhost:{port}"
-    if registered_model.endswith(f"-{tracking.REGISTERED_TASK_NAMES['acoustic']}"):
+def _try_it(family: str, port: int) -> str:
+    """A curl that asks a served champion of `family` for audio, by its task: a sentence
+    spoken (acoustic: the voice), a note generated (generator), a clip resynthesized (vocoder,
+    codec)."""
+    from wavefoundry.families.registry import get_family
+
+    url, task = f"http://localhost:{port}", get_family(family).task
+    if task == "acoustic":
         text = '{"text": "The quick brown fox jumps over the lazy dog."}'
         return (
             f"curl -s -X POST {url}/synthesize -H 'Content-Type: application/json' "
             f"-d '{text}' -o speech.wav"
         )
-    if registered_model.endswith("-generator"):
+    if task == "generator":
         return f"curl -s -X POST {url}/generate -H 'Content-Type: application/json' -d '{{}}' -o note.wav"
     return f"curl -s -X POST {url}/vocode -F audio=@clip.wav -o resynthesized.wav"
 
