@@ -4,8 +4,12 @@
 # Expanded when a recipe runs, so it sees a uv that `setup` has just installed.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # Both cores (CI has 2); a file's tests stay on one worker so module fixtures (trained models,
-# servers) are made once.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# servers) are made once. Files are handed out in the order tests/conftest.py sorts them
+# (slow ones first), not xdist's (most tests first), so no long file is left for last.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+# Which tests: all by default (the container tests skip themselves without podman); .ci/run
+# gives -m "not container" and runs those after, on their own (make test-containers).
+PYTEST_SELECT ?=
 
 .PHONY: setup demo test test-containers image lint format bench clean
 
@@ -21,7 +25,7 @@ demo: setup
 test: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
-	$(UV) run --locked pytest $(PYTEST_ARGS)
+	$(UV) run --locked pytest $(PYTEST_ARGS) $(PYTEST_SELECT)
 
 # The component image (components/Dockerfile) with podman, on a local Debian base made when
 # missing; prints its tag. README "Containers".
@@ -46,6 +50,8 @@ bench: setup
 	$(UV) run --locked python bench/train.py
 	$(UV) run --locked python bench/serve.py
 	$(UV) run --locked python bench/demo.py
+	$(UV) run --locked python bench/demo_load.py
+	$(UV) run --locked python bench/quality.py
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Generation speed: WaveNet's cached (Fast WaveNet) vs naive generation, HiFi-GAN's
-real-time factor per preset, SampleRNN's samples per second, and the code prior's tokens per
-second with and without its key/value cache.
+real-time factor per preset, WaveGlow's, SampleRNN's samples per second, and the code prior's
+tokens per second with and without its key/value cache.
 
     uv run python bench/generate.py [--device cpu|cuda] [--threads N] [--only NAME ...]
 
@@ -9,7 +9,9 @@ batch 1, kernel 2 and 3; samples per second of `generate` (a queue per layer, O(
 sample) and of `generate_naive` (the whole receptive field recomputed per sample). Target:
 cached at least 50x faster. HiFi-GAN: V1, V2 and V3 generators (weight norm removed,
 inference mode) on a 10-second mel at 22,050 Hz; speed as multiples of real time. Targets on
-2 CPU cores: V1 faster than real time, V3 at least 10x. SampleRNN: the paper's 3-tier model
+2 CPU cores: V1 faster than real time, V3 at least 10x. WaveGlow: the paper's model (12 flows,
+WN 8 x 256, 87.9 M parameters; weight norm folded) inverting sigma = 0.6 noise for a 10-second
+mel at 22,050 Hz (the paper: "more than 500 kHz" on a V100). SampleRNN: the paper's 3-tier model
 (frames of 8 and 2 samples, dim 1024), batch 1, sample by sample (each tier steps at its own
 rate). Code prior: the recipe's Transformer (12 layers, 16 heads, width 1024, 512 codes),
 batch 1, the same number of tokens generated with the cache (one new token per step) and
@@ -35,6 +37,7 @@ from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 from wavefoundry.models.hifigan import PRESETS, Generator, HiFiGANConfig
 from wavefoundry.models.samplernn import SampleRNN, SampleRNNConfig
 from wavefoundry.models.vqvae import VQVAEConfig
+from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig
 from wavefoundry.models.wavenet import WaveNet, WaveNetConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -103,6 +106,31 @@ def hifigan_speed(preset: str, device: torch.device, seconds: float, repeats: in
     }
 
 
+def waveglow_speed(device: torch.device, seconds: float, repeats: int) -> dict:
+    config = WaveGlowConfig()
+    torch.manual_seed(0)
+    waveglow = WaveGlow(config).to(device).eval()
+    parameters = sum(p.numel() for p in waveglow.parameters())
+    waveglow.remove_weight_norm()
+    frames = int(seconds * 22050 / config.hop_length)
+    mel = torch.randn(1, config.n_mels, frames, device=device) - 5.0
+    noise = torch.Generator(device).manual_seed(0)
+    with torch.inference_mode():
+        waveglow.infer(mel[..., :4], generator=noise)  # warm-up
+        best = min(
+            timed(lambda: waveglow.infer(mel, generator=noise), device) for _ in range(repeats)
+        )
+    audio_seconds = frames * config.hop_length / 22050
+    return {
+        "parameters": parameters,
+        "sigma": config.sigma_infer,
+        "audio_seconds": audio_seconds,
+        "compute_seconds": best,
+        "real_time_factor": best / audio_seconds,
+        "samples_per_second": frames * config.hop_length / best,
+    }
+
+
 def samplernn_speed(device: torch.device, samples: int) -> dict:
     config = SampleRNNConfig()  # the paper's 3-tier model
     torch.manual_seed(0)
@@ -151,9 +179,11 @@ def main() -> None:
     parser.add_argument("--naive-samples", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=10.0, help="mel length for HiFi-GAN")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--waveglow-seconds", type=float, default=10.0, help="mel length")
+    parser.add_argument("--waveglow-repeats", type=int, default=1)
     parser.add_argument("--samplernn-samples", type=int, default=4000)
     parser.add_argument("--prior-tokens", type=int, default=256)
-    sections = ("wavenet", "hifigan", "samplernn", "code_prior")
+    sections = ("wavenet", "hifigan", "waveglow", "samplernn", "code_prior")
     parser.add_argument("--only", nargs="+", choices=sections, default=list(sections))
     args = parser.parse_args()
     if args.threads:
@@ -167,6 +197,21 @@ def main() -> None:
         results["wavenet"] = wavenet_table(console, device, args)
     if "hifigan" in args.only:
         results["hifigan"] = hifigan_table(console, device, args)
+    if "waveglow" in args.only:
+        r = waveglow_speed(device, args.waveglow_seconds, args.waveglow_repeats)
+        table = Table(
+            title=f"WaveGlow, sigma 0.6, on a {args.waveglow_seconds:g}-second mel, {device}"
+        )
+        for column in ("params", "compute s", "RTF", "samples/s"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            f"{r['parameters'] / 1e6:.2f} M",
+            f"{r['compute_seconds']:.1f}",
+            f"{r['real_time_factor']:.2f}",
+            f"{r['samples_per_second']:.0f}",
+        )
+        console.print(table)
+        results["waveglow"] = r
     if "samplernn" in args.only:
         r = samplernn_speed(device, args.samplernn_samples)
         table = Table(title=f"SampleRNN generation, 3 tiers (frames 8, 2), dim 1024, {device}")

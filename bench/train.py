@@ -35,6 +35,7 @@ RUNS = {
     "hifigan": ("ljspeech", 22050, "ljspeech-hifigan-v1.yaml"),
     "vqvae": ("vctk", 48000, "vctk-vqvae.yaml"),
     "wavegan": ("nsynth", 16000, "nsynth-wavegan.yaml"),
+    "vocos": ("ljspeech", 22050, "ljspeech-vocos.yaml"),
 }
 
 

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from servers import FileServer, MotoServer
 
-# components/ and pipelines/ live beside src/, at the top of the checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a test marked slow first, those with more tests first; then the rest, likewise.
+
+    `make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to the
+    next free worker in this order. xdist's own order (most tests first, whatever they cost)
+    leaves the files of a few long tests (trained models, servers, the end-to-end run) for
+    last, where one of them keeps a core busy while the other has nothing left to take; started
+    first, the quick files fill in around them. Order only: no test or fixture changes.
+    """
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    ordered = sorted(
+        by_file.values(),
+        key=lambda tests: (not any(t.get_closest_marker("slow") for t in tests), -len(tests)),
+    )
+    items[:] = [item for tests in ordered for item in tests]
 
 
 @pytest.fixture(scope="module")

@@ -303,6 +303,9 @@ class MlflowServer(ServerProcess):
             "--workers",
             "1",
         ]
+        # MLflow's job runner (huey consumers for GenAI scorers and trace roll-ups) is eight more
+        # processes, each importing mlflow; nothing here submits a job, so it stays off.
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
         super().__init__(command, start_timeout, env)
 
 
@@ -429,3 +432,21 @@ def _kfp_handler(server: KfpApiServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def kill_after_checkpoint(process: subprocess.Popen, checkpoints: Path, step: int) -> None:
+    """Kill a `wavefoundry train` process once its checkpoint of `step` is on disk, as a
+    preempted node would, and drop any later checkpoint the kill came too late for."""
+    from wavefoundry.training import checkpoint
+
+    wanted = checkpoints / f"step-{step:08d}"
+    deadline = time.monotonic() + 1200  # generous: only a run that never gets there trips it
+    while not wanted.is_dir():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no checkpoint at step {step}"
+        time.sleep(0.05)
+    process.kill()
+    process.communicate()
+    for later in checkpoint.checkpoints(checkpoints):
+        if later.name != wanted.name:
+            checkpoint.shutil.rmtree(later)

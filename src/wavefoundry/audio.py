@@ -190,3 +190,15 @@ def griffin_lim(mel: torch.Tensor, cfg: MelConfig = MelConfig(), n_iter: int = 3
     mel = F.pad(mel.detach().float().cpu(), (0, short), value=math.log(cfg.log_floor))
     magnitude = (inverse @ mel.exp()).clamp(min=0.0)
     return phase(magnitude)[: frames * cfg.hop_length].clamp(-1.0, 1.0)
+
+
+def whole_frame_log_mel(audio: torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+    """log_mel of 1-D `audio` zero-padded at the end to whole hops, and to more samples than
+    the reflect padding of (n_fft - hop) / 2 needs: (n_mels, ceil(len / hop)) frames, what a
+    vocoder resynthesizes a clip of any length from (its output then cut back to len)."""
+    import torch.nn.functional as F
+
+    hop = cfg.hop_length
+    min_frames = ((cfg.n_fft - hop) // 2) // hop + 1
+    frames = max(-(-len(audio) // hop), min_frames)
+    return log_mel(F.pad(audio.float(), (0, frames * hop - len(audio))), cfg)

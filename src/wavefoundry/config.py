@@ -18,8 +18,11 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
+    model_serializer,
 )
+from pydantic.fields import FieldInfo
 
 from wavefoundry.errors import UserError
 
@@ -28,7 +31,16 @@ DATASETS: tuple[str, ...] = ("ljspeech", "vctk", "nsynth")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # The model families (models/<name>.py); their configs are dataclasses in those files.
 FamilyName = Literal[
-    "wavenet", "vqvae", "hifigan", "wavegan", "samplernn", "code_prior", "tacotron2"
+    "wavenet",
+    "vqvae",
+    "hifigan",
+    "wavegan",
+    "samplernn",
+    "code_prior",
+    "tacotron2",
+    "waveglow",
+    "vae",
+    "vocos",
 ]
 FAMILIES: tuple[str, ...] = get_args(FamilyName)
 # What a model does, which decides how it is scored and which registered model it joins:
@@ -195,7 +207,7 @@ class DatasetsConfig(Section):
         return getattr(self, name)
 
 
-class TrainingConfig(Section):
+class TrainingKeys(Section):
     """How a training run goes, for every family. The model's own sizes, learning rate and
     segment length are under `models.<name>` (the dataclass at the top of models/<name>.py)."""
 
@@ -228,6 +240,56 @@ class TrainingConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class _Partial(Section):
+    """Some keys of a section: only those given are kept (and written back out)."""
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
+def _optional(section: type[Section], name: str) -> type[Section]:
+    """`section` with every key optional, each checked as in `section` when given."""
+    fields = {
+        key: (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+        for key, info in section.model_fields.items()
+    }
+    return create_model(name, __base__=_Partial, **fields)
+
+
+# Some of TrainingKeys, for one family: only the keys given are applied.
+TrainingOverrides = _optional(TrainingKeys, "TrainingOverrides")
+
+
+class TrainingConfig(TrainingKeys):
+    __doc__ = TrainingKeys.__doc__
+
+    per_family: dict[FamilyName, TrainingOverrides] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Per family, overrides of the keys above, e.g. {vocos: {steps: 1500}}: "
+        "a family that needs a longer (or shorter) run than the others gets its own.",
+    )
+
+    @field_validator("per_family", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        # `--set training.per_family=null`: no family has its own (a mapping would be merged).
+        return {} if value is None else value
+
+    def set_steps(self, family: str, steps: int) -> None:
+        """Make `family`'s run `steps` long, whatever `steps` and `per_family` said."""
+        own = self.per_family[family].model_dump() if family in self.per_family else {}
+        self.per_family = {**self.per_family, family: {**own, "steps": steps}}
+
+    def for_family(self, family: str) -> TrainingKeys:
+        """The keys as `family` trains: its `per_family` entry (the keys it sets) over these."""
+        base = self.model_dump(exclude={"per_family"})
+        overrides = self.per_family.get(family)
+        if overrides is not None:
+            base.update(overrides.model_dump())
+        return TrainingKeys.model_validate(base)
+
+
 class TrackingConfig(Section):
     """Where runs are logged: a local SQLite file by default, an `mlflow server` at scale."""
 
@@ -255,6 +317,10 @@ class EvaluationConfig(Section):
     audio_examples: int = Field(
         4, ge=0, description="Reference/generated pairs and spectrograms logged per candidate."
     )
+    judges: list[str] = Field(
+        default_factory=lambda: ["pesq", "stoi", "mcd", "f0", "dnsmos"],
+        description="Offline judges (evaluation/judges.py) run on every reconstructed clip.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -263,6 +329,13 @@ class TaskGate(Section):
 
     primary: str
     secondary: list[str] = []
+
+
+def _known_tasks(gates: dict[str, TaskGate]) -> dict[str, TaskGate]:
+    for name in gates:
+        if name not in TASKS:
+            raise ValueError(f"unknown task '{name}' (known: {', '.join(TASKS)})")
+    return gates
 
 
 class PromotionConfig(Section):
@@ -275,26 +348,86 @@ class PromotionConfig(Section):
     max_real_time_factor: float = Field(
         1.0, gt=0.0, description="Seconds of compute per second of audio, as scored."
     )
+    real_time_factor_device: str = Field(
+        "cuda",
+        description="The device max_real_time_factor is a serving target on: a candidate "
+        "scored on another device (a CPU demo) is not held to it, and the promotion says so.",
+    )
     secondary_tolerance: float = Field(
         0.05, ge=0.0, description="A secondary metric may be worse by at most this fraction."
     )
     lock_timeout: float = Field(
         600.0, gt=0.0, description="Seconds after which another promotion's lock is stale."
     )
+    floor: Literal["griffin_lim"] | None = Field(
+        "griffin_lim",
+        description="A vocoder or codec must beat this baseline on floor_metrics; off (or "
+        "null): no floor, and the decision says so.",
+    )
+    floor_metrics: list[str] = Field(
+        default_factory=lambda: ["mrstft", "pesq"],
+        min_length=1,
+        description="The metrics (evaluation/metrics.py) a challenger must beat the floor on.",
+    )
+
+    @field_validator("floor", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: Any) -> Any:
+        """`off` (YAML reads it as false), "off" and null mean the same; unlike null, `off`
+        can travel as a pipeline parameter."""
+        return None if value is False or value == "off" else value
+
     tasks: dict[str, TaskGate] = {
         "vocoder": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "codec": TaskGate(primary="mel_l1", secondary=["mrstft"]),
         "generator": TaskGate(primary="frechet_distance", secondary=["pitch_accuracy"]),
         "acoustic": TaskGate(primary="mcd_dtw"),
     }
+    # A dataset's own gate for a task whose metrics differ by dataset: the note classifier's
+    # Fréchet distance needs NSynth notes, so generators on speech are judged by DNSMOS, which
+    # needs no reference and which every generator on speech reports (evaluation/scorer.py).
+    datasets: dict[DatasetName, dict[str, TaskGate]] = {
+        "ljspeech": {"generator": TaskGate(primary="dnsmos_ovrl")},
+        "vctk": {"generator": TaskGate(primary="dnsmos_ovrl")},
+    }
 
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, value: dict[str, TaskGate]) -> dict[str, TaskGate]:
-        for name in value:
-            if name not in TASKS:
-                raise ValueError(f"unknown task '{name}' (known: {', '.join(TASKS)})")
+        return _known_tasks(value)
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _null_is_no_override(cls, value: Any) -> Any:
+        """`promotion.datasets.vctk.generator: null` (or `vctk: null`) drops that override, so
+        the task's gate in `tasks` applies (an override cannot be removed by merging over it)."""
+        if not isinstance(value, dict):
+            return value
+        kept = {}
+        for dataset, gates in value.items():
+            if isinstance(gates, dict):
+                gates = {task: gate for task, gate in gates.items() if gate is not None}
+            if gates:
+                kept[dataset] = gates
+        return kept
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_dataset_tasks(
+        cls, value: dict[str, dict[str, TaskGate]]
+    ) -> dict[str, dict[str, TaskGate]]:
+        for gates in value.values():
+            _known_tasks(gates)
         return value
+
+    def gate_for(self, task: str, dataset: str) -> tuple[str, TaskGate | None]:
+        """The metrics a `task` candidate on `dataset` is judged by: `datasets.DATASET.TASK`
+        where it is set, else `tasks.TASK` (None when neither is). Returns the key it came from
+        (e.g. "promotion.datasets.vctk.generator") with it, for tables and errors to name."""
+        own = self.datasets.get(dataset, {}).get(task)  # type: ignore[call-overload]
+        if own is not None:
+            return f"promotion.datasets.{dataset}.{task}", own
+        return f"promotion.tasks.{task}", self.tasks.get(task)
 
 
 class ServingConfig(Section):
@@ -331,7 +464,7 @@ class PipelineConfig(Section):
     host that `submit` and `schedule` talk to."""
 
     dataset: DatasetName = "ljspeech"
-    families: list[FamilyName] = Field(default_factory=lambda: ["hifigan", "wavenet"], min_length=1)
+    families: list[FamilyName] = Field(default_factory=lambda: ["vocos", "hifigan"], min_length=1)
     root: Path = Field(
         Path(".wavefoundry/kfp"),
         description="Local runs: task artifacts, the task cache and a record of each run.",

@@ -168,7 +168,7 @@ def _answers(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def docker_api(timeout: float = 60) -> Iterator[str]:
+def docker_api(timeout: float = 300) -> Iterator[str]:
     """A Docker API for the `docker` package (kfp.local's DockerRunner): DOCKER_HOST when it is
     set; else podman's own, `podman system service` on a socket of its own, started here and
     stopped on the way out. Yields the DOCKER_HOST URL, set in os.environ meanwhile."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from wavefoundry.evaluation.scorer import HeldOutSet, Score
     from wavefoundry.families.base import Family
     from wavefoundry.registry.candidates import Candidate
+    from wavefoundry.registry.promotion import Contest, Outcome
 
 
 def sample_data(cfg: Config, datasets: list[str], out: Path | None = None) -> dict[str, Path]:
@@ -157,8 +158,8 @@ def score_model(cfg: Config, family: Family, net: torch.nn.Module, held_out: Hel
     from wavefoundry.evaluation.scorer import score
 
     if family.task == "acoustic":
+        from wavefoundry.evaluation.voice import voice_for
         from wavefoundry.registry import candidates
-        from wavefoundry.registry.voice import voice_for
 
         voice = voice_for(cfg, candidates.client(cfg.tracking), family, device(cfg))
         return score(family, net, held_out, None, cfg.evaluation.audio_examples, voice.vocode)
@@ -176,7 +177,7 @@ def held_out_for(cfg: Config, client: Any, family: Family) -> HeldOutSet:
     """The held-out set `family`'s candidates are scored on: whole sentences voiced by the
     current vocoder for an acoustic model, clips cut to evaluation.max_seconds otherwise."""
     from wavefoundry.evaluation.scorer import held_out_set
-    from wavefoundry.registry.voice import voice_for
+    from wavefoundry.evaluation.voice import voice_for
 
     if family.task != "acoustic":
         return held_out_set(cfg, family.data.dataset)
@@ -214,11 +215,14 @@ def evaluate(
     if not model_uri:
         raise UserError(f"run {run_id} logged no model: it did not finish training")
     family, net = load_logged_model(model_uri, device(cfg))
+    from wavefoundry.evaluation import baseline
     from wavefoundry.evaluation.scorer import log_score
 
     held_out = held_out_for(cfg, client, family)
     result = score_model(cfg, family, net, held_out)
     log_score(run_id, result, held_out.sample_rate)
+    if family.task in baseline.TASKS:  # its floor, scored once per held-out set
+        baseline.griffin_lim_baseline(cfg, held_out.dataset, held_out.fingerprint)
     candidate = candidates.register(
         client,
         run,
@@ -227,6 +231,7 @@ def evaluate(
         result.metrics,
         result.fingerprint,
         result.data_version,
+        result.device,
     )
     return Evaluated(candidate, result, run.info.run_name)
 
@@ -256,9 +261,46 @@ def rescore(
         tags = {
             k: v for k, v in candidate.tags.items() if not k.startswith(tracking.TAG_EVAL_PREFIX)
         }
-        tags.update(candidates.score_tags(result.metrics, result.fingerprint, result.data_version))
+        tags.update(
+            candidates.score_tags(
+                result.metrics, result.fingerprint, result.data_version, result.device
+            )
+        )
         return dataclasses.replace(candidate, tags=tags)
     log_score(candidate.run_id, result, held_out.sample_rate)
     return candidates.update_scores(
-        client, candidate, result.metrics, result.fingerprint, result.data_version
+        client, candidate, result.metrics, result.fingerprint, result.data_version, result.device
     )
+
+
+def _rescorer(cfg: Config) -> Any:
+    """`rescore` as promotion takes it: the champion, the challenger's fingerprint, save."""
+
+    def again(champion: Candidate, fingerprint: str, save: bool) -> Candidate:
+        from wavefoundry.registry import candidates
+
+        return rescore(cfg, candidates.client(cfg.tracking), champion, fingerprint, save)
+
+    return again
+
+
+def promote(
+    cfg: Config,
+    name: str,
+    version: str | None = None,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Face a challenger with the champion through the gate (registry.promotion.promote); a
+    champion scored on other held-out data is scored again here first."""
+    from wavefoundry.registry import promotion
+
+    return promotion.promote(cfg, name, version, run_id, dry_run, rescore=_rescorer(cfg))
+
+
+def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
+    """Several challengers (registered model, version), best first (registry.promotion.
+    promote_best), a stale champion scored again here."""
+    from wavefoundry.registry import promotion
+
+    return promotion.promote_best(cfg, challengers, rescore=_rescorer(cfg))

@@ -34,15 +34,20 @@ TAG_CONFIG_HASH = "config_hash"
 TAG_EVAL_PREFIX = "eval."  # eval.<metric> on a version: its score
 TAG_EVAL_FINGERPRINT = "eval_fingerprint"  # the held-out set it was scored on
 TAG_EVAL_DATA_VERSION = "eval_data_version"  # the data that held-out set came from
+TAG_EVAL_DEVICE = "eval_device"  # cpu, cuda, ...: where it was scored (and its rtf measured)
 TAG_PREVIOUS_CHAMPION = "previous_champion"  # on a version and its registered model
 TAG_BENTO = "bento_tag"  # on a version: the Bento built from it
 TAG_AUDIT_PREFIX = "audit."  # audit.<time> on a registered model: a promotion record
-TAG_KIND = "wavefoundry.kind"  # runs that are not training runs ("comparison", ...)
+TAG_VALIDATION_VOCODER = "validation_vocoder"  # an acoustic run's: what voiced its samples
+TAG_KIND = "wavefoundry.kind"  # runs that are not training runs ("comparison", "baseline")
+TAG_BASELINE = "baseline"  # on a baseline's run: which one ("griffin_lim")
 TAG_REGISTERED_MODEL = "registered_model"
 TAG_PIPELINE_JOB = "wavefoundry.pipeline.job_id"
 TAG_PIPELINE_STATUS = "wavefoundry.pipeline.status"
 TAG_PIPELINE_DECISION = "wavefoundry.pipeline.decision"
 TAG_PIPELINE_VERSION = "wavefoundry.pipeline.registered_version"  # NAME:VERSION
+# NAME:VERSION the promotion of a pipeline run left the alias on ("" for none), on its runs
+TAG_PIPELINE_CHAMPION = "wavefoundry.pipeline.champion"
 TAG_PIPELINE_ERROR = "wavefoundry.pipeline.error"  # on the outcome run of a failed pipeline
 # A model built on another registered model (a code prior on its VQ-VAE) names it on its run,
 # its registered version and its Bento's /info.
@@ -78,6 +83,24 @@ def registered_version(tracking: TrackingConfig, name: str, version: str) -> Any
             f"no version '{version}' of registered model '{name}' at {tracking.uri} "
             f"({str(err).splitlines()[0]})"
         ) from None
+
+
+def version_by_alias(client: Any, name: str, alias: str) -> Any:
+    """The version of registered model `name` that `alias` points at, as MLflow's
+    ModelVersion, through MlflowClient `client`; None when the model or the alias is missing."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as err:
+        if is_missing(err) or "alias" in str(err).lower():
+            return None
+        raise
+
+
+def is_missing(err: Exception) -> bool:
+    """Whether an MlflowException says the registered model, version or run does not exist."""
+    return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -241,6 +264,9 @@ class Tracker:
             ],
             tags={TAG_FAMILY: family_name},
         )
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.mlflow.set_tag(key, value)
 
     def end(self, status: str = "FINISHED") -> None:
         self.mlflow.end_run(status=status)

@@ -1,33 +1,36 @@
-"""The local runner on a small pipeline of its own (no audio, no models): each component runs
-through kfp.local's SubprocessRunner, and the runner supplies what kfp.local leaves out: a
-ParallelFor whose results are collected, an exit handler that runs after a failure with the
-final status, and a cache keyed on the inputs. Each component appends to a journal file, so
+"""kfp.local's own orchestrator on a small pipeline of its own (no audio, no models), as
+`pipeline/local_run.py` drives it: a ParallelFor whose results are collected, an exit handler
+that runs after a failure with the final status, a task cache keyed on the inputs; and what
+local_run adds: the run record (a state per task, each task's log), the failing task's error
+line handed to the exit handler, and a loop body that takes another task's output parameter
+getting it (kfp.local hands it the loop item). Each component appends to a journal file, so
 the tests see what actually ran."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from kfp import compiler, dsl
 from kfp.dsl import Dataset, Input, Output
 
-from wavefoundry.pipeline.definition import load_spec
-from wavefoundry.pipeline.local import CACHED, FAILED, SKIPPED, SUCCEEDED, LocalRun
+from wavefoundry.pipeline.local_run import CACHED, FAILED, SKIPPED, SUCCEEDED, run
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def greet(journal: str, text: str, out: Output[Dataset]):
+def greet(journal: str, text: str, out: Output[Dataset]) -> str:
     import time
     from pathlib import Path
 
     Path(out.path).write_text(text)
     with open(journal, "a") as f:
         f.write(f"greet {time.time()}\n")
+    return text
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def shout(journal: str, word: str, greeting: Input[Dataset], fail_on: str, pause: float) -> str:
+def shout(
+    journal: str, word: str, greeting: Input[Dataset], said: str, fail_on: str, pause: float
+) -> str:
     import time
     from pathlib import Path
 
@@ -37,7 +40,8 @@ def shout(journal: str, word: str, greeting: Input[Dataset], fail_on: str, pause
     time.sleep(pause)
     with open(journal, "a") as f:
         f.write(f"shout {word} {started} {time.time()}\n")
-    return Path(greeting.path).read_text() + " " + word.upper()
+    # The artifact and the parameter greet made, both handed into the loop.
+    return Path(greeting.path).read_text() + " " + said + " " + word.upper()
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -49,8 +53,15 @@ def gather(journal: str, shouts: list) -> str:
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def finish(journal: str, status: dsl.PipelineTaskFinalStatus):
+    import os
+    from pathlib import Path
+
+    from wavefoundry.pipeline.steps import ERRORS_ENV
+
+    errors = Path(os.environ.get(ERRORS_ENV) or "/nonexistent")
+    error = errors.read_text().strip() if errors.is_file() else "-"
     with open(journal, "a") as f:
-        f.write(f"finish {status.state} {status.error_message or '-'}\n")
+        f.write(f"finish {status.state} {error}\n")
 
 
 @dsl.pipeline(name="toy")
@@ -62,6 +73,7 @@ def toy(journal: str, words: list = ["a", "b", "c"], fail_on: str = "", pause: f
                 journal=journal,
                 word=word,
                 greeting=greeting.outputs["out"],
+                said=greeting.outputs["Output"],
                 fail_on=fail_on,
                 pause=pause,
             )
@@ -72,7 +84,7 @@ def toy(journal: str, words: list = ["a", "b", "c"], fail_on: str = "", pause: f
 def spec(tmp_path_factory):
     package = tmp_path_factory.mktemp("toy") / "toy.yaml"
     compiler.Compiler().compile(toy, str(package))
-    return load_spec(package)
+    return package
 
 
 def journal_lines(path: Path, first: str) -> list[str]:
@@ -80,14 +92,16 @@ def journal_lines(path: Path, first: str) -> list[str]:
 
 
 def states(result) -> dict[str, str]:
-    return {task.path.split("/", 1)[1]: task.state for task in result.tasks}
+    return {task.path: task.state for task in result.tasks}
 
 
 def test_a_run_collects_the_loop_and_ends_with_the_exit_handler(spec, tmp_path):
     journal = tmp_path / "journal.txt"
-    result = LocalRun(spec, tmp_path / "root").run({"journal": str(journal)})
+    result = run(spec, {"journal": str(journal)}, tmp_path / "root")
     assert result.state == SUCCEEDED, result.error
-    assert journal_lines(journal, "gather") == ["gather hello A | hello B | hello C"]
+    assert journal_lines(journal, "gather") == [
+        "gather hello hello A | hello hello B | hello hello C"
+    ]
     assert journal_lines(journal, "finish") == ["finish SUCCEEDED -"]
     assert len(journal_lines(journal, "shout")) == 3
     # The record of the run: every task, its state and log.
@@ -98,35 +112,39 @@ def test_a_run_collects_the_loop_and_ends_with_the_exit_handler(spec, tmp_path):
 
 def test_a_second_run_reuses_what_is_cached_and_reruns_what_is_not(spec, tmp_path):
     journal = tmp_path / "journal.txt"
-    LocalRun(spec, tmp_path / "root").run({"journal": str(journal)})
-    again = LocalRun(spec, tmp_path / "root").run({"journal": str(journal)})
+    first = run(spec, {"journal": str(journal)}, tmp_path / "root")
+    again = run(spec, {"journal": str(journal)}, tmp_path / "root")
     assert again.state == SUCCEEDED
-    seen = states(again)
-    assert seen["exit-handler-1/greet"] == CACHED
-    assert [seen[f"exit-handler-1/for-loop-2-{i}-{w}/shout"] for i, w in enumerate("abc")] == [
-        CACHED
-    ] * 3
-    assert seen["exit-handler-1/gather"] == SUCCEEDED and seen["finish"] == SUCCEEDED
+    seen = [(task.path, task.state) for task in again.tasks]
+    assert ("greet", CACHED) in seen
+    assert next(t for t in again.tasks if t.path == "greet").cached_from == first.job_name
+    assert [state for path, state in seen if path == "shout"] == [CACHED] * 3
+    assert ("gather", SUCCEEDED) in seen and ("finish", SUCCEEDED) in seen
     assert len(journal_lines(journal, "greet")) == 1  # ran once in two runs
-    assert journal_lines(journal, "gather") == ["gather hello A | hello B | hello C"] * 2
+    assert (
+        journal_lines(journal, "gather")
+        == ["gather hello hello A | hello hello B | hello hello C"] * 2
+    )
 
     # Other inputs, another key: the loop runs again; without the cache, everything does.
-    LocalRun(spec, tmp_path / "root").run({"journal": str(journal), "words": ["a", "d"]})
+    run(spec, {"journal": str(journal), "words": ["a", "d"]}, tmp_path / "root")
     assert len(journal_lines(journal, "shout")) == 3 + 1  # only d is new
-    LocalRun(spec, tmp_path / "root", cache=False).run({"journal": str(journal)})
+    run(spec, {"journal": str(journal)}, tmp_path / "root", cache=False)
     assert len(journal_lines(journal, "greet")) == 2
 
 
 def test_a_failure_skips_the_rest_and_the_exit_handler_hears_of_it(spec, tmp_path):
     journal = tmp_path / "journal.txt"
-    result = LocalRun(spec, tmp_path / "root").run({"journal": str(journal), "fail_on": "b"})
+    result = run(spec, {"journal": str(journal), "fail_on": "b"}, tmp_path / "root")
     assert result.state == FAILED
     assert result.error == "shout: ValueError: b is not a word to shout"
     seen = states(result)
-    assert seen["exit-handler-1/for-loop-2-1-b/shout"] == FAILED
-    assert seen["exit-handler-1/gather"] == SKIPPED
+    assert seen["for-loop-2-iteration-1/shout"] == FAILED
+    assert seen["gather"] == SKIPPED
     assert seen["finish"] == SUCCEEDED
     assert journal_lines(journal, "gather") == []
+    # kfp.local's final status says "Task exit-handler-1 failed."; the task's own error is
+    # handed on by local_run.
     assert journal_lines(journal, "finish") == [
         "finish FAILED shout: ValueError: b is not a word to shout"
     ]
@@ -136,15 +154,40 @@ def test_a_failure_skips_the_rest_and_the_exit_handler_hears_of_it(spec, tmp_pat
 
 def test_loop_items_run_side_by_side_with_parallelism(spec, tmp_path):
     journal = tmp_path / "journal.txt"
-    started = time.perf_counter()
-    result = LocalRun(spec, tmp_path / "root", parallelism=3).run(
-        {"journal": str(journal), "pause": 3.0}
+    result = run(
+        spec, {"journal": str(journal), "words": ["a", "b"], "pause": 3.0}, tmp_path / "root",
+        parallelism=2,
+    )  # fmt: skip
+    assert result.state == SUCCEEDED
+    spans = sorted(
+        (float(start), float(end))
+        for _, _, start, end in (line.split() for line in journal_lines(journal, "shout"))
+    )
+    # Each shout sleeps 3 s; both were running at the same moment.
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+def test_one_at_a_time_without_parallelism(spec, tmp_path):
+    journal = tmp_path / "journal.txt"
+    result = run(
+        spec, {"journal": str(journal), "words": ["a", "b"], "pause": 1.0}, tmp_path / "root"
     )
     assert result.state == SUCCEEDED
     spans = sorted(
         (float(start), float(end))
         for _, _, start, end in (line.split() for line in journal_lines(journal, "shout"))
     )
-    # Each shout sleeps 3 s; all three were running at the same moment.
-    assert max(start for start, _ in spans) < min(end for _, end in spans)
-    assert time.perf_counter() - started < 3 * 3.0 + 20
+    assert spans[0][1] <= spans[1][0]
+
+
+def test_each_task_prints_its_lines_to_progress_and_its_log(spec, tmp_path):
+    journal = tmp_path / "journal.txt"
+    seen: list[tuple[str, str]] = []
+    result = run(
+        spec, {"journal": str(journal), "fail_on": "c"}, tmp_path / "root",
+        progress=lambda task, line: seen.append((task, line)),
+    )  # fmt: skip
+    assert ("for-loop-2-iteration-2/shout", "ValueError: c is not a word to shout") in seen
+    assert not any("executor_input" in line or line in "{}" for _, line in seen)
+    failed = next(t for t in result.tasks if t.state == FAILED)
+    assert "c is not a word to shout" in Path(failed.log).read_text()

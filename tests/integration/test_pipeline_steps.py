@@ -77,6 +77,8 @@ def test_validate_follows_an_ingested_dataset_to_where_it_arrives(in_project, sa
     version = steps.validate("ljspeech", arrived, layer, store, report, metrics)
     assert version == store.metadata["data_version"]
     assert metrics.logged == {"clips": 12, "passed": 12, "quarantined": 0}
+    # ... and in the artifact's own file, which kfp.local's cache needs to reuse the task.
+    assert json.loads(Path(metrics.path).read_text()) == metrics.logged
     assert "suite PASSED" in Path(report.path).read_text()
     stored = pd.read_parquet(Path(store.path) / "manifest" / "ljspeech.parquet")
     assert all(p.startswith(str(moved)) for p in stored["path"])
@@ -132,3 +134,105 @@ def test_training_refuses_a_store_of_another_data_version(in_project, stored_sam
             Artifact(str(in_project / "model")),
         )  # fmt: skip
     assert "the task was given 0123.dir" in capsys.readouterr().err
+
+
+PROMOTE_AND_BUILD = """
+import json, sys
+from dataclasses import dataclass, field
+from wavefoundry.pipeline import steps
+
+@dataclass
+class Artifact:
+    path: str
+    metadata: dict = field(default_factory=dict)
+
+data, uri, config, candidates, out = sys.argv[1:6]
+config = json.loads(config)
+champions = steps.promote(
+    json.loads(candidates), Artifact(data), uri, config, "job-1", Artifact(out + "/decisions.md")
+)
+tags = steps.build_bento(champions, uri, config, Artifact(out + "/bento"))
+print("RESULT " + json.dumps({"champions": champions, "tags": tags}))
+"""
+
+
+def promote_and_build(project, data, uri, config, candidates):
+    """The promote and build-bento tasks as the pipeline runs them, one after the other, in a
+    process of their own (BentoML's store is the project's)."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", PROMOTE_AND_BUILD, str(data), uri, json.dumps(config),
+         json.dumps([json.dumps(c) for c in candidates]), str(project)],
+        cwd=project, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "BENTOML_HOME": str(project / "bentoml")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(result.removeprefix("RESULT ")), done.stdout
+
+
+def test_a_run_where_no_candidate_passes_is_an_outcome_not_a_failure(in_project, stored_samples):
+    """Refused candidates end the promote task normally, saying which was refused for what;
+    the champion and its Bento stay (or the run says there is none); nothing fails."""
+    from wavefoundry.config import load_config
+    from wavefoundry.stages import evaluate
+    from wavefoundry.training.trainer import train
+
+    uri = f"sqlite:///{in_project / 'mlflow.db'}"
+    # 2-3 steps of HiFi-GAN do not beat Griffin-Lim: the floor is off here (test_registry's).
+    config = resolved(
+        paths={"runs": str(in_project / "runs")},
+        evaluation={"clips": 2},
+        promotion={"floor": "off"},
+    )
+    cfg = load_config(
+        REPO / "params.yaml",
+        overrides=[f"paths.data={stored_samples}", f"paths.runs={in_project / 'runs'}",
+                   f"tracking.uri={uri}", "training.validate_every=1000", "evaluation.clips=2"],
+    )  # fmt: skip
+    records = []
+    for steps_ in (2, 3):
+        cfg.training.steps = steps_
+        run_id = train(cfg, "hifigan", "ljspeech").run_id
+        records.append(evaluate(cfg, run_id=run_id).candidate.as_record())
+    first, second = records
+    model = first["registered_model"]
+
+    # A speed target for this device that nothing meets: refused, the reason said, no champion.
+    strict = resolved(
+        paths={"runs": str(in_project / "runs")},
+        evaluation={"clips": 2},
+        promotion={"real_time_factor_device": "cpu", "max_real_time_factor": 1e-9, "floor": "off"},
+    )
+    result, stdout = promote_and_build(in_project, stored_samples, uri, strict, [first])
+    assert result == {"champions": [], "tags": []}
+    assert f"{model} v{first['version']} (hifigan): refused: real-time factor:" in stdout
+    assert f"{model}: no candidate passed the gate and there is no champion yet" in stdout
+    assert "no champion: no Bento to build" in stdout
+
+    # The same candidate with the speed target for a GPU (the default): a CPU score is not held
+    # to it, and the verdict says so.
+    result, stdout = promote_and_build(in_project, stored_samples, uri, config, [first])
+    assert result["champions"] == [
+        {"registered_model": model, "version": first["version"], "promoted": True}
+    ]
+    assert "champion (speed target off: scored on cpu" in stdout
+    [bento] = result["tags"]
+
+    # A challenger no gate lets through: the champion and its Bento stay, the run goes on.
+    picky = resolved(
+        paths={"runs": str(in_project / "runs")},
+        evaluation={"clips": 2},
+        promotion={"min_relative_improvement": 1000.0},
+    )
+    result, stdout = promote_and_build(in_project, stored_samples, uri, picky, [second])
+    assert result == {
+        "champions": [{"registered_model": model, "version": first["version"], "promoted": False}],
+        "tags": [bento],
+    }
+    assert f"{model} v{second['version']} (hifigan): refused: primary mel_l1:" in stdout
+    assert f"the champion stays {model}:{first['version']}" in stdout
+    assert f"Bento {bento} kept" in stdout

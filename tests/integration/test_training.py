@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from servers import kill_after_checkpoint
 
 from wavefoundry.config import load_config
 from wavefoundry.families.io import load_model
@@ -34,6 +35,7 @@ def config(data: Path, tmp: Path, *overrides: str):
             f"paths.runs={tmp / 'runs'}",
             f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
             f"tracking.artifact_location={tmp / 'mlartifacts'}",
+            "training.per_family=null",  # every family as long as training.steps says
             *overrides,
         ],
     )
@@ -44,6 +46,7 @@ def cli(tmp: Path, data: Path, *args: str, **popen) -> subprocess.Popen:
     command += ["--set", f"paths.data={data}", "--set", f"paths.runs={tmp / 'runs'}"]
     command += ["--set", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"]
     command += ["--set", f"tracking.artifact_location={tmp / 'mlartifacts'}"]
+    command += ["--set", "training.per_family=null"]
     return subprocess.Popen(
         command, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
     )
@@ -62,6 +65,9 @@ def mean(values: list[float]) -> float:
         ("wavegan", "nsynth"),
         ("samplernn", "nsynth"),
         ("tacotron2", "vctk"),
+        ("waveglow", "ljspeech"),
+        ("vae", "vctk"),
+        ("vocos", "ljspeech"),
     ],
 )
 def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
@@ -80,6 +86,12 @@ def test_each_family_trains_on_its_sample_corpus_and_its_loss_falls(
         # The acceptance point for VQ-VAE: codebook in use, reconstructions better than at first.
         assert history[-1]["codebook_usage"] > 0.5, history[-1]
         assert history[-1]["snr_db"] > history[0]["snr_db"], (history[0], history[-1])
+    if model == "vae":
+        # The acceptance point for the VAE: reconstructions better than at first, while the
+        # KL weight warms up from 0.
+        snr = [h["snr_db"] for h in history]
+        assert mean(snr[-window:]) > mean(snr[:window]) + 1.0, snr
+        assert history[0]["beta"] == 0.0 < history[-1]["beta"]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -88,12 +100,22 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     ("model", "dataset"),
-    [("wavegan", "nsynth"), ("vqvae", "vctk"), ("samplernn", "vctk"), ("tacotron2", "ljspeech")],
+    [
+        ("wavegan", "nsynth"),
+        ("vqvae", "vctk"),
+        ("samplernn", "vctk"),
+        ("tacotron2", "ljspeech"),
+        ("waveglow", "ljspeech"),
+        ("vae", "vctk"),
+        ("vocos", "ljspeech"),
+    ],
 )
 def test_resume_after_a_kill_gives_bitwise_identical_weights(
     stored_samples: Path, tmp_path: Path, model: str, dataset: str
 ) -> None:
-    steps, half = 8, 4
+    # Two steps each side of the kill: the optimizer's moments, the RNG and the sampler's place
+    # are all carried across it (Tacotron 2 on LJ Speech costs seconds a step on 2 cores).
+    steps, half = 4, 2
     common = (
         f"training.steps={steps}",
         f"training.checkpoint_every={half}",
@@ -107,16 +129,7 @@ def test_resume_after_a_kill_gives_bitwise_identical_weights(
     sets = [arg for item in common for arg in ("--set", item)]
     process = cli(interrupted, stored_samples, "train", "-m", model, "-d", dataset, *sets)
     checkpoints = interrupted / "runs" / f"{dataset}-{model}" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while not (checkpoints / f"step-{half:08d}").is_dir():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint at the half-way step"
-        time.sleep(0.05)
-    process.kill()
-    process.communicate()
-    for later in checkpoint.checkpoints(checkpoints):
-        if later.name != f"step-{half:08d}":  # the kill may have come a little late
-            checkpoint.shutil.rmtree(later)
+    kill_after_checkpoint(process, checkpoints, half)
 
     resumed = train(config(stored_samples, interrupted, *common), model, dataset, resume=True)
     assert resumed.steps == steps

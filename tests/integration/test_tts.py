@@ -72,32 +72,21 @@ def test_an_acoustic_model_is_registered_as_the_datasets_tts() -> None:
     assert registered_model_name("vctk", "vocoder") == "wavefoundry-vctk-vocoder"
 
 
-# The issue's acceptance for alignment. Not met yet: trained 1,000 steps with these settings,
-# the held-out sentences' attention was diagonal (diagonality 0.81-0.97) and the stop token
-# fired within 25 % of the recording's length, but the focus rate was 0.17-0.38 (>= 0.5
-# asked) and the first 3-5 decoder steps swept back from mid-sentence. 1,500 is the next try.
-ALIGNMENT_STEPS = 1500
-
-
-@pytest.mark.skipif(
-    not os.environ.get("WAVEFOUNDRY_ALIGNMENT_TEST"),
-    reason="trains Tacotron 2 for ALIGNMENT_STEPS steps (tens of CPU minutes); "
-    "set WAVEFOUNDRY_ALIGNMENT_TEST=1",
-)
-def test_the_tiny_voice_aligns_on_held_out_sentences(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_voice(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny Tacotron 2 as `make demo` trains it: the LJ Speech sample corpus made, stored
+    and split as params.yaml says, trained by the tiny recipe (configs/tiny.yaml: its
+    `models.tacotron2` and `training.per_family.tacotron2`), no vocoder champion registered."""
     from wavefoundry import stages
-    from wavefoundry.evaluation.metrics import attention_focus_rate, attention_is_monotonic
     from wavefoundry.training.trainer import train
 
+    root = tmp_path_factory.mktemp("tiny-voice")
     cfg = load_config(
         REPO / "params.yaml",
         overrides=[
-            f"paths.data={tmp_path / 'data'}",
-            f"paths.runs={tmp_path / 'runs'}",
-            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            f"training.steps={ALIGNMENT_STEPS}",
-            "training.validate_every=100000",
-            "training.checkpoint_every=500",
+            f"paths.data={root / 'data'}",
+            f"paths.runs={root / 'runs'}",
+            f"tracking.uri=sqlite:///{root / 'mlflow.db'}",
         ],
     )
     corpora = stages.sample_data(cfg, ["ljspeech"])  # the demo's corpus: sample_data in params
@@ -107,10 +96,56 @@ def test_the_tiny_voice_aligns_on_held_out_sentences(tmp_path: Path) -> None:
     stages.store(cfg, "ljspeech")
     result = train(cfg, "tacotron2", "ljspeech")
     family, net = load_model(result.model_dir)
-    held_out = held_out_set(cfg, "ljspeech", whole_clips=True)
+    return {"cfg": cfg, "result": result, "family": family, "net": net}
+
+
+# The issue's acceptance for alignment, not met yet by the tiny recipe. With attention
+# sharpening 2, standardised frames, the paper's attention sizes and the attention constraint,
+# the held-out sentences' attention focus is 0.75-0.87 from step 50 on, but whether it also
+# walks the whole text and the stop token fires at step 200 depends on the run (one run of
+# three, measured with different RNG draws): see configs/tiny.yaml.
+@pytest.mark.skipif(
+    not os.environ.get("WAVEFOUNDRY_ALIGNMENT_TEST"),
+    reason="the tiny recipe's Tacotron 2 does not align reliably yet; "
+    "set WAVEFOUNDRY_ALIGNMENT_TEST=1",
+)
+@pytest.mark.timeout(3600)  # the corpus and a 200-step run: minutes, more on a loaded machine
+def test_the_tiny_voice_aligns_on_held_out_sentences(tiny_voice: dict) -> None:
+    """The issue's acceptance: on every held-out sentence (the test split's), spoken free
+    running, attention focus >= 0.5, a monotonic alignment and a stop token that fires."""
+    from wavefoundry.evaluation.metrics import attention_focus_rate, attention_is_monotonic
+
+    family, net = tiny_voice["family"], tiny_voice["net"]
+    held_out = held_out_set(tiny_voice["cfg"], "ljspeech", whole_clips=True)
+    assert len(held_out.clips) >= 3
     for clip in held_out.clips:
         out = family.text_to_mel(net, clip.conditions["normalized_text"])
         alignment = out.alignments[0]
         assert attention_focus_rate(alignment) >= 0.5, clip.clip_id
         assert attention_is_monotonic(alignment), clip.clip_id
         assert int(out.steps[0]) < family.config.max_decoder_steps, clip.clip_id
+
+
+def test_without_a_vocoder_champion_validation_audio_is_griffin_lim(
+    stored_samples: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from wavefoundry.training.trainer import train
+
+    cfg = configure(
+        stored_samples,
+        tmp_path,
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "training.per_family=null",
+        "training.steps=2",
+        "models.tacotron2.max_decoder_steps=12",
+    )
+    result = train(cfg, "tacotron2", "ljspeech")
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["validation_vocoder"] == "griffin-lim"
+    steps = [a.path for a in client.list_artifacts(run.info.run_id, "samples")]
+    logged = [a.path for a in client.list_artifacts(run.info.run_id, steps[-1])]
+    assert any(path.endswith("alignment.png") for path in logged), logged
+    assert any(path.endswith("0-generated.wav") for path in logged), logged

@@ -17,8 +17,7 @@ import soundfile as sf
 from servers import BentoServer, MlflowServer
 
 from wavefoundry.config import load_config
-from wavefoundry.registry.promotion import promote
-from wavefoundry.stages import evaluate
+from wavefoundry.stages import evaluate, promote
 from wavefoundry.tracking import load_logged_model
 from wavefoundry.training.trainer import train
 
@@ -41,11 +40,13 @@ def voice(stored_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     root = tmp_path_factory.mktemp("voice")
     mlflow = MlflowServer(root / "mlflow")
     overrides = [
+        "promotion.floor=off",  # tiny vocoders do not beat Griffin-Lim; the floor: test_registry
         f"paths.data={stored_samples}",
         f"paths.runs={root / 'runs'}",
         f"tracking.uri={mlflow.url}",
         "tracking.experiment=test-voice",
         "training.validate_every=1000",
+        "training.per_family=null",  # each model as long as champion() says
         "evaluation.clips=1",
         "promotion.max_real_time_factor=50",
         "models.tacotron2.max_decoder_steps=30",
@@ -111,6 +112,23 @@ def test_the_voice_speaks_what_the_library_says(voice: dict) -> None:
     expected, _ = sf.read(io.BytesIO(buffer.getvalue()), dtype="int16")
     assert len(served) == len(expected)
     assert np.array_equal(served, expected)
+
+
+def test_validation_audio_is_voiced_by_the_vocoder_champion(voice: dict) -> None:
+    """The Tacotron 2 run trained after the HiFi-GAN champion was promoted: its validation
+    samples went through that champion, and the run says which."""
+    import mlflow
+
+    client = mlflow.MlflowClient(voice["cfg"].tracking.uri)
+    name, version, _ = voice["acoustic"]
+    run_id = client.get_model_version(name, version).run_id
+    tags = client.get_run(run_id).data.tags
+    vocoder_name, vocoder_version, _ = voice["vocoder"]
+    assert tags["validation_vocoder"] == f"{vocoder_name}/{vocoder_version}"
+    samples = [a.path for a in client.list_artifacts(run_id, "samples")]
+    assert samples, "no validation samples logged"
+    logged = [a.path for a in client.list_artifacts(run_id, samples[-1])]
+    assert any(path.endswith("0-generated.wav") for path in logged), logged
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from wavefoundry.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_load_without_a_params_file():
@@ -37,6 +40,15 @@ def test_a_single_source_string_becomes_a_list():
         ("datasets.vctk.mic=mic3", "bad value for 'datasets.vctk.mic'"),
         ("workers=-1", "bad value for 'workers'"),
         ("workers", "expected KEY=VALUE"),
+        (
+            "training.per_family={vocos: {stepz: 5}}",
+            "unknown key 'training.per_family.vocos.stepz'",
+        ),
+        (
+            "training.per_family={vocos: {steps: 0}}",
+            "bad value for 'training.per_family.vocos.steps'",
+        ),
+        ("training.per_family={vocoss: {steps: 5}}", "training.per_family.vocoss"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):
@@ -81,3 +93,41 @@ def test_every_recipe_in_configs_loads():
     assert recipes
     for recipe in recipes:
         load_config(Path(__file__).resolve().parents[2] / "params.yaml", recipe)
+
+
+def test_a_family_of_its_own_trains_by_its_own_keys_and_the_rest_by_the_common_ones():
+    cfg = load_config(
+        None,
+        overrides=[
+            "training.steps=40",
+            "training.batch_size=4",
+            "training.per_family={vocos: {steps: 1500, batch_size: 8, grad_clip: null}}",
+        ],
+    )
+    vocos, hifigan = cfg.training.for_family("vocos"), cfg.training.for_family("hifigan")
+    assert (vocos.steps, vocos.batch_size, vocos.lr_schedule) == (1500, 8, "constant")
+    assert (hifigan.steps, hifigan.batch_size) == (40, 4)
+    # The resolved configuration travels to pipeline tasks as plain data: only the keys the
+    # family set go with it, so the common ones still reach it there.
+    again = load_config(None, layers=[cfg.model_dump(mode="json")])
+    assert again.training.per_family["vocos"].model_dump() == {
+        "steps": 1500,
+        "batch_size": 8,
+        "grad_clip": None,
+    }
+    assert again.training.for_family("vocos") == vocos
+    # `train --steps` / `pipeline run --steps` win over both.
+    again.training.set_steps("vocos", 3)
+    assert again.training.for_family("vocos").steps == 3
+    assert again.training.for_family("vocos").batch_size == 8
+
+
+def test_per_family_null_leaves_every_family_to_the_common_keys():
+    cfg = load_config(REPO / "params.yaml", overrides=["training.per_family=null"])
+    assert cfg.training.per_family == {}
+    assert cfg.training.for_family("vocos").steps == cfg.training.steps
+
+
+def test_the_tiny_recipe_gives_the_vocoder_that_must_beat_griffin_lim_a_longer_run():
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.training.for_family("vocos").steps > cfg.training.steps

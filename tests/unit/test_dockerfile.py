@@ -34,6 +34,17 @@ def test_the_image_syncs_the_committed_lock_like_the_makefile():
     assert any(i > src_copy and "uv sync --locked" in s for i, s in enumerate(order))
 
 
+def test_the_image_holds_the_pipeline_in_the_installed_package():
+    """The components and the DAG are in src/ (pipeline compile works in the image); nothing
+    beside src/ is copied for them."""
+    steps = instructions(REPO / "components" / "Dockerfile")
+    copied = [part for op, arg in steps if op == "COPY" for part in arg.split()[:-1]]
+    assert "src" in copied
+    assert not [c for c in copied if c.startswith(("components/", "pipelines"))]
+    assert (REPO / "src" / "wavefoundry" / "pipeline" / "dag.py").is_file()
+    assert not (REPO / "components" / "__init__.py").exists()
+
+
 def test_the_image_runs_the_cli_as_a_non_root_user():
     steps = instructions(REPO / "components" / "Dockerfile")
     users = [arg for op, arg in steps if op == "USER"]

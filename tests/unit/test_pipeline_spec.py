@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wavefoundry.pipeline.definition import COMPILED, compile_pipeline
+from wavefoundry.pipeline.definition import COMPILED as CHECKED_IN
+from wavefoundry.pipeline.definition import compile_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
+COMPILED = REPO / CHECKED_IN
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +99,35 @@ def test_caching_is_keyed_on_the_data_version(package):
     assert every["for-loop-2"]["inputs"]["parameters"][
         "pipelinechannel--validate-data_version"
     ] == {"taskOutputParameter": {"outputParameterKey": "data_version", "producerTask": "validate"}}
+    # Handed on, not read again: evaluate scores on that data version, from train's run.
+    assert every["evaluate"]["inputs"]["parameters"]["data_version"] == {
+        "componentInputParameter": "pipelinechannel--validate-data_version"
+    }
+    assert every["evaluate"]["inputs"]["parameters"]["run_id"] == {
+        "taskOutputParameter": {"outputParameterKey": "run_id", "producerTask": "train"}
+    }
+    # The Bento is built from what promotion decided, not from the alias.
+    assert every["build-bento"]["inputs"]["parameters"]["champions"] == {
+        "taskOutputParameter": {"outputParameterKey": "champions", "producerTask": "promote"}
+    }
+
+
+def test_the_pipeline_compiles_from_the_installed_package_outside_a_checkout(tmp_path):
+    """No checkout on the path: the DAG and its components are inside the package."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wavefoundry.cli", "pipeline", "compile", "--out", "p.yaml"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WAVEFOUNDRY_IMAGE")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "p.yaml").read_text() == COMPILED.read_text()
+    src = REPO / "src" / "wavefoundry"
+    assert not [
+        str(p.relative_to(REPO)) for p in src.rglob("*.py") if "sys.path.insert" in p.read_text()
+    ]
 
 
 def test_the_exit_handler_records_the_outcome_whatever_happens(package):
@@ -123,7 +154,7 @@ def test_the_exit_handler_records_the_outcome_whatever_happens(package):
 def test_every_component_runs_in_the_one_image_which_the_environment_overrides(tmp_path):
     pipeline, _ = yaml.safe_load_all(COMPILED.read_text())
     images = {e["container"]["image"] for e in pipeline["deploymentSpec"]["executors"].values()}
-    from components.image import DEFAULT_IMAGE
+    from wavefoundry.pipeline.components import DEFAULT_IMAGE
 
     assert images == {DEFAULT_IMAGE}
     commands = {

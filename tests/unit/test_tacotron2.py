@@ -19,6 +19,7 @@ from wavefoundry.models.tacotron2 import (
     Tacotron2,
     Tacotron2Config,
     guided_attention_loss,
+    lengths_to_mask,
     tacotron2_loss,
 )
 from wavefoundry.text import TextError
@@ -164,6 +165,90 @@ def test_prenet_dropout_stays_on_at_inference_and_a_seed_repeats_it() -> None:
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
+
+
+def test_attention_starts_on_the_first_character() -> None:
+    torch.manual_seed(0)
+    model = Tacotron2(TINY).eval()
+    memory = torch.randn(2, 7, TINY.encoder_embedding_dim)
+    state = model.decoder.initial_state(memory)
+    expected = torch.zeros(2, 7)
+    expected[:, 0] = 1.0
+    assert torch.equal(state["attention_weights"], expected)
+    assert torch.equal(state["attention_weights_cum"], expected)
+
+
+def test_the_attention_constraint_keeps_free_running_attention_in_its_window() -> None:
+    """Free running with the constraint, each step's attention lies within 1 character
+    before and 3 after the last step's most attended one; teacher forcing is unconstrained."""
+    config = dataclasses.replace(TINY, max_decoder_steps=30)
+    torch.manual_seed(0)
+    free = Tacotron2(config).eval()
+    constrained = Tacotron2(dataclasses.replace(config, use_attention_constraint=True)).eval()
+    constrained.load_state_dict(free.state_dict())
+    with torch.no_grad():
+        for model in (free, constrained):
+            model.decoder.gate_layer.bias.fill_(-50.0)  # speak to the step limit
+    text = torch.randint(2, TINY.n_symbols, (1, 11), generator=torch.Generator().manual_seed(1))
+
+    def far_weight(alignment: torch.Tensor) -> float:
+        """The most weight any step puts outside the window of the step before it."""
+        last, worst = 0, 0.0
+        for weights in alignment:
+            outside = torch.ones_like(weights, dtype=torch.bool)
+            outside[max(0, last - 1) : last + 4] = False
+            worst = max(worst, float(weights[outside].sum()))
+            last = int(weights.argmax())
+        return worst
+
+    generator = torch.Generator().manual_seed(0)
+    held = constrained.infer(text, generator=generator).alignments[0]
+    loose = free.infer(text, generator=torch.Generator().manual_seed(0)).alignments[0]
+    assert far_weight(held) == 0.0
+    assert far_weight(loose) > 0.1  # an untrained model's attention wanders
+    assert torch.allclose(held.sum(-1), torch.ones(len(held)))
+    _, text_lengths, mels, mel_lengths = _batch(config)
+    batch = (text.expand(3, -1), torch.tensor([11, 11, 11]), mels, mel_lengths)
+    torch.manual_seed(2)  # the prenet's dropout masks, the same for both
+    forced = free(*batch).alignments
+    torch.manual_seed(2)
+    assert torch.equal(forced, constrained(*batch).alignments)
+
+
+def test_sharpening_squares_the_attention_weights_at_beta_2() -> None:
+    """softmax(2 e) is softmax(e) squared and renormalised; padding still gets no weight."""
+    torch.manual_seed(0)
+    plain = Tacotron2(TINY).decoder.attention_layer
+    sharp = Tacotron2(dataclasses.replace(TINY, attention_sharpening=2.0)).decoder.attention_layer
+    sharp.load_state_dict(plain.state_dict())
+    query = torch.randn(2, TINY.attention_rnn_dim)
+    memory = torch.randn(2, 9, TINY.encoder_embedding_dim)
+    weights_cat = torch.rand(2, 2, 9)
+    mask = lengths_to_mask(torch.tensor([9, 6]), 9)
+    _, a = plain(query, memory, plain.memory_layer(memory), weights_cat, mask)
+    _, b = sharp(query, memory, sharp.memory_layer(memory), weights_cat, mask)
+    assert torch.allclose(b, a**2 / (a**2).sum(-1, keepdim=True), atol=1e-6)
+    assert (b[1, 6:] == 0).all()
+    assert (b.max(-1).values > a.max(-1).values).all()
+
+
+def test_standardised_frames_are_log_mel_outside_the_decoder() -> None:
+    """With mel_mean/mel_std the decoder works on standardised frames: the same weights give
+    the log-mel of the plain model shifted and scaled, teacher-forced and free running."""
+    plain_config = dataclasses.replace(TINY, prenet_dropout=0.0)
+    scaled_config = dataclasses.replace(plain_config, mel_mean=-4.0, mel_std=2.0)
+    torch.manual_seed(0)
+    plain = Tacotron2(plain_config).eval()
+    scaled = Tacotron2(scaled_config).eval()
+    scaled.load_state_dict(plain.state_dict())
+    text, text_lengths, mels, mel_lengths = _batch(plain_config)
+    expected = plain(text, text_lengths, mels, mel_lengths).mel
+    got = scaled(text, text_lengths, mels * 2.0 - 4.0, mel_lengths).mel
+    mask = lengths_to_mask(mel_lengths, mels.shape[-1]).unsqueeze(1)
+    assert torch.allclose(got, (expected * 2.0 - 4.0) * mask, atol=1e-5)
+    assert torch.allclose(
+        scaled.infer(text[:1]).mel, plain.infer(text[:1]).mel * 2.0 - 4.0, atol=1e-5
+    )
 
 
 def test_losses_fall_on_one_batch_and_the_guide_rewards_a_diagonal() -> None:

@@ -16,7 +16,7 @@ from wavefoundry import __version__
 from wavefoundry.cli import data, image, pipeline, registry, serving, train
 from wavefoundry.cli.common import Handler, common, err, out
 from wavefoundry.config import FAMILIES, Config, load_config, model_config, model_sources
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, disk_error
 
 DESCRIPTION = """\
 The lifecycle of audio generation models, one stage per command.
@@ -47,7 +47,7 @@ Containers (podman; README "Containers"):
 The lifecycle as one Kubeflow pipeline (what `make demo` runs):
   pipeline run       the whole pipeline here on the CPU: ingest -> validate -> train the
                      families -> evaluate -> promote -> bento build; cached; outcome recorded
-  pipeline compile   pipelines/compiled/training_pipeline.yaml from pipelines/training_pipeline.py
+  pipeline compile   pipelines/compiled/training_pipeline.yaml from wavefoundry.pipeline.dag
   pipeline submit    one run on a Kubeflow Pipelines host; pipeline schedule: a recurring run
 
 Configuration: params.yaml in the working directory, then --config FILE, then --set KEY=VALUE.
@@ -128,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         err.print(f"[bold red]error:[/] {escape(str(error))}")
         return error.exit_code
+    except OSError as error:  # a full disk, a read-only folder: one line naming the path
+        user = disk_error(error)
+        if user is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(user))}")
+        return user.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from wavefoundry.cli.common import Command, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
+from wavefoundry.locks import file_lock
+from wavefoundry.pipeline.local_run import RUNNERS
 
 RUN_HELP = """\
-The lifecycle as one run on this machine: the compiled Kubeflow pipeline (pipelines/
-training_pipeline.py) with kfp.local's SubprocessRunner, in this environment, on the CPU:
-data revision -> ingest -> validate (+ store) -> train and evaluate each family -> promote ->
-bento build, and the exit handler recording the outcome in MLflow whatever happens.
+The lifecycle as one run on this machine: the compiled Kubeflow pipeline (wavefoundry.
+pipeline.dag) on kfp.local's own orchestrator and task cache, each task in this environment
+(SubprocessRunner) or, with --runner container, in the component image (DockerRunner on
+podman; build it first with make image), on the CPU: data revision -> ingest -> validate (+ store) -> train and
+evaluate each family -> promote -> bento build, and the exit handler recording the outcome in
+MLflow whatever happens.
 
 Defaults: pipeline.dataset and pipeline.families of params.yaml, the dataset's sources (the
 sample corpus is made when they are the sample), MLflow at tracking.uri. Tasks are cached
 under pipeline.root: a second run on unchanged data reuses ingest and validate (and the
-training of unchanged settings). --config and --set travel with the run as its configuration.
+training of unchanged settings). The configuration (params.yaml, its recipe or --config, each
+--set) is resolved here and travels with the run.
+
+Exit status: 0 when the run succeeded, also when no candidate passed the gate (the champion
+and its Bento stay); 1 when a task failed; 2 for a usage error, another run holding this
+folder, a full disk or a folder it may not write.
 """
 
 
@@ -34,7 +43,7 @@ def add_commands(commands: Any, command: Command) -> None:
     group = commands.add_parser(
         "pipeline",
         help="the lifecycle as one Kubeflow pipeline: compile, run here, submit, schedule",
-        description="The lifecycle as one Kubeflow pipeline (pipelines/training_pipeline.py).",
+        description="The lifecycle as one Kubeflow pipeline (wavefoundry.pipeline.dag).",
     )
     sub = group.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
 
@@ -52,7 +61,7 @@ def add_commands(commands: Any, command: Command) -> None:
     parser = subcommand(
         "compile",
         cmd_compile,
-        "compile pipelines/training_pipeline.py to pipelines/compiled/training_pipeline.yaml",
+        "compile the pipeline (wavefoundry.pipeline.dag) to pipelines/compiled/training_pipeline.yaml",
     )
     parser.add_argument("--out", type=Path, help="where (default: the checked-in file)")
     parser.add_argument(
@@ -66,14 +75,16 @@ def add_commands(commands: Any, command: Command) -> None:
         "--verbose", "-v", action="store_true", help="show every task's log as it runs"
     )
     parser.add_argument(
-        "--parallelism", type=int, help="training tasks at once (default: pipeline.parallelism)"
+        "--parallelism",
+        type=int,
+        help="training tasks at once, at most 2 (kfp.local's cap; default: pipeline.parallelism)",
     )
     parser.add_argument(
         "--runner",
-        choices=("subprocess", "container"),
+        choices=RUNNERS,
         default="subprocess",
-        help="subprocess: each task in this environment (default); container: each task in the "
-        "component image (make image) through podman, as on a cluster",
+        help="how kfp.local runs each task: subprocess, in this environment (default); "
+        "container, in the component image (make image) through podman, as on a cluster",
     )
 
     for name, handler, help in (
@@ -115,7 +126,11 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--source", action="append", metavar="SRC", help="default: datasets.NAME.source"
     )
-    group.add_argument("--steps", type=int, help="training steps (default: training.steps)")
+    group.add_argument(
+        "--steps",
+        type=int,
+        help="every family's training steps (default: training.steps, or the family's training.per_family entry)",
+    )
     group.add_argument("--tracking-uri", help="MLflow (default: tracking.uri)")
     group.add_argument(
         "--data-revision",
@@ -148,10 +163,11 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
         resolve_family(cfg, family, dataset)  # one clear error for a family that cannot train on it
     if args.steps is not None and args.steps <= 0:
         raise UserError(f"--steps must be positive, got {args.steps}")
-    # What the command line says of the configuration travels with the run; the tasks read
-    # params.yaml themselves (their image's, or this checkout's).
-    params = args.params if args.params != Path("params.yaml") else None
-    data_config, config = split_layer(read_layer(params, args.config, args.overrides))
+    # The whole configuration, resolved here (params.yaml, its recipe or --config's, each
+    # --set), travels with the run: a task reads no params file of its own (steps.task_config).
+    params = args.params if args.params.is_file() else None
+    layer = _without_default_nulls(read_layer(params, args.config, args.overrides))
+    data_config, config = split_layer(layer)
     arguments: dict[str, Any] = {
         "dataset": dataset,
         "families": families,
@@ -172,6 +188,29 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
             raise UserError(f"--param {text!r}: expected KEY=VALUE")
         arguments[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return arguments
+
+
+def _without_default_nulls(layer: dict[str, Any]) -> dict[str, Any]:
+    """The layer without the nulls that only restate a default (a KFP parameter cannot hold
+    null); a null that changes a default is an error naming the key."""
+    from wavefoundry.config import Config
+
+    def strip(values: dict[str, Any], defaults: Any, where: str) -> dict[str, Any]:
+        kept = {}
+        for key, value in values.items():
+            default = defaults.get(key) if isinstance(defaults, dict) else None
+            if isinstance(value, dict):
+                kept[key] = strip(value, default, f"{where}{key}.")
+            elif value is not None:
+                kept[key] = value
+            elif default is not None:
+                raise UserError(
+                    f"{where}{key}: null cannot travel as a pipeline parameter (its default is "
+                    f"{default!r}): give it a value"
+                )
+        return kept
+
+    return strip(layer, Config().model_dump(mode="json"), "")
 
 
 def _local_sources(cfg: Config, dataset: str, given: list[str] | None) -> list[str]:
@@ -209,27 +248,39 @@ def cmd_compile(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.pipeline.definition import load_spec
-    from wavefoundry.pipeline.local import LocalRun
-    from wavefoundry.pipeline.steps import describe_champion
 
     if args.parallelism is not None and args.parallelism < 1:
         raise UserError(f"--parallelism must be 1 or more, got {args.parallelism}")
+    # One run at a time in a project folder: they share the sample corpus, the task cache and
+    # the registry's champion. A second one says so in one line and changes nothing.
+    with file_lock(
+        cfg.pipeline.root / ".run.lock", f"this folder's pipeline ({cfg.pipeline.root})", wait=False
+    ):
+        return _run_here(args, cfg)
+
+
+def _run_here(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.pipeline import local_run
+    from wavefoundry.pipeline.steps import describe_champion
+
     arguments = _arguments(args, cfg, here=True)
-    with contextlib.ExitStack() as stack:
-        kfp_runner = None
-        if args.runner == "container":
-            kfp_runner = stack.enter_context(_container_runner(arguments))
-        runner = LocalRun(
-            load_spec(),
+    labels = _Labels(arguments["families"])
+    if args.runner == "container":
+        from wavefoundry.containers import IMAGE
+
+        out.print(f"[dim]each task in the image {IMAGE}, through podman[/]")
+    with local_run.runner_for(args.runner, arguments, cfg.pipeline.root) as runner:
+        result = local_run.run(
+            None,
+            arguments,
             cfg.pipeline.root,
+            runner=runner,
             cache=not args.no_cache,
             parallelism=args.parallelism or cfg.pipeline.parallelism,
             echo=args.verbose,
-            report=_report_task,
-            runner=kfp_runner,
+            report=labels.report,
+            progress=labels.progress,
         )
-        result = runner.run(arguments)
     table = Table(title=f"{result.job_name}: {result.state} in {result.seconds:.1f} s")
     for column in ("task", "state", "seconds"):
         table.add_column(column)
@@ -237,79 +288,90 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
         state = {"FAILED": "[red]FAILED[/]", "CACHED": "[cyan]cached[/]"}.get(
             task.state, task.state
         )
-        table.add_row(_short(task.path), state, f"{task.seconds:.1f}" if task.seconds else "")
+        table.add_row(
+            escape(labels(task.path)), state, f"{task.seconds:.1f}" if task.seconds else ""
+        )
     out.print(table)
-    summary = result.outputs.get("record-outcome", {}).get("summary")
-    facts = dict(summary.metadata) if summary is not None else {}
+    facts = result.outputs("record-outcome").get("summary", {})
     for champion in facts.get("champions", []):
         out.print(f"champion: {describe_champion(champion)}", markup=False)
-    out.print(f"run record: {result.record}; task outputs under {result.record.parent}")
+    out.print(f"run record: {result.record}; task outputs under {result.folder}")
     if facts.get("outcome_run_id"):
         out.print(
             f"outcome recorded in MLflow run {facts['outcome_run_id']} (tag wavefoundry.pipeline.status)"
         )
     uri = arguments["tracking_uri"]
     out.print(f"browse the runs:  uv run mlflow ui --backend-store-uri {uri}")
-    for champion in facts.get("champions", []):
-        if champion.get("bento_tag"):
-            home = (
-                f"BENTOML_HOME={os.environ['BENTOML_HOME']} "
-                if "BENTOML_HOME" in os.environ
-                else ""
-            )
-            out.print(
-                f"serve the champion:  {home}uv run bentoml serve {champion['bento_tag']} --port 3000"
-            )
+    home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
+    served = [c for c in facts.get("champions", []) if c.get("bento_tag")]
+    for port, champion in enumerate(served, start=3000):
+        out.print(
+            f"serve {champion['registered_model']}:  {home}uv run bentoml serve "
+            f"{champion['bento_tag']} --port {port}",
+            markup=False,
+        )
+        out.print(f"  then:  {_try_it(champion['family'], port)}", markup=False)
     if result.state != "SUCCEEDED":
         err.print(f"[bold red]pipeline failed[/] at {result.error}")
         return 1
     return 0
 
 
-@contextlib.contextmanager
-def _container_runner(arguments: dict[str, Any]) -> Iterator[Any]:
-    """kfp.local's DockerRunner on podman's API (started here unless DOCKER_HOST is set), for
-    the image the spec names, which must be built (make image)."""
-    from wavefoundry import containers
-    from wavefoundry.pipeline import container_runner
+def _try_it(family: str, port: int) -> str:
+    """A curl that asks a served champion of `family` for audio, by its task: a sentence
+    spoken (acoustic: the voice), a note generated (generator), a clip resynthesized (vocoder,
+    codec)."""
+    from wavefoundry.families.registry import get_family
 
-    if not containers.image_exists(containers.IMAGE):
-        raise UserError(f"no image {containers.IMAGE} here: build it with make image")
-    extra = [s for s in arguments["source"] if "://" not in s]
-    uri = arguments["tracking_uri"]
-    if uri.startswith("sqlite:///"):
-        extra.append(uri.removeprefix("sqlite:///"))
-    with containers.docker_api() as url, container_runner.exit_statuses_kept():
-        out.print(f"[dim]each task in {containers.IMAGE}, through {url}[/]")
-        yield container_runner.make_docker_runner(Path.cwd(), extra)
-
-
-# kfp.local's and the KFP executor's own log lines, and its separators.
-_KFP_LINE = re.compile(r"^\s*(\[KFP Executor |\d\d:\d\d:\d\d\.\d+ - |-{20,}$)")
+    url, task = f"http://localhost:{port}", get_family(family).task
+    if task == "acoustic":
+        text = '{"text": "The quick brown fox jumps over the lazy dog."}'
+        return (
+            f"curl -s -X POST {url}/synthesize -H 'Content-Type: application/json' "
+            f"-d '{text}' -o speech.wav"
+        )
+    if task == "generator":
+        return f"curl -s -X POST {url}/generate -H 'Content-Type: application/json' -d '{{}}' -o note.wav"
+    return f"curl -s -X POST {url}/vocode -F audio=@clip.wav -o resynthesized.wav"
 
 
-def _short(path: str) -> str:
-    return path.split("/", 1)[-1] if "/" in path else path
+class _Labels:
+    """Task names as a user reads them (`train [hifigan]` for the loop's first item), and the
+    lines shown as tasks start, print and end."""
+
+    def __init__(self, families: list[str]):
+        self.families = families
+
+    def __call__(self, path: str) -> str:
+        found = _ITERATION.search(path)
+        if not found or int(found.group(1)) >= len(self.families):
+            return path
+        return f"{path[found.end() + 1 :] or path} [{self.families[int(found.group(1))]}]"
+
+    def report(self, event: Any) -> None:
+        """A line as each task starts and ends; a failed task's log ends up on stderr."""
+        if isinstance(event, str):
+            out.print(f"[dim]-> {escape(event)}[/]")
+            return
+        name = escape(self(event.path))  # `train [hifigan]` is not markup
+        if event.state == "FAILED":
+            # The task's own last lines, without kfp's bookkeeping around them.
+            err.print(event.tail, markup=False, highlight=False)
+            err.print(f"[red]x {name} FAILED[/] after {event.seconds:.1f} s")
+            err.print(f"  its log: {escape(event.log)}")
+        elif event.state == "CACHED":
+            made_by = f" (made by {event.cached_from})" if event.cached_from else ""
+            out.print(f"[cyan]= {name}[/] cached{made_by}")
+        elif event.state == "SKIPPED":
+            out.print(f"[dim]- {name} skipped[/]")
+        else:
+            out.print(f"[green]+ {name}[/] {event.seconds:.1f} s")
+
+    def progress(self, path: str, line: str) -> None:
+        out.print(f"  [dim]{escape(self(path))}:[/] {escape(line)}", highlight=False)
 
 
-def _report_task(event: Any) -> None:
-    """A line as each task starts and ends; a failed task's log ends up on stderr."""
-    if isinstance(event, str):
-        out.print(f"[dim]-> {_short(event)}[/]")
-        return
-    if event.state == "FAILED":
-        # The task's own last lines, without kfp's bookkeeping around them.
-        log = Path(event.log).read_text(encoding="utf-8").splitlines() if event.log else []
-        own = [line.strip() for line in log if line.strip() and not _KFP_LINE.match(line)]
-        err.print("\n".join(own[-15:]), markup=False, highlight=False)
-        err.print(f"[red]x {_short(event.path)} FAILED[/] after {event.seconds:.1f} s")
-        err.print(f"  its log: {event.log}")
-    elif event.state == "CACHED":
-        out.print(f"[cyan]= {_short(event.path)}[/] cached (made by {event.cached_from})")
-    elif event.state == "SKIPPED":
-        out.print(f"[dim]- {_short(event.path)} skipped[/]")
-    else:
-        out.print(f"[green]+ {_short(event.path)}[/] {event.seconds:.1f} s")
+_ITERATION = re.compile(r"for-loop-\d+-iteration-(\d+)")
 
 
 def _host(args: argparse.Namespace, cfg: Config) -> tuple[Any, Path, dict[str, Any], str]:

@@ -48,8 +48,9 @@ def add_commands(commands: Any, command: Command) -> None:
     sub.add_argument("--out", type=Path, help="with --candidates: the verdicts as JSON")
     sub.epilog = (
         "The gate (params promotion.*): every metric finite; rtf <= max_real_time_factor; the "
-        "task's primary metric better by min_relative_improvement; secondaries worse by at most "
-        "secondary_tolerance. A champion scored on other data is scored again first."
+        "primary metric (promotion.datasets.DATASET.TASK where set, else promotion.tasks.TASK) "
+        "better by min_relative_improvement; secondaries worse by at most secondary_tolerance. "
+        "A champion scored on other data is scored again first."
     )
 
     sub = command("rollback", cmd_rollback, "give the alias back to the previous champion")
@@ -71,6 +72,7 @@ def _decision_table(outcome) -> Table:
         f"against {f'v{champion.version} ({champion.family})' if champion else 'no champion'}: "
         f"{verdict}"
     )
+    table.caption = f"metrics: {decision.rules_key} (primary {decision.primary})"
     for column in ("check", "challenger", "champion", "requirement", "result"):
         table.add_column(column)
     for check in decision.checks:
@@ -85,7 +87,7 @@ def _decision_table(outcome) -> Table:
 
 
 def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.registry.promotion import promote
+    from wavefoundry.stages import promote
 
     if args.candidates:
         return _promote_candidates(args, cfg)
@@ -95,6 +97,8 @@ def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
     decision = outcome.decision
     if outcome.rescored:
         out.print("the champion was scored again on the challenger's held-out set")
+    if outcome.note:
+        out.print(outcome.note)
     out.print(_decision_table(outcome))
     alias = cfg.promotion.alias
     if args.dry_run:
@@ -121,7 +125,8 @@ def _candidate_files(paths: list[Path], cfg: Config) -> list[Path]:
 
 
 def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.registry.promotion import promote_best
+    from wavefoundry.registry.promotion import champions
+    from wavefoundry.stages import promote_best
 
     if args.dry_run:
         raise UserError("--dry-run takes one challenger: give --model-name and --version")
@@ -136,9 +141,14 @@ def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
             {"registered_model": c.name, "version": c.version, "verdict": c.verdict}
             for c in contests
         ]
+        # What bento build --promotion builds: the versions decided here, not the alias later.
         write_json(
             args.out,
-            {"registered_models": sorted({c.name for c in contests}), "contests": verdicts},
+            {
+                "registered_models": sorted({c.name for c in contests}),
+                "champions": champions(contests),
+                "contests": verdicts,
+            },
         )
     return 0
 
@@ -155,6 +165,8 @@ def cmd_rollback(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
+    import pandas as pd
+
     from wavefoundry.evaluation.metrics import METRICS
     from wavefoundry.registry.compare import compare
 
@@ -167,12 +179,26 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
         values = result.table[metric].dropna()
         if not values.empty and metric in METRICS:
             best[metric] = values.max() if METRICS[metric].higher_is_better else values.min()
-    for candidate, (_, row) in zip(result.candidates, result.table.iterrows(), strict=True):
+    for _, row in result.table.iterrows():
         cells = []
         for metric in result.metrics:
-            text = f"{row[metric]:.4g}" if metric in candidate.metrics else "-"
+            text = f"{row[metric]:.4g}" if pd.notna(row[metric]) else "-"
             cells.append(f"[bold]{text}[/]" if row[metric] == best.get(metric) else text)
         table.add_row(row["candidate"], row["aliases"], row["data_version"], *cells)
     out.print(table)
+    if result.primary:
+        secondary = ", ".join(result.secondary) or "none"
+        metric = METRICS.get(result.primary)
+        better = "" if metric is None else "higher" if metric.higher_is_better else "lower"
+        out.print(
+            f"gate: {result.gate}: primary {result.primary}"
+            f"{f' ({better} is better)' if better else ''}, secondary {secondary}"
+        )
+    if result.baseline is not None:
+        out.print(
+            f"{result.baseline.name} (baseline): Griffin-Lim from the same mel, on the newest "
+            f"candidate's held-out set (run {result.baseline.run_id}); promotion.floor holds "
+            "vocoders and codecs to it"
+        )
     out.print(f"chart: {result.chart}; logged to MLflow run {result.run_id}")
     return 0

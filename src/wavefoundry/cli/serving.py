@@ -34,9 +34,16 @@ def add_commands(commands: Any, command: Command) -> None:
         "--promotion",
         type=Path,
         metavar="FILE",
-        help="instead of --model-name: every registered model in a file `promote --out` wrote",
+        help="instead of --model-name: the versions a promotion decided on (promote --out's file)",
     )
-    sub.add_argument("--alias", default="champion", help="which version (default: %(default)s)")
+    sub.add_argument(
+        "--version", help="which version of --model-name (default: the one --alias points at)"
+    )
+    sub.add_argument(
+        "--alias",
+        default="champion",
+        help="which version, without --version (default: %(default)s)",
+    )
     sub.add_argument("--out", type=Path, help="also write the Bento tags as JSON")
 
     sub = bento_commands.add_parser(
@@ -57,18 +64,26 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
 
     if bool(args.model_name) == bool(args.promotion):
         raise UserError("give --model-name or --promotion (one of them)")
-    names = [args.model_name]
+    if args.version and args.promotion:
+        raise UserError("--version goes with --model-name; --promotion names its versions")
+    chosen: list[tuple[str, str | None]] = [(args.model_name, args.version)]
     if args.promotion:
         if not args.promotion.is_file():
             raise UserError(f"no promotion file {args.promotion}: write it with promote --out")
-        names = json.loads(args.promotion.read_text())["registered_models"]
+        decided = json.loads(args.promotion.read_text()).get("champions", [])
+        chosen = [(c["registered_model"], c["version"]) for c in decided]
+        if not chosen:
+            out.print(f"{args.promotion}: no registered model has a champion; no Bento to build")
     tags = []
-    for name in names:
+    for name, version in chosen:
         started = time.perf_counter()
-        built = build(cfg, name, args.alias)
+        built = build(cfg, name, version, args.alias)
+        models = f"model {built.model_tag}"
+        if built.codec_tag:  # a code prior: its VQ-VAE travels as a second model
+            models = f"models {built.model_tag} and its VQ-VAE {built.codec_tag}"
         out.print(
             f"built Bento [bold]{built.tag}[/] serving {built.registered_model} version "
-            f"{built.version} (BentoML model {built.model_tag}) in "
+            f"{built.version} (BentoML {models}) in "
             f"{time.perf_counter() - started:.1f} s"
         )
         out.print(f"serve it:       bentoml serve {built.tag} --port 3000")

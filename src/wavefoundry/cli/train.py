@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ def add_commands(commands: Any, command: Command) -> None:
         action="store_true",
         help="continue from the run's latest checkpoint (a fresh run replaces old checkpoints)",
     )
-    sub.add_argument("--steps", type=int, help="shortcut for --set training.steps=N")
+    sub.add_argument(
+        "--steps", type=int, help="this run's steps, over training.steps and training.per_family"
+    )
     sub.add_argument(
         "--out", type=Path, help="also write the run (id, model folder, steps, metrics) as JSON"
     )
@@ -43,6 +46,12 @@ def add_commands(commands: Any, command: Command) -> None:
         "score a training run on the held-out clips and register it as a candidate",
     )
     sub.add_argument("--run-id", help="the MLflow run to score (default: the latest of -m on -d)")
+    sub.add_argument(
+        "--trained",
+        type=Path,
+        metavar="FILE",
+        help="instead of --run-id: the run `train --out FILE` wrote (dvc.yaml hands it on)",
+    )
     sub.add_argument("--model", "-m", metavar="NAME", help=", ".join(FAMILIES))
     sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
     sub.add_argument(
@@ -60,7 +69,7 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     if args.steps is not None:
         if args.steps <= 0:
             raise UserError(f"--steps must be positive, got {args.steps}")
-        cfg.training.steps = args.steps
+        cfg.training.set_steps(args.model, args.steps)
     try:
         result = train(cfg, args.model, args.dataset, resume=args.resume)
     except Preempted as stopped:
@@ -88,7 +97,16 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.stages import evaluate
 
     started = time.perf_counter()
-    done = evaluate(cfg, args.run_id, args.model, args.dataset)
+    run_id = args.run_id
+    if args.trained:
+        if run_id:
+            raise UserError("give --run-id or --trained, not both")
+        if not args.trained.is_file():
+            raise UserError(f"no file {args.trained}: write it with train --out")
+        run_id = json.loads(args.trained.read_text(encoding="utf-8")).get("run_id")
+        if not run_id:
+            raise UserError(f"{args.trained} names no MLflow run: the training was not tracked")
+    done = evaluate(cfg, run_id, args.model, args.dataset)
     candidate, score = done.candidate, done.score
     out.print(
         metric_table(

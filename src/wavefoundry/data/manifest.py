@@ -21,6 +21,7 @@ import pandas as pd
 import soundfile as sf
 
 import wavefoundry.data.schema as schema
+from wavefoundry.errors import writing
 
 CLIP_LEVEL = 0.999  # |x| at or above this counts as clipped
 SILENCE_DB = -50.0  # a 20 ms frame quieter than this counts as silent
@@ -255,8 +256,13 @@ def build_manifest(
 def write_manifest(manifest: pd.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    manifest.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    try:
+        with writing(path):
+            manifest.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    except BaseException:  # a full disk: the previous manifest stays, no half-written file
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -23,7 +23,7 @@ import wavefoundry.data.schema as schema
 from wavefoundry.audio import resample, resampled_length
 from wavefoundry.config import SPLITS
 from wavefoundry.data.manifest import WavData, wav_data_chunk
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, writing
 
 INDEX_STATS = ("duration", "sha256")
 
@@ -148,16 +148,17 @@ def store_dataset(
     shutil.rmtree(building, ignore_errors=True)
     clips, seconds, file_md5 = {}, {}, {}
     try:
-        for split in SPLITS:
-            rows = usable[usable["split"] == split]
-            if rows.empty:
-                continue
-            index, hashes = _store_split(
-                rows, building / split, sample_rate, conditioning, on_progress
-            )
-            file_md5.update({f"{split}/{name}": md5 for name, md5 in hashes.items()})
-            clips[split] = len(index)
-            seconds[split] = float(index["length"].sum() / sample_rate)
+        with writing(out_dir):
+            for split in SPLITS:
+                rows = usable[usable["split"] == split]
+                if rows.empty:
+                    continue
+                index, hashes = _store_split(
+                    rows, building / split, sample_rate, conditioning, on_progress
+                )
+                file_md5.update({f"{split}/{name}": md5 for name, md5 in hashes.items()})
+                clips[split] = len(index)
+                seconds[split] = float(index["length"].sum() / sample_rate)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -168,13 +169,31 @@ def store_dataset(
         "splits": {s: {"clips": clips[s], "seconds": round(seconds[s], 3)} for s in clips},
         "conditioning": list(conditioning),
     }
-    (building / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        with writing(out_dir):
+            (building / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     file_md5["meta.json"] = _md5_of(building / "meta.json")
     version = dvc_directory_hash(file_md5)
+    # The version file first (beside, then renamed), then the folder swapped in: a full disk
+    # or a crash at any point leaves the previous store and its version, or the new ones.
+    version_tmp = version_file.with_name(f".{version_file.name}.partial")
+    try:
+        with writing(version_file):
+            version_tmp.write_text(
+                json.dumps({"dataset": dataset, "data_version": version, **meta}, indent=2) + "\n"
+            )
+    except BaseException:
+        version_tmp.unlink(missing_ok=True)
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        out_dir.rename(old)
     building.rename(out_dir)
-    version_file.write_text(
-        json.dumps({"dataset": dataset, "data_version": version, **meta}, indent=2) + "\n"
-    )
+    version_tmp.replace(version_file)
+    shutil.rmtree(old, ignore_errors=True)
     return StoreResult(out_dir, sample_rate, clips, seconds, len(manifest) - len(usable), version)

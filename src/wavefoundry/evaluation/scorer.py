@@ -6,7 +6,12 @@ ids, settings) travels with every score: two scores are comparable exactly when 
 fingerprints are equal. Vocoders resynthesize each clip from its mel, codecs pass it through
 their codes, generators make one note per held-out note at its pitch (or the requested
 pitches) and are judged by the NSynth note classifier; on speech, where there is no such judge,
-generators are scored by the held-out clips' likelihood (e.g. bits per sample).
+generators are judged by DNSMOS of what they make (no reference needed) and report the
+held-out clips' likelihood (bits per sample, bits per code) beside it.
+Reconstructions are also scored by the offline judges (evaluation.judges: PESQ, STOI, MCD, F0,
+DNSMOS); a judge that cannot run on a clip leaves NaN there and says why in the table's
+`judge_notes`. The Griffin-Lim baseline (evaluation/baseline.py) is scored on the same set by
+`score_baseline`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +35,7 @@ from wavefoundry.audio import MelConfig, write_wav
 from wavefoundry.config import Config
 from wavefoundry.data.stored import split_dir, stored_dataset
 from wavefoundry.errors import UserError
-from wavefoundry.evaluation import metrics
+from wavefoundry.evaluation import judges, metrics
 from wavefoundry.families.base import Family
 from wavefoundry.progress import progress_bar
 
@@ -72,6 +78,12 @@ def held_out_set(
     of cutting it to `max_seconds`; `vocoder` names what voices an acoustic model's frames
     (a registered vocoder version, or "griffin-lim"). Both join the fingerprint."""
     settings = cfg.evaluation
+    missing = judges.unknown(settings.judges)
+    if missing:
+        raise UserError(
+            f"evaluation.judges: unknown judge {', '.join(missing)} (known: "
+            f"{', '.join(judges.JUDGES)})"
+        )
     spec, data_version = stored_dataset(cfg, dataset)
     folder = split_dir(cfg, dataset, settings.split)
     index = pd.read_parquet(folder / "index.parquet")
@@ -120,6 +132,7 @@ class Score:
     metrics: dict[str, float]
     clips: pd.DataFrame  # one row per held-out clip
     examples: list[Rendered] = field(default_factory=list)
+    device: str = "cpu"  # where it was scored: the rtf is this device's
 
 
 def metric_mel(sample_rate: int) -> MelConfig:
@@ -152,14 +165,19 @@ def score(
     elif family.task == "acoustic":
         rows, rendered, compute = _render_sentences(family, net, held_out, vocoder)
     else:
-        rows, rendered, compute = _render_reconstructions(family, net, held_out)
+        rows, rendered, compute = _render_reconstructions(
+            family.name,
+            lambda audio, conditions: _timed(
+                family, net, audio, _model_conditions(family, conditions)
+            ),
+            held_out,
+            next(net.parameters()).device,
+            lambda audio, conditions: family.clip_metrics(
+                net, audio, _model_conditions(family, conditions)
+            ),
+        )
     table = pd.DataFrame(rows)
-    # A plain mean, so one non-finite clip makes the metric non-finite and the gate refuses it.
-    values = {
-        name: float(table[name].mean(skipna=False))
-        for name in table.columns
-        if name in metrics.METRICS
-    }
+    values = _averages(table)
     if notes:
         values.update(_note_metrics(classifier, held_out, rendered, table))
     if family.task == "acoustic":
@@ -167,23 +185,93 @@ def score(
         # untrained voice) has no F0 error rather than an infinite one: left out of the mean,
         # and the metric left out when no sentence has one.
         f0 = float(table["f0_rmse_cents"].mean(skipna=True))
-        values.pop("f0_rmse_cents")
+        values.pop("f0_rmse_cents", None)
         if math.isfinite(f0):
             values["f0_rmse_cents"] = f0
     made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
-    values["rtf"] = metrics.real_time_factor(compute, made)
+    device = next(net.parameters()).device.type
+    # On a CPU, the process's CPU seconds: other work on the machine does not inflate them
+    # (wall seconds do). On a GPU, wall seconds after synchronising. Wall time is kept apart.
+    values["rtf"] = metrics.real_time_factor(
+        compute.wall if device == "cuda" else compute.cpu, made
+    )
+    values["rtf_wall"] = metrics.real_time_factor(compute.wall, made)
+    return Score(
+        held_out.fingerprint,
+        held_out.data_version,
+        values,
+        table,
+        rendered[:audio_examples],
+        device,
+    )
+
+
+@dataclass
+class Compute:
+    """Seconds spent rendering: on the wall clock, and of this process's CPU time (every
+    thread's, which is what the work costs whatever else runs on the machine)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __iadd__(self, other: Compute) -> Compute:
+        self.wall += other.wall
+        self.cpu += other.cpu
+        return self
+
+
+def score_baseline(
+    name: str,
+    synthesize: Callable[[np.ndarray], np.ndarray],
+    held_out: HeldOutSet,
+    audio_examples: int = 4,
+) -> Score:
+    """A method with no model (the Griffin-Lim baseline) scored exactly as a candidate is:
+    `synthesize` maps each held-out clip (1-D float32) to its reconstruction."""
+
+    def timed(audio: torch.Tensor, conditions: dict[str, Any]) -> tuple[np.ndarray, Compute]:
+        started, started_cpu = time.perf_counter(), time.process_time()
+        generated = synthesize(audio.cpu().numpy())
+        spent = Compute(time.perf_counter() - started, time.process_time() - started_cpu)
+        return np.asarray(generated, dtype=np.float32), spent
+
+    rows, rendered, compute = _render_reconstructions(name, timed, held_out, torch.device("cpu"))
+    table = pd.DataFrame(rows)
+    values = _averages(table)
+    made = sum(len(r.generated) for r in rendered) / held_out.sample_rate
+    values["rtf"] = metrics.real_time_factor(compute.cpu, made)  # on the CPU, as scored
+    values["rtf_wall"] = metrics.real_time_factor(compute.wall, made)
     return Score(
         held_out.fingerprint, held_out.data_version, values, table, rendered[:audio_examples]
     )
 
 
-def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
+_JUDGED = {name for judge in judges.JUDGES.values() for name in judge.scores}
+
+
+def _averages(table: pd.DataFrame) -> dict[str, float]:
+    """Each metric's mean over the clips. A plain mean, so one non-finite clip makes the metric
+    non-finite and the gate refuses it; but a judge's scores average over the clips it could
+    score (the others are NaN with a note), and a judge that scored none is left out."""
+    values = {}
+    for name in table.columns:
+        if name not in metrics.METRICS:
+            continue
+        column = table[name].astype(float)
+        if name not in _JUDGED:
+            values[name] = float(column.mean(skipna=False))
+        elif column.notna().any():
+            values[name] = float(column.mean())
+    return values
+
+
+def _timed(family: Family, net: torch.nn.Module, audio, conditions) -> tuple[np.ndarray, Compute]:
+    started, started_cpu = time.perf_counter(), time.process_time()
     generated = family.synthesize(net, audio, conditions)
     if generated.is_cuda:
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    return generated.detach().float().cpu().numpy(), seconds
+    spent = Compute(time.perf_counter() - started, time.process_time() - started_cpu)
+    return generated.detach().float().cpu().numpy(), spent
 
 
 def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, Any]:
@@ -195,23 +283,29 @@ def _model_conditions(family: Family, conditions: dict[str, Any]) -> dict[str, A
 
 
 def _render_reconstructions(
-    family: Family, net: torch.nn.Module, held_out: HeldOutSet
-) -> tuple[list[dict[str, Any]], list[Rendered], float]:
-    device = next(net.parameters()).device
+    name: str,
+    synthesize: Callable[[torch.Tensor, dict[str, Any]], tuple[np.ndarray, Compute]],
+    held_out: HeldOutSet,
+    device: torch.device,
+    clip_metrics: Callable[[torch.Tensor, dict[str, Any]], dict[str, float]] | None = None,
+) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
+    """Each held-out clip through `synthesize` ((audio, conditions) -> (output, compute)),
+    measured against the clip by the metric functions and the evaluation's judges."""
     mel = metric_mel(held_out.sample_rate)
+    chosen = list(held_out.settings.get("judges", []))
     first = held_out.clips[0]
     # Warm-up (allocator, kernels, caches) outside the timing, on a tenth of a second.
     warm_up = torch.from_numpy(first.audio[: max(1, held_out.sample_rate // 10)]).to(device)
-    family.synthesize(net, warm_up, _model_conditions(family, first.conditions))
-    rows, rendered, compute = [], [], 0.0
-    with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
+    synthesize(warm_up, first.conditions)
+    rows, rendered, compute = [], [], Compute()
+    with progress_bar(f"scoring {name}", len(held_out.clips)) as advance:
         for clip in held_out.clips:
             audio = torch.from_numpy(clip.audio).to(device)
-            conditions = _model_conditions(family, clip.conditions)
-            generated, seconds = _timed(family, net, audio, conditions)
+            generated, seconds = synthesize(audio, clip.conditions)
             compute += seconds
             reference = torch.from_numpy(clip.audio)
             produced = torch.from_numpy(generated)
+            judged = judges.judge_clip(clip.audio, generated, held_out.sample_rate, chosen)
             rows.append(
                 {
                     "clip_id": clip.clip_id,
@@ -220,7 +314,9 @@ def _render_reconstructions(
                     "mrstft": metrics.mrstft_distance(reference, produced),
                     "snr_db": metrics.snr_db(reference, produced),
                     "si_sdr_db": metrics.si_sdr_db(reference, produced),
-                    **family.clip_metrics(net, audio, conditions),
+                    **judged.scores,
+                    "judge_notes": "; ".join(judged.notes),
+                    **(clip_metrics(audio, clip.conditions) if clip_metrics else {}),
                 }
             )
             rendered.append(Rendered(clip.clip_id, clip.audio, generated))
@@ -230,13 +326,20 @@ def _render_reconstructions(
 
 def _render_utterances(
     family: Family, net: torch.nn.Module, held_out: HeldOutSet
-) -> tuple[list[dict[str, Any]], list[Rendered], float]:
-    """A generator on speech: as many seconds as each held-out clip, with its speaker, and the
-    clip's likelihood under the model (`Family.clip_metrics`, e.g. bits per sample): with no
-    note classifier for speech, the likelihood is the score."""
+) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
+    """A generator on speech: as many seconds as each held-out clip, with its speaker, judged
+    by the evaluation's judges that need no reference (DNSMOS: what the generated speech
+    alone sounds like, the score every generator on speech shares), beside the clip's
+    likelihood under the model (`Family.clip_metrics`: bits per sample, or bits per code,
+    which do not compare across families)."""
     seed = int(held_out.settings.get("seed", 0))
+    chosen = [
+        name
+        for name in held_out.settings.get("judges", [])
+        if not judges.JUDGES[name].needs_reference
+    ]
     device = next(net.parameters()).device
-    rows, rendered, compute = [], [], 0.0
+    rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
         for i, clip in enumerate(held_out.clips):
             conditions = _model_conditions(family, clip.conditions)
@@ -246,10 +349,13 @@ def _render_utterances(
             generated, seconds = _timed(family, net, None, conditions)
             compute += seconds
             audio = torch.from_numpy(clip.audio).to(device)
+            judged = judges.judge_clip(None, generated, held_out.sample_rate, chosen)
             rows.append(
                 {
                     "clip_id": clip.clip_id,
                     "seconds": len(generated) / held_out.sample_rate,
+                    **judged.scores,
+                    "judge_notes": "; ".join(judged.notes),
                     **family.clip_metrics(net, audio, conditions),
                 }
             )
@@ -260,21 +366,21 @@ def _render_utterances(
 
 def _render_sentences(
     family: Any, net: torch.nn.Module, held_out: HeldOutSet, vocoder: Any
-) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
     """Each held-out clip's transcript spoken free-running (prenet seed 0), voiced by
     `vocoder` (else the family's Griffin-Lim), judged against the recording after DTW; its
     alignment scored for focus, diagonality and whether it hit the decoder-step limit."""
     limit = family.config.max_decoder_steps
-    rows, rendered, compute = [], [], 0.0
+    rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
         for clip in held_out.clips:
             conditions = _model_conditions(family, clip.conditions)
             text = conditions.get("normalized_text") or conditions.get("text") or ""
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             out = family.text_to_mel(net, str(text), conditions.get("speaker"))
             speech = (vocoder or family.vocode)(out.mel_postnet[0]).reshape(-1)
             generated = speech.detach().float().cpu().clamp(-1.0, 1.0).numpy()
-            compute += time.perf_counter() - started
+            compute += Compute(time.perf_counter() - started, time.process_time() - started_cpu)
             alignment = out.alignments[0]
             rows.append(
                 {
@@ -301,14 +407,14 @@ def _note_requests(held_out: HeldOutSet) -> list[int]:
 
 def _render_notes(
     family: Family, net: torch.nn.Module, held_out: HeldOutSet, classifier: Any
-) -> tuple[list[dict[str, Any]], list[Rendered], float]:
+) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
     if classifier is None:
         raise UserError(
             f"scoring a generator needs the note classifier, which is trained on NSynth; "
             f"{family.name} on {held_out.dataset} has no held-out notes to compare with"
         )
     seed = int(held_out.settings.get("seed", 0))
-    rows, rendered, compute = [], [], 0.0
+    rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
         for i, (clip, pitch) in enumerate(
             zip(held_out.clips, _note_requests(held_out), strict=True)
@@ -381,6 +487,7 @@ def log_score(run_id: str, result: Score, sample_rate: int) -> None:
         tags=[
             mlflow.entities.RunTag(tracking.TAG_EVAL_FINGERPRINT, result.fingerprint),
             mlflow.entities.RunTag(tracking.TAG_EVAL_DATA_VERSION, result.data_version),
+            mlflow.entities.RunTag(tracking.TAG_EVAL_DEVICE, result.device),
         ],
     )
     client.log_table(run_id, result.clips, "eval/clips.json")

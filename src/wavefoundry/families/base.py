@@ -10,16 +10,19 @@ DDP, clipping, schedules, EMA, checkpoints, MLflow) is the trainer's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from wavefoundry.audio import MelConfig
+from wavefoundry.audio import MelConfig, log_mel
 from wavefoundry.config import TrackingConfig
 from wavefoundry.data.stored import DataSpec
+from wavefoundry.errors import UserError
 
 
 class Step(Protocol):
@@ -54,6 +57,9 @@ class Family(ABC):
     # Whole clips with their transcripts (text-to-speech), bucketed by length and padded,
     # instead of fixed segments; `segment_length` is then the longest clip taken, in samples.
     utterances: ClassVar[bool] = False
+    # The inference net's submodule that is another registered model's inference net (the code
+    # prior's frozen VQ-VAE, "codec"): a Bento carries that model as its own BentoModel.
+    upstream_module: ClassVar[str | None] = None
 
     def __init__(self, config: Any, data: DataSpec):
         self.config = self.adapt(config, data)
@@ -93,6 +99,11 @@ class Family(ABC):
         """The registered models this one is built on, as tracking.UPSTREAM_TAGS -> value: tagged
         on the run and its registered version, shown by the Bento's /info. Default: none."""
         return {}
+
+    def check_upstream(self, upstream: Family, where: str) -> None:
+        """UserError unless `upstream` (an exported model, found at `where`) is the model this
+        one was trained on, as pinned in its config. Default: this family builds on none."""
+        raise UserError(f"a {self.name} model is built on no other model ({where})")
 
     def for_inference(self, net: nn.Module) -> nn.Module:
         """The trained inference net made ready to serve (e.g. weight norm folded into the
@@ -177,3 +188,34 @@ def mel_config(sample_rate: int, config: Any) -> MelConfig:
     names = {f.name for f in dataclasses.fields(MelConfig)} - {"sample_rate"}
     values = {n: getattr(config, n) for n in names if hasattr(config, n)}
     return MelConfig(sample_rate=sample_rate, **values)
+
+
+def whole_frames(audio: torch.Tensor, mel: MelConfig) -> torch.Tensor:
+    """1-D audio zero-padded at its end to a whole number of mel frames, and to more samples
+    than `log_mel`'s reflect padding of (n_fft - hop) / 2 needs: what a mel vocoder takes to
+    resynthesize a clip of any length (cut its output back to the clip's)."""
+    hop = mel.hop_length
+    min_frames = ((mel.n_fft - hop) // 2) // hop + 1
+    frames = max(math.ceil(len(audio) / hop), min_frames)
+    return F.pad(audio, (0, frames * hop - len(audio)))
+
+
+def audio_and_mel(batch: dict[str, Any], mel: MelConfig, device: torch.device) -> dict[str, Any]:
+    """A mel vocoder's `prepare`: the batch's (B, T) audio cut to whole mel frames, float32 on
+    `device`, and its (B, n_mels, T / hop) log-mel."""
+    audio = batch["audio"].to(device, torch.float32)
+    audio = audio[:, : audio.shape[-1] // mel.hop_length * mel.hop_length]
+    return {"audio": audio, "mel": log_mel(audio, mel)}
+
+
+def audio_and_speaker(
+    batch: dict[str, Any], data: DataSpec, device: torch.device
+) -> dict[str, Any]:
+    """A speaker-conditioned codec's `prepare`: the batch's (B, T) audio, float32 on `device`,
+    and its (B,) speaker indices into `data.speakers` (all 0 for a dataset without speakers)."""
+    audio = batch["audio"].to(device, torch.float32)
+    if "speaker" in batch:
+        speaker = data.speaker_index(batch["speaker"])
+    else:
+        speaker = torch.zeros(audio.shape[0], dtype=torch.long)
+    return {"audio": audio, "speaker": speaker.to(device)}

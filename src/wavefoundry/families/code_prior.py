@@ -6,7 +6,8 @@ starts (`resolve`), the VQ-VAE named by `codec_model` (default wavefoundry-DATAS
 and pinned: its version number, run and config go into the prior's config, its weights into
 the prior's network. So the exported prior carries the decoder it needs, the run and the
 registered version are tagged with the VQ-VAE's version, and scoring or serving the prior never
-has to reach the registry again.
+has to reach the registry again. A Bento carries the two as separate models (the prior saved
+without the VQ-VAE's weights, `io.copy_without_upstream`), put together when it starts.
 
 A training example is `block_size - 1` codes' worth of audio (codes x the VQ-VAE's hop),
 encoded on the fly by the frozen encoder; the label token (VCTK speaker, NSynth pitch, else a
@@ -43,6 +44,7 @@ class CodePriorFamily(Family):
     datasets = ("ljspeech", "vctk", "nsynth")
     inference_net = "prior"
     task = "generator"
+    upstream_module = "codec"  # CodePrior.codec: the pinned VQ-VAE
 
     def __init__(self, config: CodePriorConfig, data: DataSpec):
         super().__init__(config, data)
@@ -66,7 +68,16 @@ class CodePriorFamily(Family):
         version = tracking.registered_version(tracking_config, c.codec_model, str(c.codec_version))
         folder = tracking.download_logged_model(version.source)
         codec_family, codec = load_model(folder)
-        where = f"{c.codec_model} version {version.version}"
+        self._check_codec(codec_family, f"{c.codec_model} version {version.version}")
+        self.config = dataclasses.replace(
+            c,
+            codec_version=str(version.version),
+            codec_run_id=version.run_id or "",
+            codec=codec_family.config,
+        )
+        self.codec_state = codec.state_dict()
+
+    def _check_codec(self, codec_family: Family, where: str) -> None:
         if codec_family.name != "vqvae":
             raise UserError(f"{where} is a {codec_family.name} model, not a VQ-VAE")
         if codec_family.data.dataset != self.data.dataset:
@@ -78,13 +89,16 @@ class CodePriorFamily(Family):
                 f"{where} knows other speakers than the stored {self.data.dataset} data: "
                 "train the prior on the data its VQ-VAE was trained on"
             )
-        self.config = dataclasses.replace(
-            c,
-            codec_version=str(version.version),
-            codec_run_id=version.run_id or "",
-            codec=codec_family.config,
-        )
-        self.codec_state = codec.state_dict()
+
+    def check_upstream(self, upstream: Family, where: str) -> None:
+        """The VQ-VAE at `where` must be one whose codes this prior learned: a VQ-VAE of the
+        same data with the configuration pinned when the prior was trained."""
+        self._check_codec(upstream, where)
+        if upstream.config != self.config.codec:
+            raise UserError(
+                f"{where} is not the VQ-VAE this prior was trained on ({self.config.codec_model} "
+                f"version {self.config.codec_version}): its configuration differs"
+            )
 
     def upstream(self) -> dict[str, str]:
         c = self.config

@@ -8,16 +8,21 @@ the term that should fall from the first steps; the generator's total is "loss_g
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavefoundry.audio import log_mel
+from wavefoundry.audio import log_mel, whole_frame_log_mel
 from wavefoundry.data.stored import DataSpec
-from wavefoundry.families.base import Family, Step, mel_config, unwrap
+from wavefoundry.families.base import (
+    Family,
+    Step,
+    audio_and_mel,
+    mel_config,
+    unwrap,
+)
 from wavefoundry.models.hifigan import (
     Discriminator,
     Generator,
@@ -43,10 +48,7 @@ class HiFiGANFamily(Family):
         return {"generator": Generator(self.config), "discriminator": Discriminator(self.config)}
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        audio = batch["audio"].to(device, torch.float32)
-        frames = audio.shape[-1] // self.config.hop_length
-        audio = audio[:, : frames * self.config.hop_length]
-        return {"audio": audio, "mel": log_mel(audio, self.mel)}
+        return audio_and_mel(batch, self.mel, device)
 
     def train_step(
         self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor], step: Step
@@ -117,10 +119,6 @@ class HiFiGANFamily(Family):
             raise ValueError("HiFi-GAN is a vocoder: it resynthesizes `audio`, which is required")
         generator = unwrap(net)
         device = next(generator.parameters()).device
-        hop = self.config.hop_length
-        # Whole frames, and more samples than the mel's reflect padding of (n_fft - hop) / 2.
-        min_frames = ((self.config.n_fft - hop) // 2) // hop + 1
-        frames = max(math.ceil(len(audio) / hop), min_frames)
-        padded = F.pad(audio.to(device, torch.float32), (0, frames * hop - len(audio)))
-        generated = generator(log_mel(padded, self.mel).unsqueeze(0))
+        mel = whole_frame_log_mel(audio.to(device, torch.float32), self.mel)
+        generated = generator(mel.unsqueeze(0))
         return generated.reshape(-1)[: len(audio)].clamp(-1.0, 1.0)

@@ -79,10 +79,8 @@ def export_model(
     return write_atomically(directory, write)
 
 
-def load_model(directory: Path) -> tuple[Family, nn.Module]:
-    """An exported model (or a checkpoint) as (family, inference network in eval mode, made
-    ready to serve by `Family.for_inference`)."""
-    directory = Path(directory)
+def _family(directory: Path) -> Family:
+    """The family an exported model's config.json describes (no weights read)."""
     if not (directory / "config.json").is_file():
         raise UserError(f"no model at {directory} (config.json missing)")
     description = json.loads((directory / "config.json").read_text())
@@ -92,11 +90,60 @@ def load_model(directory: Path) -> tuple[Family, nn.Module]:
     )
     data = description["data"]
     spec = DataSpec(data["dataset"], int(data["sample_rate"]), tuple(data["speakers"]))
-    family = family_class(config, spec)
+    return family_class(config, spec)
+
+
+def _upstream_head(family: Family) -> str | None:
+    """The prefix, within the inference net's state, of the upstream model's weights."""
+    return f"{family.upstream_module}." if family.upstream_module else None
+
+
+def load_model(directory: Path, upstream: Path | None = None) -> tuple[Family, nn.Module]:
+    """An exported model (or a checkpoint) as (family, inference network in eval mode, made
+    ready to serve by `Family.for_inference`).
+
+    `upstream`: the exported model this one is built on (the code prior's VQ-VAE), for a model
+    saved without its weights (`copy_without_upstream`, as a Bento carries it); its weights
+    fill `Family.upstream_module` after `Family.check_upstream` has found it to be the model
+    pinned in this one's config. UserError if it is not, or if it is needed and missing."""
+    directory = Path(directory)
+    family = _family(directory)
     net = family.build()[family.inference_net]
     tensors = load_file(directory / "model.safetensors")
     head = f"{family.inference_net}."
     ema_head = f"ema.{head}"
     source = ema_head if any(k.startswith(ema_head) for k in tensors) else head
-    net.load_state_dict({k[len(source) :]: v for k, v in tensors.items() if k.startswith(source)})
+    state = {k[len(source) :]: v for k, v in tensors.items() if k.startswith(source)}
+    inner = _upstream_head(family)
+    if upstream is not None:
+        if inner is None:
+            raise UserError(f"a {family.name} model is built on no other model: {upstream}")
+        family.check_upstream(_family(Path(upstream)), str(upstream))  # before its weights
+        _, upstream_net = load_model(upstream)
+        state = {k: v for k, v in state.items() if not k.startswith(inner)}
+        state |= {inner + k: v for k, v in upstream_net.state_dict().items()}
+    elif inner is not None and not any(k.startswith(inner) for k in state):
+        raise UserError(
+            f"the {family.name} model at {directory} was saved without the model it is built "
+            f"on ({family.upstream_module}): load it with that model's folder"
+        )
+    net.load_state_dict(state)
     return family, family.for_inference(net).eval()
+
+
+def copy_without_upstream(source: Path, target: Path) -> None:
+    """An exported model's files (model.safetensors, config.json) from folder `source` into
+    folder `target`, leaving out the weights of the model it is built on (the code prior's
+    VQ-VAE, `Family.upstream_module`): where that model travels as well (a Bento), each weight
+    is stored once and `load_model(target, upstream=...)` puts the two together."""
+    source, target = Path(source), Path(target)
+    family = _family(source)
+    shutil.copy2(source / "config.json", target / "config.json")
+    inner = _upstream_head(family)
+    if inner is None:
+        shutil.copy2(source / "model.safetensors", target / "model.safetensors")
+        return
+    within = (f"{family.inference_net}.{inner}", f"ema.{family.inference_net}.{inner}")
+    tensors = load_file(source / "model.safetensors")
+    kept = {k: v for k, v in tensors.items() if not k.startswith(within)}
+    save_file(kept, target / "model.safetensors")

@@ -19,6 +19,9 @@ FAMILIES: dict[str, str] = {
     "samplernn": "wavefoundry.families.samplernn:SampleRNNFamily",
     "code_prior": "wavefoundry.families.code_prior:CodePriorFamily",
     "tacotron2": "wavefoundry.families.tacotron2:Tacotron2Family",
+    "vocos": "wavefoundry.families.vocos:VocosFamily",
+    "waveglow": "wavefoundry.families.waveglow:WaveGlowFamily",
+    "vae": "wavefoundry.families.vae:VAEFamily",
 }
 
 

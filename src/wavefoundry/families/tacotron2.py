@@ -8,7 +8,7 @@ frames. Teacher forcing in training; losses MSE before and after the postnet, st
 and Tachibana's guided attention loss (models/tacotron2.py). The logged "loss" is their sum.
 
 Audio from the frames: `vocode` is Griffin-Lim here; a caller with a vocoder champion (the
-scorer, the voice service) passes its own.
+trainer's validation samples, the scorer, the voice service) passes its own.
 """
 
 from __future__ import annotations
@@ -190,14 +190,18 @@ class Tacotron2Family(Family):
 
     @torch.no_grad()
     def sample(
-        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+        self,
+        nets: dict[str, nn.Module],
+        batch: dict[str, torch.Tensor],
+        vocoder: Vocoder | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The first two valid sentences spoken free-running (Griffin-Lim), beside their
+        """The first two valid sentences spoken free-running and voiced by `vocoder` (the
+        trainer hands in the dataset's vocoder champion; Griffin-Lim when None), beside their
         recordings; both cut to the shorter."""
         generated, reference = [], []
         for row in range(min(2, batch["text"].shape[0])):
             out = self._infer_row(nets["tacotron2"], batch, row)
-            speech = self.vocode(out.mel_postnet[0])
+            speech = (vocoder or self.vocode)(out.mel_postnet[0]).reshape(-1).clamp(-1.0, 1.0).cpu()
             real = batch["audio"][row, : int(batch["mel_lengths"][row]) * self.config.hop_length]
             length = min(len(speech), len(real))
             generated.append(speech[:length])

@@ -17,7 +17,7 @@ from torch import nn
 
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.evaluation.metrics import snr_db
-from wavefoundry.families.base import Family, Step, unwrap
+from wavefoundry.families.base import Family, Step, audio_and_speaker, unwrap
 from wavefoundry.models.vqvae import VQVAE, VQVAEConfig, vqvae_loss
 
 
@@ -35,12 +35,7 @@ class VQVAEFamily(Family):
         return {"vqvae": VQVAE(self.config)}
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        audio = batch["audio"].to(device, torch.float32)
-        if "speaker" in batch:
-            speaker = self.data.speaker_index(batch["speaker"])
-        else:
-            speaker = torch.zeros(audio.shape[0], dtype=torch.long)
-        return {"audio": audio, "speaker": speaker.to(device)}
+        return audio_and_speaker(batch, self.data, device)
 
     def _losses(
         self, net: nn.Module, batch: dict[str, torch.Tensor]

@@ -1,2 +1,2 @@
-"""Model families, one file each, reading like their papers: wavenet, vqvae, hifigan, wavegan,
-samplernn, code_prior."""
+"""The papers, one file each, reading like them: wavenet, vqvae, hifigan, wavegan, samplernn,
+code_prior, tacotron2, waveglow, vae, vocos; layers.py for shared blocks."""

@@ -46,6 +46,11 @@ class Tacotron2Config:
     n_mels: int = 80
     f_min: float = 0.0
     f_max: float = 8000.0
+    # The decoder reads and predicts frames standardised as (log-mel - mel_mean) / mel_std
+    # (global mean-variance normalisation, as ESPnet's recipes do); 0 and 1, none, in the
+    # paper. The model's inputs and outputs stay log-mel either way.
+    mel_mean: float = 0.0
+    mel_std: float = 1.0
     # Encoder.
     symbols_embedding_dim: int = 512
     encoder_kernel_size: int = 5
@@ -65,6 +70,15 @@ class Tacotron2Config:
     attention_dim: int = 128
     attention_location_n_filters: int = 32
     attention_location_kernel_size: int = 31
+    # Chorowski et al. 2015's sharpening: weights = softmax(beta * energies); 1 in Tacotron 2.
+    attention_sharpening: float = 1.0
+    # Free running only: attention may not leave the window from `attention_backward_window`
+    # characters before the last step's most attended one to `attention_forward_window`
+    # after it (the attention constraint of Deep Voice 3, Ping et al. 2018; ESPnet's
+    # `use_att_constraint`, 1 and 3). Off in the paper; training is never constrained.
+    use_attention_constraint: bool = False
+    attention_backward_window: int = 1
+    attention_forward_window: int = 3
     # Postnet.
     postnet_embedding_dim: int = 512
     postnet_kernel_size: int = 5
@@ -94,14 +108,20 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-class ConvNorm(nn.Sequential):
-    """Conv1d ("same" padding) + BatchNorm1d."""
+def xavier(layer: nn.Linear | nn.Conv1d, w_init_gain: str = "linear") -> nn.Module:
+    """`layer` with Xavier-uniform weights scaled for the nonlinearity that follows it, as
+    NVIDIA's LinearNorm/ConvNorm initialise every layer (PyTorch's default is ~2-4x smaller,
+    which starts the attention energies nearly flat)."""
+    nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain(w_init_gain))
+    return layer
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
-        super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2),
-            nn.BatchNorm1d(out_channels),
-        )
+
+class ConvNorm(nn.Sequential):
+    """Conv1d ("same" padding, Xavier-initialised for `w_init_gain`) + BatchNorm1d."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_init_gain: str):
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2)
+        super().__init__(xavier(conv, w_init_gain), nn.BatchNorm1d(out_channels))
 
 
 class Encoder(nn.Module):
@@ -113,7 +133,7 @@ class Encoder(nn.Module):
         super().__init__()
         dims = [c.symbols_embedding_dim] + [c.encoder_embedding_dim] * c.encoder_n_convolutions
         self.convolutions = nn.ModuleList(
-            ConvNorm(dims[i], dims[i + 1], c.encoder_kernel_size)
+            ConvNorm(dims[i], dims[i + 1], c.encoder_kernel_size, "relu")
             for i in range(c.encoder_n_convolutions)
         )
         self.lstm = nn.LSTM(
@@ -146,7 +166,7 @@ class Prenet(nn.Module):
         super().__init__()
         dims = [in_dim, *sizes]
         self.layers = nn.ModuleList(
-            nn.Linear(dims[i], dims[i + 1], bias=False) for i in range(len(sizes))
+            xavier(nn.Linear(dims[i], dims[i + 1], bias=False)) for i in range(len(sizes))
         )
         self.dropout = dropout
 
@@ -165,10 +185,10 @@ class LocationLayer(nn.Module):
 
     def __init__(self, n_filters: int, kernel_size: int, attention_dim: int):
         super().__init__()
-        self.location_conv = nn.Conv1d(
-            2, n_filters, kernel_size, padding=(kernel_size - 1) // 2, bias=False
+        self.location_conv = xavier(
+            nn.Conv1d(2, n_filters, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
         )
-        self.location_dense = nn.Linear(n_filters, attention_dim, bias=False)
+        self.location_dense = xavier(nn.Linear(n_filters, attention_dim, bias=False), "tanh")
 
     def forward(self, attention_weights_cat: torch.Tensor) -> torch.Tensor:
         """(B, 2, N) -> (B, N, attention_dim)."""
@@ -176,14 +196,18 @@ class LocationLayer(nn.Module):
 
 
 class Attention(nn.Module):
-    """Location-sensitive attention: e = v^T tanh(W s + V h + U f), softmax over the real
-    encoder positions (padding gets exactly zero weight)."""
+    """Location-sensitive attention: e = v^T tanh(W s + V h + U f), softmax of beta * e over
+    the real encoder positions (padding gets exactly zero weight); beta is
+    `attention_sharpening` (Chorowski et al. 2015, section 2.3)."""
 
     def __init__(self, c: Tacotron2Config, memory_dim: int):
         super().__init__()
-        self.query_layer = nn.Linear(c.attention_rnn_dim, c.attention_dim, bias=False)
-        self.memory_layer = nn.Linear(memory_dim, c.attention_dim, bias=False)
-        self.v = nn.Linear(c.attention_dim, 1, bias=False)
+        self.query_layer = xavier(
+            nn.Linear(c.attention_rnn_dim, c.attention_dim, bias=False), "tanh"
+        )
+        self.memory_layer = xavier(nn.Linear(memory_dim, c.attention_dim, bias=False), "tanh")
+        self.v = xavier(nn.Linear(c.attention_dim, 1, bias=False))
+        self.sharpening = c.attention_sharpening
         self.location_layer = LocationLayer(
             c.attention_location_n_filters, c.attention_location_kernel_size, c.attention_dim
         )
@@ -206,7 +230,7 @@ class Attention(nn.Module):
                 + processed_memory
             )
         ).squeeze(-1)
-        energies = energies.masked_fill(~mask, -math.inf)
+        energies = (self.sharpening * energies).masked_fill(~mask, -math.inf)
         weights = F.softmax(energies, dim=1)
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
         return context, weights
@@ -224,23 +248,45 @@ class Decoder(nn.Module):
         self.attention_rnn = nn.LSTMCell(c.prenet_dim + memory_dim, c.attention_rnn_dim)
         self.attention_layer = Attention(c, memory_dim)
         self.decoder_rnn = nn.LSTMCell(c.attention_rnn_dim + memory_dim, c.decoder_rnn_dim)
-        self.linear_projection = nn.Linear(
-            c.decoder_rnn_dim + memory_dim, c.n_mels * c.n_frames_per_step
+        self.linear_projection = xavier(
+            nn.Linear(c.decoder_rnn_dim + memory_dim, c.n_mels * c.n_frames_per_step)
         )
-        self.gate_layer = nn.Linear(c.decoder_rnn_dim + memory_dim, 1)
+        self.gate_layer = xavier(nn.Linear(c.decoder_rnn_dim + memory_dim, 1), "sigmoid")
 
     def initial_state(self, memory: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Zero LSTM states and context; the previous and cumulative attention weights start
+        on the first character (one-hot), so the location features say "at the start" from
+        the first step (NVIDIA starts them at zero, which lets the first steps look anywhere)."""
         b, n, _ = memory.shape
         zeros = memory.new_zeros
+        at_start = zeros(b, n)
+        at_start[:, 0] = 1.0
         return {
             "attention_hidden": zeros(b, self.c.attention_rnn_dim),
             "attention_cell": zeros(b, self.c.attention_rnn_dim),
             "decoder_hidden": zeros(b, self.c.decoder_rnn_dim),
             "decoder_cell": zeros(b, self.c.decoder_rnn_dim),
-            "attention_weights": zeros(b, n),
-            "attention_weights_cum": zeros(b, n),
+            "attention_weights": at_start,
+            "attention_weights_cum": at_start.clone(),
             "attention_context": zeros(b, self.memory_dim),
         }
+
+    def attention_window(self, state: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """`mask` (B, N) narrowed to the attention constraint's window around the most
+        attended character of the last step (free running)."""
+        last = state["attention_weights"].argmax(dim=1, keepdim=True)
+        position = torch.arange(mask.shape[1], device=mask.device)[None, :]
+        return (
+            mask
+            & (position >= last - self.c.attention_backward_window)
+            & (position <= last + self.c.attention_forward_window)
+        )
+
+    def standardise(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.c.mel_mean) / self.c.mel_std
+
+    def destandardise(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames * self.c.mel_std + self.c.mel_mean
 
     def decode(
         self,
@@ -251,7 +297,8 @@ class Decoder(nn.Module):
         mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decoder step from the prenet's output (B, prenet_dim); updates `state`.
-        Returns frames (B, n_mels * r), gate logit (B,), attention weights (B, N)."""
+        Returns standardised frames (B, n_mels * r), gate logit (B,), attention weights
+        (B, N)."""
         s = state
         cell_input = torch.cat((prenet_out, s["attention_context"]), -1)
         s["attention_hidden"], s["attention_cell"] = self.attention_rnn(
@@ -284,7 +331,7 @@ class Decoder(nn.Module):
         of step k-1 (a zero frame first). Returns mel (B, n_mels, T), gate logits (B, T / r),
         alignments (B, T / r, N)."""
         r, (b, n_mels, t) = self.c.n_frames_per_step, mels.shape
-        previous = mels[:, :, r - 1 :: r].transpose(1, 2)  # (B, T/r, n_mels)
+        previous = self.standardise(mels[:, :, r - 1 :: r].transpose(1, 2))  # (B, T/r, n_mels)
         inputs = torch.cat((mels.new_zeros(b, 1, n_mels), previous[:, :-1]), dim=1)
         prenet_out = self.prenet(inputs)
         mask = lengths_to_mask(memory_lengths, memory.shape[1])
@@ -298,7 +345,7 @@ class Decoder(nn.Module):
             frames.append(out)
             gates.append(gate)
             alignments.append(weights)
-        mel = torch.stack(frames, 1).reshape(b, t, n_mels).transpose(1, 2)
+        mel = self.destandardise(torch.stack(frames, 1).reshape(b, t, n_mels).transpose(1, 2))
         return mel, torch.stack(gates, 1), torch.stack(alignments, 1)
 
     @torch.no_grad()
@@ -309,7 +356,8 @@ class Decoder(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Free running until every sentence's gate passes `gate_threshold` or
-        `max_decoder_steps`. Returns mel (B, n_mels, steps * r), gate logits (B, steps),
+        `max_decoder_steps`, attention held to its window when `use_attention_constraint`.
+        Returns mel (B, n_mels, steps * r), gate logits (B, steps),
         alignments (B, steps, N), and per sentence its length in decoder steps (B,) (the
         step the gate fired at, + 1; max_decoder_steps when it never did)."""
         c, b = self.c, memory.shape[0]
@@ -320,8 +368,9 @@ class Decoder(nn.Module):
         steps = torch.full((b,), c.max_decoder_steps, dtype=torch.long, device=memory.device)
         frames, gates, alignments = [], [], []
         for k in range(c.max_decoder_steps):
+            allowed = self.attention_window(state, mask) if c.use_attention_constraint else mask
             out, gate, weights = self.decode(
-                self.prenet(frame, generator), state, memory, processed_memory, mask
+                self.prenet(frame, generator), state, memory, processed_memory, allowed
             )
             frames.append(out)
             gates.append(gate)
@@ -331,7 +380,7 @@ class Decoder(nn.Module):
             if bool((steps < c.max_decoder_steps).all()):
                 break
             frame = out[:, -c.n_mels :]
-        mel = torch.stack(frames, 1).reshape(b, -1, c.n_mels).transpose(1, 2)
+        mel = self.destandardise(torch.stack(frames, 1).reshape(b, -1, c.n_mels).transpose(1, 2))
         return mel, torch.stack(gates, 1), torch.stack(alignments, 1), steps
 
 
@@ -343,8 +392,9 @@ class Postnet(nn.Module):
     def __init__(self, c: Tacotron2Config):
         super().__init__()
         dims = [c.n_mels] + [c.postnet_embedding_dim] * (c.postnet_n_convolutions - 1) + [c.n_mels]
+        last = c.postnet_n_convolutions - 1
         self.convolutions = nn.ModuleList(
-            ConvNorm(dims[i], dims[i + 1], c.postnet_kernel_size)
+            ConvNorm(dims[i], dims[i + 1], c.postnet_kernel_size, "linear" if i == last else "tanh")
             for i in range(c.postnet_n_convolutions)
         )
 

@@ -31,11 +31,32 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from wavefoundry.errors import UserError
+
 # Environment variables a task reads from its host environment under the subprocess runner.
 FORWARDED_PREFIXES = ("WAVEFOUNDRY_", "MLFLOW_", "BENTOML_", "AWS_", "KFP_")
 FORWARDED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS", "PYTHONHASHSEED")
 # The first line of every task's log, written inside its container.
 WHERE = 'echo "container $(hostname): $(. /etc/os-release && echo "$PRETTY_NAME"), uid $(id -u)"'
+
+
+@contextlib.contextmanager
+def docker_runner(arguments: dict[str, Any], root: Path) -> Iterator[Any]:
+    """kfp.local's DockerRunner for a pipeline run with `arguments` (local_run.run's) under
+    `root`, on podman's API (started here, and stopped after the block, unless DOCKER_HOST is
+    set), with each container's real exit status. Raises UserError when the image
+    (`containers.IMAGE`) is not built or podman cannot start."""
+    from wavefoundry import containers
+
+    if not containers.image_exists(containers.IMAGE):
+        raise UserError(f"no image {containers.IMAGE} here: build it with make image")
+    extra = [s for s in arguments.get("source", []) if "://" not in s]
+    uri = arguments.get("tracking_uri", "")
+    if uri.startswith("sqlite:///"):
+        extra.append(uri.removeprefix("sqlite:///"))
+    extra.append(root)  # the run's error file beside its runs (kfp.local mounts runs/)
+    with containers.docker_api(), exit_statuses_kept():
+        yield make_docker_runner(Path.cwd(), extra)
 
 
 def make_docker_runner(project: Path, extra: Sequence[str | Path] = ()) -> Any:

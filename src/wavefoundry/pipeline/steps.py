@@ -15,17 +15,21 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from wavefoundry import stages, tracking
 from wavefoundry.config import Config, load_config
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, disk_error
 
-# MLflow tags that tie runs to the pipeline run that trained them, and record its outcome.
+# On a local run (pipeline/local_run.py), a file holding the failing task's error line for
+# the exit handler: kfp.local's PipelineTaskFinalStatus names only the DAG that failed.
+ERRORS_ENV = "WAVEFOUNDRY_PIPELINE_ERRORS"
 
 
 class Artifact(Protocol):
@@ -42,8 +46,9 @@ R = TypeVar("R")
 
 
 def step(fn: Callable[P, R]) -> Callable[P, R]:
-    """A user error (bad data, a bad setting, a failed suite, a server that does not answer)
-    ends the task with one `error:` line and exit status 2, which the pipeline shows as the
+    """A user error (bad data, a bad setting, a failed suite, a server that does not answer,
+    a full disk or a folder it may not write) ends the task with one `error:` line and exit
+    status 2, which the pipeline shows as the
     task's failure; anything else keeps its traceback."""
 
     @functools.wraps(fn)
@@ -53,6 +58,12 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             raise SystemExit(err.exit_code) from None
+        except OSError as err:  # a full disk, a read-only folder: one line naming the path
+            user = disk_error(err)
+            if user is None:
+                raise
+            print(f"error: {user}", file=sys.stderr, flush=True)
+            raise SystemExit(user.exit_code) from None
 
     return run
 
@@ -62,18 +73,25 @@ def task_config(
     *,
     data: str | Path | None = None,
     tracking_uri: str = "",
-    steps: int = 0,
 ) -> Config:
     fixed: dict[str, Any] = {}
     if data is not None:
         fixed["paths"] = {"data": str(data)}
     if tracking_uri:
         fixed["tracking"] = {"uri": tracking_uri}
-    if steps:
-        fixed["training"] = {"steps": steps}
     # The layer is the whole configuration, resolved where the run was started (params,
     # recipe, --set): reading a params file here again would re-apply its default recipe.
     return load_config(None, layers=[layer or {}, fixed])
+
+
+def log_metrics(metrics: Metrics, values: dict[str, float]) -> None:
+    """Each value as a KFP metric, and the lot as JSON in the artifact's own file: a Metrics
+    artifact otherwise writes no file, and kfp.local's cache takes an output whose file is
+    missing for deleted, so the task would never be reused."""
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    Path(metrics.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics.path).write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -147,8 +165,9 @@ def validate(
     _manifest_from(ingested, dataset, cfg)
     result = stages.validate(cfg, dataset)
     Path(report.path).write_text(render_html(result), encoding="utf-8")
-    for name in ("clips", "passed", "quarantined"):
-        metrics.log_metric(name, getattr(result, name))
+    log_metrics(
+        metrics, {name: getattr(result, name) for name in ("clips", "passed", "quarantined")}
+    )
     print(render_summary(result))
     if not result.success:
         raise UserError(
@@ -186,7 +205,9 @@ def train(
 ) -> str:
     """Train `family` on the stored data, tracked in MLflow, one process per GPU asked for;
     the exported network (safetensors + config.json) goes to `model`. Returns the run id."""
-    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri, steps=steps)
+    cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
+    if steps:
+        cfg.training.set_steps(family, steps)
     stored = json.loads(cfg.paths.data_version(dataset).read_text())["data_version"]
     if stored != data_version:
         raise UserError(
@@ -198,7 +219,9 @@ def train(
     else:
         from wavefoundry.training.trainer import train as run_training
 
-        result = run_training(cfg, family, dataset).as_record()
+        result = run_training(
+            cfg, family, dataset, on_step=progress_lines(cfg.training.for_family(family).steps)
+        ).as_record()
     shutil.copytree(result["model_dir"], model.path, dirs_exist_ok=True)
     model.metadata.update(
         family=family, dataset=dataset, data_version=data_version, processes=processes
@@ -208,6 +231,27 @@ def train(
         f"{family} on {dataset}: {result['steps']} steps in {result['seconds']:.1f} s, run {result['run_id']}"
     )
     return result["run_id"] or ""
+
+
+PROGRESS_EVERY = 10.0  # seconds between a training task's progress lines
+
+
+def progress_lines(total: int) -> Callable[[int, dict[str, float]], None]:
+    """`on_step` for the trainer: a line `step N/TOTAL  loss ...  ~S s left` on the first
+    step, then every PROGRESS_EVERY seconds and at the last step (a task's output is a pipe,
+    where the progress bar stays quiet)."""
+    started, last = time.monotonic(), [-math.inf]
+
+    def on_step(step: int, losses: dict[str, float]) -> None:
+        now = time.monotonic()
+        if step < total and now - last[0] < PROGRESS_EVERY:
+            return
+        last[0] = now
+        left = (now - started) / max(step, 1) * (total - step)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
+        print(f"step {step}/{total}  {shown}  ~{left:.0f} s left", flush=True)
+
+    return on_step
 
 
 def _processes(cfg: Config, gpu_type: str, gpu_count: int) -> int:
@@ -252,16 +296,27 @@ def _train_under_torchrun(cfg: Config, family: str, dataset: str, processes: int
 
 @step
 def evaluate(
-    run_id: str, data: Artifact, tracking_uri: str, config: dict[str, Any], metrics: Metrics
+    run_id: str,
+    data: Artifact,
+    tracking_uri: str,
+    config: dict[str, Any],
+    metrics: Metrics,
+    data_version: str = "",
 ) -> str:
-    """Score the run on the held-out clips and register it; returns the candidate (JSON)."""
+    """Score the run on the held-out clips of the stored data and register it; returns the
+    candidate (JSON). `data_version` is the store's, as validate handed it on: the held-out
+    clips must come from it."""
     from wavefoundry.stages import evaluate as score_run
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
     done = score_run(cfg, run_id=run_id)
-    for name, value in done.score.metrics.items():
-        if math.isfinite(value):  # a KFP metric is a number; the NaN stays on the MLflow run
-            metrics.log_metric(name, value)
+    if data_version and done.score.data_version != data_version:
+        raise UserError(
+            f"the held-out clips come from data version {done.score.data_version}, the task "
+            f"was given {data_version}"
+        )
+    # A KFP metric is a number; the NaN stays on the MLflow run.
+    log_metrics(metrics, {k: v for k, v in done.score.metrics.items() if math.isfinite(v)})
     record = done.candidate.as_record()
     print(
         f"{record['family']}: {record['registered_model']} v{record['version']} {record['metrics']}"
@@ -277,15 +332,20 @@ def promote(
     config: dict[str, Any],
     job_id: str,
     decisions: Artifact,
-) -> list[str]:
+) -> list[dict[str, Any]]:
     """Face the run's candidates with their champions, best first (see `promote_best`); tag
-    each candidate's run with this pipeline run and its verdict. Returns the registered models."""
+    each candidate's run with this pipeline run, its verdict and the champion decided on.
+    Returns what was decided, per registered model: `{registered_model, version, promoted}`
+    (the version the alias was left on; a model with no champion at all is left out). A run
+    where no candidate passes is an outcome, not a failure: the champion stays as it was."""
     from wavefoundry.registry import candidates as registry
-    from wavefoundry.registry.promotion import promote_best
+    from wavefoundry.registry.promotion import champions as decided
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
     records = [json.loads(c) for c in candidates]
-    contests = promote_best(cfg, [(r["registered_model"], r["version"]) for r in records])
+    contests = stages.promote_best(cfg, [(r["registered_model"], r["version"]) for r in records])
+    champions = decided(contests)
+    held = {c["registered_model"]: f"{c['registered_model']}:{c['version']}" for c in champions}
     client = registry.client(cfg.tracking)
     runs = {(r["registered_model"], r["version"]): r for r in records}
     lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
@@ -296,30 +356,49 @@ def promote(
         client.set_tag(
             record["run_id"], tracking.TAG_PIPELINE_VERSION, f"{contest.name}:{contest.version}"
         )
+        client.set_tag(record["run_id"], tracking.TAG_PIPELINE_CHAMPION, held.get(contest.name, ""))
         lines.append(
             f"| {contest.name} | {contest.version} | {record['family']} | {contest.verdict} |"
         )
         print(f"{contest.name} v{contest.version} ({record['family']}): {contest.verdict}")
+    for name in sorted({c.name for c in contests}):
+        if name not in held:
+            print(f"{name}: no candidate passed the gate and there is no champion yet")
+        elif not any(c["registered_model"] == name and c["promoted"] for c in champions):
+            print(f"{name}: no candidate passed the gate; the champion stays {held[name]}")
     Path(decisions.path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return sorted({c.name for c in contests})
+    return champions
 
 
 @step
 def build_bento(
-    registered_models: list[str], tracking_uri: str, config: dict[str, Any], bento: Artifact
+    champions: list[dict[str, Any]], tracking_uri: str, config: dict[str, Any], bento: Artifact
 ) -> list[str]:
-    """A Bento of each registered model's champion, into the BentoML store and, as a `.bento`
-    archive, into `bento`. Returns the Bento tags."""
-    from wavefoundry.serving.bento import build, export
+    """A Bento of each version promotion decided on (never what the alias says by now), into
+    the BentoML store and, as a `.bento` archive, into `bento`; a champion this run kept
+    keeps its Bento where the store still has it. Returns the Bento tags."""
+    from wavefoundry.registry import candidates as registry
+    from wavefoundry.serving.bento import build, existing, export
 
     cfg = task_config(config, tracking_uri=tracking_uri)
+    if not champions:
+        print("no champion: no Bento to build")
+    client = registry.client(cfg.tracking) if champions else None
     tags = []
-    for name in registered_models:
-        built = build(cfg, name, cfg.promotion.alias)
-        archive = export(built.tag, Path(bento.path))
-        tags.append(built.tag)
-        print(f"{name} v{built.version}: Bento {built.tag} ({archive.name})")
-    bento.metadata.update(tags=tags, registered_models=registered_models)
+    for champion in champions:
+        name, version = champion["registered_model"], champion["version"]
+        kept = None
+        if not champion.get("promoted"):
+            found = registry.find(client, name, version)
+            kept = existing(found.tags.get(tracking.TAG_BENTO, ""))
+        if kept:
+            tag, how = kept, "kept"
+        else:
+            tag, how = build(cfg, name, version).tag, "built"
+        archive = export(tag, Path(bento.path))
+        tags.append(tag)
+        print(f"{name} v{version}: Bento {tag} {how} ({archive.name})")
+    bento.metadata.update(tags=tags, champions=champions)
     return tags
 
 
@@ -340,6 +419,11 @@ def record_outcome(
     champions and their Bentos) as `summary` (Markdown, the dict in its metadata) and as an
     MLflow run `pipeline <job name>` tagged with the state; each candidate run gets the state
     too. A tracking server that does not answer leaves the summary without the MLflow part."""
+    # On a local run, kfp.local's final status names only the DAG that failed; the failing
+    # task's own error line is in this file (see pipeline/local_run.py).
+    local_errors = Path(os.environ.get(ERRORS_ENV) or "/nonexistent")
+    if state == "FAILED" and local_errors.is_file():
+        error = local_errors.read_text(encoding="utf-8").strip() or error
     facts: dict[str, Any] = {
         "job_id": job_id,
         "job_name": job_name,
@@ -371,11 +455,12 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.`{tracking.TAG_PIPELINE_JOB}` = '{facts['job_id']}'"
     )
-    trained, models = [], set()
+    trained, decided = [], set()
     for run in runs:
         tags = run.data.tags
         name, _, version = tags.get(tracking.TAG_PIPELINE_VERSION, "").partition(":")
-        models.add(name)
+        if tags.get(tracking.TAG_PIPELINE_CHAMPION):
+            decided.add(tags[tracking.TAG_PIPELINE_CHAMPION])
         trained.append(
             {
                 "family": tags.get(tracking.TAG_FAMILY, ""),
@@ -392,15 +477,12 @@ def _record_in_mlflow(cfg: Config, facts: dict[str, Any]) -> dict[str, Any]:
         )
         client.set_tag(run.info.run_id, tracking.TAG_PIPELINE_STATUS, facts["state"])
     champions = []
-    for name in sorted(models):
-        champion = registry.by_alias(client, name, cfg.promotion.alias)
-        if champion is not None:
-            champions.append(
-                {
-                    **champion.as_record(),
-                    "bento_tag": champion.tags.get(tracking.TAG_BENTO, ""),
-                }
-            )
+    for held in sorted(decided):  # what promotion decided, not what the alias says by now
+        name, _, version = held.rpartition(":")
+        champion = registry.find(client, name, version)
+        champions.append(
+            {**champion.as_record(), "bento_tag": champion.tags.get(tracking.TAG_BENTO, "")}
+        )
     found = {"candidates": trained, "champions": champions, "tracking_uri": cfg.tracking.uri}
     with mlflow.start_run(
         experiment_id=experiment_id,

@@ -44,6 +44,10 @@ class Candidate:
         return self.tags.get(tracking.TAG_TASK, "?")
 
     @property
+    def dataset(self) -> str:
+        return self.tags.get(tracking.TAG_DATASET, "?")
+
+    @property
     def metrics(self) -> dict[str, float]:
         return {
             key.removeprefix(tracking.TAG_EVAL_PREFIX): float(value)
@@ -94,8 +98,7 @@ def _candidate(version: Any, aliases: tuple[str, ...] | None = None) -> Candidat
     )
 
 
-def _missing(err: Exception) -> bool:
-    return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+_missing = tracking.is_missing
 
 
 def _invalid(err: Exception) -> bool:
@@ -210,17 +213,13 @@ def check_run(mlflow_client: Any, candidate: Candidate, what: str) -> None:
 
 
 def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return _candidate(mlflow_client.get_model_version_by_alias(name, alias))
-    except MlflowException as err:
-        if _missing(err) or "alias" in str(err).lower():
-            return None
-        raise
+    version = tracking.version_by_alias(mlflow_client, name, alias)
+    return None if version is None else _candidate(version)
 
 
-def score_tags(metrics: dict[str, float], fingerprint: str, data_version: str) -> dict[str, str]:
+def score_tags(
+    metrics: dict[str, float], fingerprint: str, data_version: str, device: str = ""
+) -> dict[str, str]:
     tags = {
         f"{tracking.TAG_EVAL_PREFIX}{name}": repr(float(value)) for name, value in metrics.items()
     }
@@ -228,6 +227,7 @@ def score_tags(metrics: dict[str, float], fingerprint: str, data_version: str) -
         **tags,
         tracking.TAG_EVAL_FINGERPRINT: fingerprint,
         tracking.TAG_EVAL_DATA_VERSION: data_version,
+        **({tracking.TAG_EVAL_DEVICE: device} if device else {}),
     }
 
 
@@ -239,6 +239,7 @@ def register(
     metrics: dict[str, float],
     fingerprint: str,
     data_version: str,
+    device: str = "",
 ) -> Candidate:
     """The scored run as a version of its task's registered model (the run's existing version
     when it was registered before: its scores are replaced)."""
@@ -269,7 +270,7 @@ def register(
         tracking.TAG_CONFIG_HASH: config_hash(model_config),
         tracking.TAG_RUN_ID: run.info.run_id,
         **{key: run_tags[key] for key in tracking.UPSTREAM_TAGS if key in run_tags},
-        **score_tags(metrics, fingerprint, data_version),
+        **score_tags(metrics, fingerprint, data_version, device),
     }
     existing = mlflow_client.search_model_versions(
         f"{name_filter(name)} and run_id='{run.info.run_id}'"
@@ -297,6 +298,7 @@ def update_scores(
     metrics: dict[str, float],
     fingerprint: str,
     data_version: str,
+    device: str = "",
 ) -> Candidate:
     """Replace a version's scores (a champion re-scored on newer data)."""
     stale = [
@@ -307,6 +309,6 @@ def update_scores(
     ]
     for key in stale:
         mlflow_client.delete_model_version_tag(candidate.name, candidate.version, key)
-    for key, value in score_tags(metrics, fingerprint, data_version).items():
+    for key, value in score_tags(metrics, fingerprint, data_version, device).items():
         mlflow_client.set_model_version_tag(candidate.name, candidate.version, key, value)
     return _candidate(mlflow_client.get_model_version(candidate.name, candidate.version))

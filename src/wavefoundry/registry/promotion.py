@@ -1,9 +1,14 @@
 """Promotion: a challenger takes the champion alias only through the gate.
 
 The gate (params `promotion`): every metric finite; the real-time factor under its bound; the
-task's primary metric better than the champion's by at least a minimum relative change; each
-secondary metric no worse than the champion's by more than a tolerance. Both are scored on
-the same held-out set (the caller re-scores a champion whose score is from other data).
+primary metric better than the champion's by at least a minimum relative change; each
+secondary metric no worse than the champion's by more than a tolerance. The primary and
+secondary metrics are the task's on the challenger's dataset (`PromotionConfig.gate_for`:
+`promotion.datasets.DATASET.TASK` where set, else `promotion.tasks.TASK`). Both are scored on
+the same held-out set (the caller re-scores a champion whose score is from other data). A
+vocoder or codec must also beat the floor, Griffin-Lim from the same mel scored on that same
+set (evaluation/baseline.py), on each of `floor_metrics`: else it is refused as "below the
+griffin_lim floor", champion or not. `floor: null` turns that off, and the decision says so.
 
 Promotions and rollbacks of one registered model run one at a time: each holds a lock, a
 registered model named `<name>-promotion-lock` that only one caller can create (the tracking
@@ -20,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,9 +42,10 @@ from wavefoundry.registry.candidates import Candidate
 class Check:
     name: str
     challenger: str
-    champion: str
+    champion: str  # the value it is held against: the champion's, or the floor's
     requirement: str
     passed: bool
+    reason: str = ""  # why it failed, when the name and requirement do not say it best
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,10 @@ class Decision:
     challenger: Candidate
     champion: Candidate | None
     checks: tuple[Check, ...]
+    # Where the primary and secondary metrics came from: promotion.tasks.TASK, or
+    # promotion.datasets.DATASET.TASK where the challenger's dataset has its own.
+    rules_key: str = ""
+    primary: str = ""
 
     @property
     def passed(self) -> bool:
@@ -56,7 +66,9 @@ class Decision:
     @property
     def reasons(self) -> list[str]:
         return [
-            f"{c.name}: {c.challenger} (needs {c.requirement})" for c in self.checks if not c.passed
+            c.reason or f"{c.name}: {c.challenger} (needs {c.requirement})"
+            for c in self.checks
+            if not c.passed
         ]
 
 
@@ -70,11 +82,63 @@ def relative_gain(challenger: float, champion: float, higher_is_better: bool) ->
     return gain / max(abs(champion), 1e-12)
 
 
-def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConfig) -> Decision:
-    """The decision table of `challenger` against `champion` (None: there is no champion)."""
+def floor_checks(
+    challenger: Candidate, floor: dict[str, float] | None, rules: PromotionConfig
+) -> list[Check]:
+    """The challenger against the floor's scores on the same held-out set (`floor` is None
+    when the floor is off or does not apply to the task): strictly better on every metric
+    of `rules.floor_metrics`."""
+    from wavefoundry.evaluation.baseline import TASKS
     from wavefoundry.evaluation.metrics import METRICS
 
-    task = rules.tasks.get(challenger.task)
+    if challenger.task not in TASKS:
+        return []
+    if rules.floor is None:
+        return [Check("floor", "off", "-", "promotion.floor: null (no floor)", True)]
+    name = rules.floor
+    checks = []
+    for metric in rules.floor_metrics:
+        mine, theirs = challenger.metrics.get(metric), (floor or {}).get(metric)
+        if mine is None or theirs is None or not math.isfinite(theirs):
+            missing = "the challenger" if mine is None else name
+            checks.append(
+                Check(
+                    f"{name} floor {metric}",
+                    _format(mine),
+                    _format(theirs),
+                    f"better than {name}",
+                    False,
+                    f"{name} floor: no {metric} score for {missing}, so the floor cannot be "
+                    "checked (is its judge in evaluation.judges?)",
+                )
+            )
+            continue
+        better = mine > theirs if METRICS[metric].higher_is_better else mine < theirs
+        checks.append(
+            Check(
+                f"{name} floor {metric}",
+                _format(mine),
+                f"{_format(theirs)} ({name})",
+                f"better than {name}",
+                better and math.isfinite(mine),
+                f"below the {name} floor: {metric} {_format(mine)} against {name}'s "
+                f"{_format(theirs)}",
+            )
+        )
+    return checks
+
+
+def gate(
+    challenger: Candidate,
+    champion: Candidate | None,
+    rules: PromotionConfig,
+    floor: dict[str, float] | None = None,
+) -> Decision:
+    """The decision table of `challenger` against `champion` (None: there is no champion)
+    and against `floor`, the baseline's scores on the challenger's held-out set."""
+    from wavefoundry.evaluation.metrics import METRICS
+
+    key, task = rules.gate_for(challenger.task, challenger.dataset)
     if task is None:
         raise UserError(
             f"no promotion rules for task '{challenger.task}' (promotion.tasks has: "
@@ -82,8 +146,11 @@ def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConf
         )
     for name in (task.primary, *task.secondary):
         if name not in METRICS:
+            raise UserError(f"{key} names unknown metric '{name}' (known: {', '.join(METRICS)})")
+    for name in rules.floor_metrics:
+        if name not in METRICS:
             raise UserError(
-                f"promotion.tasks.{challenger.task} names unknown metric '{name}' "
+                f"promotion.floor_metrics names unknown metric '{name}' "
                 f"(known: {', '.join(METRICS)})"
             )
     ours = challenger.metrics
@@ -122,7 +189,16 @@ def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConf
         higher = METRICS[name].higher_is_better
         mine, best = ours.get(name), theirs.get(name)
         if mine is None:
-            checks.append(Check(f"{role} {name}", "missing", _format(best), "a score", False))
+            checks.append(
+                Check(
+                    f"{role} {name}",
+                    "missing",
+                    _format(best),
+                    "a score",
+                    False,
+                    f"{role} {name}: no score ({key} names it; {_why_missing(name, challenger)})",
+                )
+            )
             continue
         if champion is None or best is None or not math.isfinite(best):
             checks.append(
@@ -151,7 +227,18 @@ def gate(challenger: Candidate, champion: Candidate | None, rules: PromotionConf
                 passed and math.isfinite(mine),
             )
         )
-    return Decision(challenger.name, challenger, champion, tuple(checks))
+    checks.extend(floor_checks(challenger, floor, rules))
+    return Decision(challenger.name, challenger, champion, tuple(checks), key, task.primary)
+
+
+def _why_missing(metric: str, challenger: Candidate) -> str:
+    """What may have left `metric` out of a challenger's score, for the refusal's reason."""
+    from wavefoundry.evaluation.judges import JUDGES
+
+    judge = next((j.name for j in JUDGES.values() if metric in j.scores), None)
+    if judge is None:
+        return f"a {challenger.family} {challenger.task} on {challenger.dataset} does not report it"
+    return f"is {judge} in evaluation.judges? the run's eval/clips.json says why a clip has none"
 
 
 # --- the lock and the audit record ----------------------------------------------------------
@@ -254,6 +341,7 @@ def apply(client: Any, decision: Decision, alias: str) -> dict[str, Any]:
         champion_after=challenger.version if decision.passed else previous,
         passed=decision.passed,
         reasons=decision.reasons,
+        floor={c.name: c.champion for c in decision.checks if "floor" in c.name},
         metrics={k: v for k, v in challenger.metrics.items() if math.isfinite(v)},
     )
 
@@ -288,6 +376,28 @@ class Outcome:
     decision: Decision
     record: dict[str, Any] | None  # the audit record; None for a dry run
     rescored: bool  # the champion was scored again on the challenger's held-out set
+    note: str = ""  # e.g. the speed target was not applied: scored on another device
+
+
+def speed_rules(rules: PromotionConfig, challenger: Candidate) -> tuple[PromotionConfig, str]:
+    """The rules for `challenger`: `max_real_time_factor` is a serving target on
+    `real_time_factor_device`, so a candidate scored elsewhere (a CPU demo's) is not held to
+    it. Returns the rules and a note saying so ("" when the target applies). A version scored
+    before the device was recorded is held to it."""
+    device = challenger.tags.get(tracking.TAG_EVAL_DEVICE, "")
+    if not device or device == rules.real_time_factor_device:
+        return rules, ""
+    note = (
+        f"speed target off: scored on {device}, and promotion.max_real_time_factor "
+        f"({rules.max_real_time_factor:g}) is for {rules.real_time_factor_device}"
+    )
+    return rules.model_copy(update={"max_real_time_factor": math.inf}), note
+
+
+# Scores a champion again on the challenger's held-out set (named by its fingerprint); with
+# `save`, the new score replaces the old on the run and the version. The promote stage hands
+# it in (stages.rescore): scoring is a layer above the registry.
+Rescore = Callable[[Candidate, str, bool], Candidate]
 
 
 def promote(
@@ -296,11 +406,13 @@ def promote(
     version: str | None = None,
     run_id: str | None = None,
     dry_run: bool = False,
+    *,
+    rescore: Rescore,
 ) -> Outcome:
     """Face the challenger (a version, the version of a run, else the newest) with the current
-    champion through the gate; with a pass, move the alias. A dry run changes nothing."""
-    from wavefoundry.stages import rescore
-
+    champion through the gate; with a pass, move the alias. A dry run changes nothing. A
+    champion scored on other held-out data, or with no score for a gate metric the challenger
+    has (`unscored`), is scored again with `rescore` first."""
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
@@ -314,13 +426,37 @@ def promote(
     with lock:
         champion = candidates.by_alias(client, name, alias)
         rescored = False
-        if champion is not None and champion.fingerprint != challenger.fingerprint:
+        if champion is not None and (
+            champion.fingerprint != challenger.fingerprint
+            or unscored(cfg.promotion, challenger, champion)
+        ):
             candidates.check_run(client, champion, f"the {alias}, to be scored again")
-            champion = rescore(cfg, client, champion, challenger.fingerprint, save=not dry_run)
+            champion = rescore(champion, challenger.fingerprint, not dry_run)
             rescored = True
-        decision = gate(challenger, champion, cfg.promotion)
+        rules, note = speed_rules(cfg.promotion, challenger)
+        decision = gate(challenger, champion, rules, floor_scores(cfg, challenger))
         entry = None if dry_run else apply(client, decision, alias)
-    return Outcome(decision, entry, rescored)
+    return Outcome(decision, entry, rescored, note)
+
+
+def unscored(rules: PromotionConfig, challenger: Candidate, champion: Candidate) -> list[str]:
+    """The gate's metrics the challenger has a score for and the champion has not: a champion
+    scored before the gate judged its task by them (a speech generator before DNSMOS), which
+    promotion scores again rather than wave the challenger through."""
+    _, task = rules.gate_for(challenger.task, challenger.dataset)
+    names = [task.primary, *task.secondary] if task else []
+    return [n for n in names if n in challenger.metrics and n not in champion.metrics]
+
+
+def floor_scores(cfg: Config, challenger: Candidate) -> dict[str, float] | None:
+    """The floor's scores on the challenger's held-out set (scored now when no run has them);
+    None when the floor is off or not for the challenger's task."""
+    from wavefoundry.evaluation.baseline import TASKS, griffin_lim_baseline
+
+    if cfg.promotion.floor is None or challenger.task not in TASKS:
+        return None
+    dataset = challenger.tags.get(tracking.TAG_DATASET, "")
+    return griffin_lim_baseline(cfg, dataset, challenger.fingerprint).metrics
 
 
 def rollback(cfg: Config, name: str) -> dict[str, Any]:
@@ -344,25 +480,44 @@ class Contest:
     outcome: Outcome | None  # None: it already held the alias, so it was not faced with itself
 
     @property
+    def champion(self) -> str | None:
+        """The version that held the alias when this contest was decided (None: none did)."""
+        if self.outcome is None or self.outcome.decision.passed:
+            return self.version
+        held = self.outcome.decision.champion
+        return held.version if held else None
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome is not None and self.outcome.decision.passed
+
+    @property
     def verdict(self) -> str:
         if self.outcome is None:
             return "already champion"
+        note = f" ({self.outcome.note})" if self.outcome.note else ""
         if self.outcome.decision.passed:
-            return "champion"
-        return "refused: " + "; ".join(self.outcome.decision.reasons)
+            return "champion" + note
+        return "refused: " + "; ".join(self.outcome.decision.reasons) + note
 
 
-def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
+def promote_best(
+    cfg: Config, challengers: list[tuple[str, str]], *, rescore: Rescore
+) -> list[Contest]:
     """Promote several challengers (registered model, version): per registered model, best
     primary metric first, each through the gate. The best one that passes takes the alias and
-    the rest face it, so the order of training does not decide the champion."""
+    the rest face it, so the order of training does not decide the champion. The decision is
+    in the contests: `champions(contests)` is what each registered model's alias was left on."""
     from wavefoundry.evaluation.metrics import METRICS
 
     client = candidates.client(cfg.tracking)
     found = [candidates.find(client, name, version) for name, version in challengers]
 
     def best_first(c: Candidate) -> tuple[bool, float]:
-        metric = cfg.promotion.tasks[c.task].primary
+        _, rules = cfg.promotion.gate_for(c.task, c.dataset)
+        if rules is None or rules.primary not in METRICS:
+            return (True, 0.0)  # the gate says what is wrong when it faces it
+        metric = rules.primary
         value = c.metrics.get(metric, math.nan)
         sign = -1.0 if METRICS[metric].higher_is_better else 1.0
         return (not math.isfinite(value), sign * value if math.isfinite(value) else 0.0)
@@ -373,6 +528,21 @@ def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contes
         if champion is not None and champion.version == challenger.version:
             contests.append(Contest(challenger.name, challenger.version, None))
             continue
-        outcome = promote(cfg, challenger.name, challenger.version)
+        outcome = promote(cfg, challenger.name, challenger.version, rescore=rescore)
         contests.append(Contest(challenger.name, challenger.version, outcome))
     return contests
+
+
+def champions(contests: list[Contest]) -> list[dict[str, Any]]:
+    """Per registered model, the version its alias was left on by these contests (the last
+    one decided), and whether one of them took it: `{registered_model, version, promoted}`.
+    A registered model with no champion at all is left out."""
+    decided: dict[str, dict[str, Any]] = {}
+    for contest in contests:
+        promoted = contest.promoted or decided.get(contest.name, {}).get("promoted", False)
+        decided[contest.name] = {
+            "registered_model": contest.name,
+            "version": contest.champion,
+            "promoted": promoted,
+        }
+    return [d for _, d in sorted(decided.items()) if d["version"] is not None]

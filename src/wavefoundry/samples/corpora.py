@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
+import io
 import json
 import multiprocessing
 import shutil
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +28,8 @@ import soundfile as sf
 from scipy import signal
 
 from wavefoundry.config import DATASETS, SPLITS, SampleDataConfig
-from wavefoundry.errors import UserError
+from wavefoundry.errors import UserError, writing
+from wavefoundry.locks import file_lock
 from wavefoundry.samples.notes import (
     FAMILY_RANGE,
     NSYNTH_FAMILIES,
@@ -75,7 +79,11 @@ def _fresh_dir(path: Path) -> Path:
 def _write_pcm16(path: Path, audio: np.ndarray, sr: int) -> None:
     """16-bit PCM in a WAV or FLAC file, by the path's suffix."""
     pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
-    sf.write(path, pcm, sr, subtype="PCM_16", format=path.suffix[1:].upper())
+    # Encoded in memory, then written by Python: a full disk is an OSError (ENOSPC), where
+    # libsndfile would only say "System error".
+    encoded = io.BytesIO()
+    sf.write(encoded, pcm, sr, subtype="PCM_16", format=path.suffix[1:].upper())
+    path.write_bytes(encoded.getvalue())
 
 
 # --------------------------------------------------------------------------------------------
@@ -725,8 +733,84 @@ def _write_zip(zf: zipfile.ZipFile, dataset_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _make_one(out: Path, name: str, cfg: SampleDataConfig) -> Path:
+    if name == "ljspeech":
+        return make_ljspeech(out, clips=cfg.ljspeech_clips, seed=cfg.seed)
+    if name == "vctk":
+        return make_vctk(
+            out,
+            speakers=cfg.vctk_speakers,
+            clips_per_speaker=cfg.vctk_clips_per_speaker,
+            seed=cfg.seed,
+        )
+    return make_nsynth(
+        out,
+        instruments_per_split=dict(cfg.nsynth_instruments_per_split),
+        notes_per_instrument=cfg.nsynth_notes_per_instrument,
+        seed=cfg.seed,
+    )
+
+
+def _recipe(name: str, cfg: SampleDataConfig) -> str:
+    code = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        code.update(source.read_bytes())
+    return json.dumps(
+        {"dataset": name, "settings": cfg.model_dump(mode="json"), "code": code.hexdigest()},
+        sort_keys=True,
+    )
+
+
+def _listing(folder: Path) -> str:
+    """Every file under `folder` with its size and modification time: a file changed, added
+    or removed since the corpus was made shows (a stat of each file, no reading)."""
+    if not folder.is_dir():
+        return "\nmissing"
+    entries = sorted(
+        f"{path.relative_to(folder)} {stat.st_size} {stat.st_mtime_ns}"
+        for path in folder.rglob("*")
+        if path.is_file() and (stat := path.stat())
+    )
+    return "\n" + hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def _made_atomically(out: Path, name: str, cfg: SampleDataConfig) -> Path:
+    """The corpus `name` under `out`: made in a staging folder beside it and renamed into
+    place (the old one, if any, renamed away first and then deleted); kept as it is when the
+    same settings and code made it."""
+    recipe = _recipe(name, cfg)
+    target = out / {"ljspeech": LJSPEECH_DIR, "vctk": VCTK_DIR}.get(name, NSYNTH_DIR)
+    stamp = out / f".{name}.made-with.json"  # beside it: the corpus holds only its own files
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == recipe + _listing(target):
+        return target
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    for left in out.glob(f".{name}-making-*"):  # a writer killed midway (we hold the lock)
+        shutil.rmtree(left, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-making-", dir=out))
+    try:
+        with writing(target):
+            folder = _make_one(staging, name, cfg)
+        old = staging / "old"
+        if target.exists():
+            target.rename(old)
+        try:
+            folder.rename(target)
+        except OSError:
+            if old.exists():
+                old.rename(target)
+            raise
+        with writing(stamp):
+            stamp.write_text(recipe + _listing(target), encoding="utf-8")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def make_sample_data(out: Path, datasets: list[str], cfg: SampleDataConfig) -> dict[str, Path]:
-    """Generate each named corpus under `out`, replacing an earlier one; name -> its folder."""
+    """Generate each named corpus under `out`, replacing an earlier one made with other
+    settings (or other code); name -> its folder. Concurrent callers take turns (a lock in
+    `out`), and a corpus appears whole or not at all."""
     if not datasets:
         raise UserError(f"sample-data: name at least one dataset ({', '.join(DATASETS)})")
     unknown = [name for name in datasets if name not in DATASETS]
@@ -750,21 +834,11 @@ def make_sample_data(out: Path, datasets: list[str], cfg: SampleDataConfig) -> d
         raise UserError(f"sample_data.{problem}")
     out = Path(out)
     made: dict[str, Path] = {}
-    for name in dict.fromkeys(datasets):
-        if name == "ljspeech":
-            made[name] = make_ljspeech(out, clips=cfg.ljspeech_clips, seed=cfg.seed)
-        elif name == "vctk":
-            made[name] = make_vctk(
-                out,
-                speakers=cfg.vctk_speakers,
-                clips_per_speaker=cfg.vctk_clips_per_speaker,
-                seed=cfg.seed,
-            )
-        else:
-            made[name] = make_nsynth(
-                out,
-                instruments_per_split=dict(cfg.nsynth_instruments_per_split),
-                notes_per_instrument=cfg.nsynth_notes_per_instrument,
-                seed=cfg.seed,
-            )
+    # Runs in one project folder take turns; each corpus is made beside its place and swapped
+    # in whole, so nobody ever reads a half-written one. Unchanged settings reuse it.
+    with file_lock(
+        out / ".sample-data.lock", "the sample corpora", on_wait="waiting for the sample corpora"
+    ):
+        for name in dict.fromkeys(datasets):
+            made[name] = _made_atomically(out, name, cfg)
     return made

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import tempfile
 import unicodedata
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ class BuiltBento:
     model_tag: str
     registered_model: str
     version: str
+    codec_tag: str = ""  # a code prior's VQ-VAE, the second BentoModel in the Bento
 
 
 def pinned_requirements() -> list[str]:
@@ -69,26 +69,33 @@ def bento_model_name(registered_model: str) -> str:
 
 
 def import_model(
-    cfg: Config, client: Any, registered_model: str, alias: str
+    cfg: Config, client: Any, registered_model: str, version: str | None, alias: str = "champion"
 ) -> tuple[str, candidates.Candidate]:
-    """The version `alias` points at, copied into the BentoML model store with an info.json
-    (registry facts and the serving limits); returns its BentoML tag."""
+    """Version `version` of `registered_model` (None: the one `alias` points at now), copied
+    into the BentoML model store with an info.json (registry facts and the serving limits);
+    returns its BentoML tag and the version."""
     import bentoml
 
+    from wavefoundry.families.io import copy_without_upstream
     from wavefoundry.tracking import download_logged_model
 
-    candidates.candidates(client, registered_model)  # one clear error for a missing model
-    version = candidates.by_alias(client, registered_model, alias)
-    if version is None:
-        raise UserError(
-            f"'{registered_model}' has no version with alias '{alias}': promote one first "
-            f"(wavefoundry promote --model-name {registered_model})"
-        )
-    candidates.check_run(client, version, f"the {alias}")
+    by_alias = version is None
+    if not by_alias:
+        chosen = candidates.find(client, registered_model, version)  # one clear error if absent
+    else:
+        candidates.candidates(client, registered_model)  # one clear error for a missing model
+        chosen = candidates.by_alias(client, registered_model, alias)
+        if chosen is None:
+            raise UserError(
+                f"'{registered_model}' has no version with alias '{alias}': promote one first "
+                f"(wavefoundry promote --model-name {registered_model})"
+            )
+    candidates.check_run(client, chosen, f"the {alias}" if by_alias else f"version {version}")
+    version = chosen
     info = {
         "registered_model": registered_model,
         "version": version.version,
-        "alias": alias,
+        "alias": alias if by_alias else "",  # "": chosen by its number
         "run_id": version.run_id,
         "model_uri": version.model_uri,
         "tracking_uri": cfg.tracking.uri,
@@ -106,40 +113,62 @@ def import_model(
             labels={"registered_model": registered_model, "version": version.version},
             metadata={k: v for k, v in info.items() if k != "metrics"},
         ) as model:
-            for name in ("model.safetensors", "config.json"):
-                shutil.copy2(folder / name, Path(model.path) / name)
+            # A code prior without its VQ-VAE's weights: that VQ-VAE is a BentoModel of its own.
+            copy_without_upstream(folder, Path(model.path))
             (Path(model.path) / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     return str(model.tag), version
 
 
+def codec_model(
+    cfg: Config, client: Any, chosen: candidates.Candidate
+) -> tuple[str, candidates.Candidate] | None:
+    """The registered VQ-VAE version a code prior was trained on (its upstream tags), into
+    the model store as the Bento's second model: (its BentoML tag, the version); None for a
+    model built on no other."""
+    name = chosen.tags.get(tracking.TAG_CODEC_MODEL)
+    number = chosen.tags.get(tracking.TAG_CODEC_VERSION)
+    if not name or not number:
+        return None
+    return import_model(cfg, client, name, number)
+
+
 def voice_models(
-    cfg: Config, client: Any, registered_model: str, alias: str
+    cfg: Config, client: Any, registered_model: str, version: str | None, alias: str
 ) -> tuple[str, candidates.Candidate, dict[str, Any]]:
-    """A tts model and the vocoder champion of its dataset into the model store: (acoustic
-    tag, its version, the voice service's build arguments). No vocoder champion, or one that
-    reads other mel frames: Griffin-Lim voices it (vocoder_tag "")."""
-    from wavefoundry.registry.voice import voice_for
+    """A tts model (version `version`, None: the one `alias` points at) and the vocoder
+    champion of its dataset into the model store: (acoustic tag, its version, the voice
+    service's build arguments). No vocoder champion, or one that reads other mel frames:
+    Griffin-Lim voices it (vocoder_tag "")."""
+    from wavefoundry.evaluation.voice import voice_for
     from wavefoundry.tracking import load_logged_model
 
-    acoustic_tag, version = import_model(cfg, client, registered_model, alias)
-    family, _ = load_logged_model(version.model_uri)
+    acoustic_tag, chosen = import_model(cfg, client, registered_model, version, alias)
+    family, _ = load_logged_model(chosen.model_uri)
     voice = voice_for(cfg, client, family)
     vocoder_tag = ""
-    if voice.candidate is not None:
-        vocoder_tag, _ = import_model(cfg, client, voice.candidate.name, cfg.promotion.alias)
-    return acoustic_tag, version, {"acoustic_tag": acoustic_tag, "vocoder_tag": vocoder_tag}
+    if voice.name:
+        vocoder_tag, _ = import_model(cfg, client, voice.name, voice.version, cfg.promotion.alias)
+    return acoustic_tag, chosen, {"acoustic_tag": acoustic_tag, "vocoder_tag": vocoder_tag}
 
 
-def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltBento:
+def build(
+    cfg: Config, registered_model: str, version: str | None = None, alias: str = "champion"
+) -> BuiltBento:
+    """A Bento serving version `version` of `registered_model` (None: the version `alias`
+    points at when it is built). A pipeline hands on the version its promotion decided on, so
+    a promotion elsewhere in between does not change what it ships."""
     import bentoml
 
     client = candidates.client(cfg.tracking)
     if registered_model.endswith(f"-{tracking.REGISTERED_TASK_NAMES['acoustic']}"):
-        model_tag, version, model_args = voice_models(cfg, client, registered_model, alias)
+        model_tag, version, model_args = voice_models(cfg, client, registered_model, version, alias)
         service = VOICE_SERVICE
     else:
-        model_tag, version = import_model(cfg, client, registered_model, alias)
+        model_tag, version = import_model(cfg, client, registered_model, version, alias)
         model_args, service = {"model_tag": model_tag}, SERVICE
+        codec = codec_model(cfg, client, version)
+        if codec is not None:
+            model_args["codec_tag"] = codec[0]
     # BentoML reads a Dockerfile template only from under the working directory.
     with contextlib.chdir(SOURCE):
         bento = bentoml.bentos.build(
@@ -164,7 +193,25 @@ def build(cfg: Config, registered_model: str, alias: str = "champion") -> BuiltB
     client.set_model_version_tag(
         registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
     )
-    return BuiltBento(str(bento.tag), model_tag, registered_model, version.version)
+    return BuiltBento(
+        str(bento.tag),
+        model_tag,
+        registered_model,
+        version.version,
+        model_args.get("codec_tag", ""),
+    )
+
+
+def existing(tag: str) -> str | None:
+    """`tag` if the BentoML store has that Bento, else None."""
+    import bentoml
+
+    if not tag:
+        return None
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        return None
 
 
 def export(tag: str, folder: Path) -> Path:

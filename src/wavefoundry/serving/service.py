@@ -1,7 +1,9 @@
-"""The champion as a BentoML service: POST /vocode, POST /generate, GET /info.
+"""The champion as a BentoML service: POST /vocode, POST /convert, POST /generate, GET /info.
 
 The model is a class attribute (`bentoml.models.BentoModel`), so the Bento carries it; which
-model is a build argument (`model_tag`) that `wavefoundry bento build` sets. Its folder holds
+model is a build argument (`model_tag`) that `wavefoundry bento build` sets. A code prior comes
+with a second one (`codec_tag`): the VQ-VAE version it was trained on, whose decoder turns its
+codes into audio; the prior's own folder holds only the Transformer. Its folder holds
 the exported network (model.safetensors + config.json, as training wrote it) and info.json:
 where it came from in the MLflow registry and the limits from `serving` in params.yaml.
 
@@ -31,12 +33,14 @@ from wavefoundry.audio import resample, write_wav
 from wavefoundry.config import ServingConfig
 from wavefoundry.families.io import load_model
 from wavefoundry.serving import guard
+from wavefoundry.tracking import TAG_CODEC_VERSION
 
 
 class BuildArguments(BaseModel):
     """Set by `wavefoundry bento build` (from `serving` in params.yaml); kept in the Bento."""
 
     model_tag: str = "wavefoundry-champion:latest"
+    codec_tag: str = ""  # a code prior's VQ-VAE (the version it was trained on); "": none
     max_concurrency: int = 32
     timeout: float = 120.0
     max_upload_bytes: int = 16 * 2**20  # RequestGuard refuses larger bodies before reading them
@@ -58,11 +62,23 @@ WAV = Annotated[Path, ContentType("audio/wav")]
 @bentoml.asgi_app(info_app, path="/")
 class Wavefoundry:
     model = bentoml.models.BentoModel(arguments.model_tag)
+    codec = bentoml.models.BentoModel(arguments.codec_tag) if arguments.codec_tag else None
 
     def __init__(self) -> None:
         folder = Path(self.model.path)
-        self.family, self.net = load_model(folder)
         self.info = json.loads((folder / "info.json").read_text())
+        self.codec_info = None
+        codec = None
+        if self.codec is not None:
+            codec = Path(self.codec.path)
+            self.codec_info = json.loads((codec / "info.json").read_text())
+            pinned = self.info["upstream"].get(TAG_CODEC_VERSION)
+            if self.codec_info["version"] != pinned:
+                raise RuntimeError(
+                    f"the Bento's VQ-VAE is {self.codec_info['registered_model']} version "
+                    f"{self.codec_info['version']}; the prior was trained on version {pinned}"
+                )
+        self.family, self.net = load_model(folder, upstream=codec)
         self.limits = ServingConfig.model_validate(self.info["limits"])
         self.sample_rate = self.family.data.sample_rate
         torch.set_grad_enabled(False)
@@ -77,6 +93,25 @@ class Wavefoundry:
             )
         samples = self._read_upload(audio)
         generated = self.family.synthesize(self.net, torch.from_numpy(samples), {})
+        return self._wav(generated, context)
+
+    @bentoml.api(route="/convert")
+    def convert(self, audio: Path, speaker: str, context: bentoml.Context) -> WAV:
+        """Voice conversion by a codec (VQ-VAE, VAE): an uploaded WAV or FLAC (any rate, any
+        channels) said again by `speaker`, one of the speakers the model was trained on
+        (e.g. VCTK's p225). The answer has the upload's length at the model's sample rate."""
+        if self.family.task != "codec":
+            raise InvalidArgument(
+                f"this model ({self.family.name}) is a {self.family.task}; /convert takes a "
+                "codec (vqvae, vae)"
+            )
+        samples = self._read_upload(audio)
+        try:
+            generated = self.family.synthesize(
+                self.net, torch.from_numpy(samples), {"speaker": speaker}
+            )
+        except ValueError as err:  # an unknown speaker
+            raise InvalidArgument(str(err)) from None
         return self._wav(generated, context)
 
     @bentoml.api(route="/generate")
@@ -129,8 +164,10 @@ class Wavefoundry:
 
     @info_app.get("/info")
     def model_info(self) -> dict[str, Any]:
-        """Which registered model version this is, its run, data version and eval metrics."""
-        return {**self.info, "family": self.family.name, "task": self.family.task}
+        """Which registered model version this is, its run, data version and eval metrics; for
+        a code prior also its VQ-VAE's (`codec`), the Bento's second model."""
+        codec = {"codec": self.codec_info} if self.codec_info else {}
+        return {**self.info, "family": self.family.name, "task": self.family.task, **codec}
 
     # --- pieces --------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from wavefoundry.data.segments import (
 )
 from wavefoundry.data.stored import split_dir, stored_dataset
 from wavefoundry.errors import UserError
+from wavefoundry.evaluation.voice import Voice, voice_for
 from wavefoundry.families import io as model_io
 from wavefoundry.families.base import Family, unwrap
 from wavefoundry.families.registry import get_family
@@ -150,7 +151,7 @@ def sigterm_requests_stop() -> Iterator[dict[str, bool]]:
 
 class Trainer:
     def __init__(self, cfg: Config, model: str, dataset: str):
-        self.cfg, self.training = cfg, cfg.training
+        self.cfg, self.training = cfg, cfg.training.for_family(model)
         family_class, model_cfg = resolve_family(cfg, model, dataset)
         self.data_spec, self.data_version = stored_dataset(cfg, dataset)
         self.family: Family = family_class(model_cfg, self.data_spec)
@@ -164,6 +165,7 @@ class Trainer:
             len(self.train_set.index), self.training.batch_size * self.dist.world_size
         )
         self.collate = collate_utterances if self.family.utterances else collate_segments
+        self.voice: Voice | None = None  # what voices an acoustic model's validation audio
 
     def _datasets(self, cfg: Config, dataset: str) -> tuple[SegmentDataset, SegmentDataset]:
         """Random segments (or whole clips, for a family that reads `utterances`) of the train
@@ -436,10 +438,27 @@ class Trainer:
             means = {f"valid/{k}": v / count for k, v in totals.items()}
             if tracker and first is not None:
                 tracker.log_metrics(means, step)
-                reference, generated = self.family.sample(plain, first)
+                if self.family.task == "acoustic":  # voiced as it would be served
+                    voice = self._voice(tracker)
+                    reference, generated = self.family.sample(plain, first, voice.vocode)
+                else:
+                    reference, generated = self.family.sample(plain, first)
                 tracker.log_audio(step, self.data_spec.sample_rate, reference, generated)
                 tracker.log_figures(step, self.family.figures(plain, first))
         return means
+
+    def _voice(self, tracker: Tracker) -> Voice:
+        """The vocoder champion of the dataset as it is now (Griffin-Lim when there is none),
+        loaded again only when the champion changed; the run's `validation_vocoder` tag
+        names it."""
+        import mlflow
+
+        client = mlflow.MlflowClient(self.cfg.tracking.uri)
+        voice = voice_for(self.cfg, client, self.family, self.device, self.voice)
+        if voice is not self.voice:
+            tracker.set_tag(tracking.TAG_VALIDATION_VOCODER, voice.label)
+            self.voice = voice
+        return voice
 
     def _checkpoint(self, state: TrainingState) -> Path | None:
         """Rank 0 writes the state; every rank waits for it."""

@@ -10,12 +10,13 @@ new data retrains, unchanged data does not. Promotion, the Bento and the outcome
 change the registry, so they always run.
 
 Compiled and checked in as pipelines/compiled/training_pipeline.yaml (`wavefoundry pipeline
-compile`); `wavefoundry pipeline run` runs it here, `submit` and `schedule` send it to a host.
+compile`); `wavefoundry pipeline run` runs it here on kfp.local, `submit` and `schedule` send it
+to a host.
 """
 
 from kfp import dsl, kubernetes
 
-from components import (
+from wavefoundry.pipeline.components import (
     build_bento,
     evaluate,
     ingest,
@@ -41,8 +42,8 @@ SHARED_MEMORY = "16Gi"  # /dev/shm for DataLoader workers; a container's default
 def training_pipeline(
     dataset: str = "ljspeech",
     source: list = [],  # noqa: B006 - KFP defaults are values; empty: datasets.NAME.source
-    families: list = ["hifigan", "wavenet"],  # noqa: B006
-    steps: int = 0,  # 0: training.steps of the configuration
+    families: list = ["vocos", "hifigan"],  # noqa: B006
+    steps: int = 0,  # 0: each family's own (training.steps, training.per_family)
     tracking_uri: str = "",  # empty: tracking.uri of the configuration
     data_revision: str = "",  # empty: read off the sources
     data_config: dict = {},  # noqa: B006 - merged over params.yaml by the data tasks
@@ -100,6 +101,7 @@ def training_pipeline(
                 run_id=trained.outputs["run_id"],
                 model=trained.outputs["model"],
                 data=validated.outputs["store"],
+                data_version=validated.outputs["data_version"],
                 tracking_uri=tracking_uri,
                 config=config,
             ).set_caching_options(True)
@@ -112,7 +114,7 @@ def training_pipeline(
             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         ).set_caching_options(False)
         build_bento(
-            registered_models=promoted.outputs["registered_models"],
+            champions=promoted.outputs["champions"],
             tracking_uri=tracking_uri,
             config=config,
         ).set_caching_options(False)

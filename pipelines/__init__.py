@@ -1,1 +1,0 @@
-"""Kubeflow pipelines over the components in components/; compiled specs in compiled/."""
