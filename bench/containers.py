@@ -1,12 +1,13 @@
 """Containers, timed: the component image's build (cold and warm), its size, and the pipeline
 with every task in the image against every task in this environment.
 
-    uv run python bench/containers.py [--cold]
+    uv run python bench/containers.py [--cold] [--steps N]
 
 Builds components/Dockerfile with podman from a clean clone of HEAD (`--cold` first removes the
 image, its base and podman's build cache, so everything is made again: the base with
 mmdebstrap, and every layer; uv's download cache for the build is gone too), then builds it
-again with nothing changed. Then runs `wavefoundry pipeline run --no-cache` in two fresh project
+again with nothing changed. Then runs `wavefoundry pipeline run --no-cache --steps N` (every
+family N steps, 4 by default: the overhead is per task, not per step) in two fresh project
 folders on the same sample data, once per runner, and compares each task's seconds (from the run
 records). Prints a table; writes bench/results/containers-cpu.json.
 Target: a rebuild with nothing changed in seconds; CI's whole run under 30 minutes on 2 cores.
@@ -42,12 +43,12 @@ def timed_build(clone: Path) -> float:
     return time.perf_counter() - started
 
 
-def pipeline(project: Path, runner: str) -> tuple[float, dict[str, float]]:
+def pipeline(project: Path, runner: str, steps: int) -> tuple[float, dict[str, float]]:
     env = {**os.environ, "BENTOML_HOME": str(project / "bentoml")}
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "wavefoundry.cli", "pipeline", "run", "--no-cache"]
-        + ["--runner", runner],
+        + ["--runner", runner, "--steps", str(steps)],
         cwd=project,
         env=env,
         capture_output=True,
@@ -64,6 +65,7 @@ def pipeline(project: Path, runner: str) -> tuple[float, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="remove image, base and build cache")
+    parser.add_argument("--steps", type=int, default=4, help="every family's training steps")
     args = parser.parse_args()
     console = Console()
     load = os.getloadavg()[0]
@@ -84,8 +86,12 @@ def main() -> None:
             project.mkdir()
             for name in ("params.yaml", "configs"):
                 subprocess.run(["cp", "-r", str(ROOT / name), str(project / name)], check=True)
-            runs[runner] = pipeline(project, runner)
-    table = Table(title=f"containers (load average {load:.1f} on {os.cpu_count()} cores)")
+            runs[runner] = pipeline(project, runner, args.steps)
+    after = os.getloadavg()[0]
+    table = Table(
+        title=f"containers (load average {load:.1f} before, {after:.1f} after, "
+        f"on {os.cpu_count()} cores; {args.steps} steps a family)"
+    )
     table.add_column("what")
     table.add_column("subprocess", justify="right")
     table.add_column("container", justify="right")
@@ -109,6 +115,8 @@ def main() -> None:
         "cores": os.cpu_count(),
         "load_average": load,
         "cold": args.cold,
+        "steps": args.steps,
+        "load_average_after": after,
         "build_first_s": first,
         "build_unchanged_s": warm,
         "image_bytes": size,

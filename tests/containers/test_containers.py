@@ -21,6 +21,7 @@ import soundfile as sf
 import yaml
 
 from wavefoundry import containers
+from wavefoundry.pipeline.local_run import task_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "wavefoundry-ljspeech-vocoder"
@@ -51,9 +52,11 @@ def wavefoundry(project: Path, *args: str, env: dict[str, str]) -> subprocess.Co
 
 
 def small_params() -> dict:
-    """params.yaml, shrunk so a run takes a minute or two on two cores."""
+    """params.yaml, shrunk so a run takes a few minutes on two cores; the floor off, so a
+    4-step vocoder becomes the champion whose Bento is containerized (the floor: test_registry)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["sample_data"].update(ljspeech_clips=20)
+    params["promotion"]["floor"] = "off"
     params["datasets"]["ljspeech"]["split"] = {
         "by": "hash", "valid_fraction": 0.2, "test_fraction": 0.2,
     }  # fmt: skip
@@ -62,15 +65,27 @@ def small_params() -> dict:
 
 
 def tiny_recipe() -> dict:
-    """configs/tiny.yaml (the recipe params.yaml names), a few steps long."""
+    """configs/tiny.yaml (the recipe params.yaml names), every family a few steps long."""
     tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
+    tiny["training"].pop("per_family", None)
     return tiny
 
 
-def run_record(done: subprocess.CompletedProcess) -> dict:
+def run_folder(done: subprocess.CompletedProcess) -> Path:
+    """The run's folder (`runs/<job name>`), from the `run record: .../run.json` line."""
     line = next(line for line in done.stdout.splitlines() if line.startswith("run record: "))
-    return json.loads(Path(line.removeprefix("run record: ").split(";")[0]).read_text())
+    return Path(line.removeprefix("run record: ").split(";")[0]).parent
+
+
+def run_record(done: subprocess.CompletedProcess) -> dict:
+    return json.loads((run_folder(done) / "run.json").read_text())
+
+
+def outcome(done: subprocess.CompletedProcess) -> dict:
+    """What the exit handler recorded: the state, each candidate's verdict and metrics, the
+    champions (pipeline/summary.json in MLflow)."""
+    return task_outputs(run_folder(done), "record-outcome")["summary"]
 
 
 def states(record: dict) -> dict[str, str]:
@@ -158,18 +173,36 @@ def runs(image, tmp_path_factory):
     return done
 
 
-def test_the_container_runner_reaches_the_same_champion_and_scores(runs):
-    here_family, here_metrics, _ = champion(runs["subprocess"][0])
-    there_family, there_metrics, _ = champion(runs["container"][0])
-    assert there_family == here_family
-    assert there_metrics.keys() == here_metrics.keys()
-    for key, value in here_metrics.items():
-        if key != "eval/rtf":  # seconds of compute: this machine's load, not the model
-            assert there_metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
-    here, there = (run_record(runs[r][2]) for r in ("subprocess", "container"))
+def test_the_container_runner_reaches_the_same_outcome_and_scores(runs):
+    """The same decisions (each candidate's verdict, the champion) and the same held-out
+    scores to 1e-4 per candidate; rtf and rtf_wall are seconds of compute, this machine's load."""
+    here, there = (outcome(runs[r][2]) for r in ("subprocess", "container"))
     assert there["state"] == here["state"] == "SUCCEEDED"
-    assert list(states(there)) == list(states(here))  # the same tasks, recorded the same way
-    assert set(states(there).values()) == {"SUCCEEDED"}
+
+    def by_family(facts: dict) -> dict[str, dict]:
+        return {c["family"]: c for c in facts["candidates"]}
+
+    here_candidates, there_candidates = by_family(here), by_family(there)
+    assert sorted(here_candidates) == sorted(there_candidates) == ["hifigan", "vocos"]
+    for family, ours in here_candidates.items():
+        theirs = there_candidates[family]
+        assert theirs["verdict"] == ours["verdict"], family
+        assert theirs["metrics"].keys() == ours["metrics"].keys(), family
+        for key, value in ours["metrics"].items():
+            if key in ("rtf", "rtf_wall") or value is None:
+                assert (theirs["metrics"][key] is None) == (value is None), (family, key)
+                continue
+            assert theirs["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-4), (family, key)
+    assert [(c["family"], c["version"]) for c in there["champions"]] == [
+        (c["family"], c["version"]) for c in here["champions"]
+    ]
+    here_family, here_metrics, _ = champion(runs["subprocess"][0])
+    there_family, _, _ = champion(runs["container"][0])
+    assert there_family == here_family
+    assert here_metrics  # the champion was scored, its scores compared above
+    records = [run_record(runs[r][2]) for r in ("subprocess", "container")]
+    assert list(states(records[1])) == list(states(records[0]))  # the same tasks, in order
+    assert set(states(records[1]).values()) == {"SUCCEEDED"}
 
 
 def test_every_task_of_the_container_run_ran_in_the_image(runs):

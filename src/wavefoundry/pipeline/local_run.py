@@ -98,16 +98,22 @@ class RunResult:
 
     def outputs(self, task: str) -> dict[str, Any]:
         """A task's output artifacts' metadata and its output parameters, as it wrote them."""
-        path = self.folder / task / "executor_output.json"
-        if not path.is_file():
-            return {}
-        written = json.loads(path.read_text())
-        found = dict(written.get("parameterValues", {}))
-        for name, listing in written.get("artifacts", {}).items():
-            artifacts = listing.get("artifacts", [])
-            if artifacts:
-                found[name] = artifacts[0].get("metadata", {})
-        return found
+        return task_outputs(self.folder, task)
+
+
+def task_outputs(folder: Path, task: str) -> dict[str, Any]:
+    """The output artifacts' metadata and output parameters that `task` wrote in the run
+    folder `folder` (`runs/<job name>`); {} when it wrote none."""
+    path = Path(folder) / task / "executor_output.json"
+    if not path.is_file():
+        return {}
+    written = json.loads(path.read_text())
+    found = dict(written.get("parameterValues", {}))
+    for name, listing in written.get("artifacts", {}).items():
+        artifacts = listing.get("artifacts", [])
+        if artifacts:
+            found[name] = artifacts[0].get("metadata", {})
+    return found
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
