@@ -21,11 +21,11 @@ from wavefoundry.pipeline.local_run import RUNNERS
 
 RUN_HELP = """\
 The lifecycle as one run on this machine: the compiled Kubeflow pipeline (wavefoundry.
-pipeline.dag) on kfp.local's own orchestrator and task cache, each task in this environment
-(SubprocessRunner) or, with --runner container, in the component image (DockerRunner on
-podman; build it first with make image), on the CPU: data revision -> ingest -> validate (+ store) -> train and
-evaluate each family -> promote -> bento build, and the exit handler recording the outcome in
-MLflow whatever happens.
+pipeline.dag) on kfp.local's own orchestrator and task cache, on the CPU, each task in this
+environment (SubprocessRunner) or, with --runner container, in the component image
+(DockerRunner on podman; build it first with make image): data revision -> ingest ->
+validate (+ store) -> train and evaluate each family -> promote -> bento build, and the exit
+handler recording the outcome in MLflow whatever happens.
 
 Defaults: pipeline.dataset and pipeline.families of params.yaml, the dataset's sources (the
 sample corpus is made when they are the sample), MLflow at tracking.uri. Tasks are cached
