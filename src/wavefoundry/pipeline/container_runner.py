@@ -1,13 +1,14 @@
-"""`wavefoundry pipeline run --runner container`: every component in the component image, through
-kfp.local's `DockerRunner` talking to podman's Docker-compatible API.
+"""`wavefoundry pipeline run --runner container` (local_run.runner_for): every component in the
+component image, through kfp.local's `DockerRunner` talking to podman's Docker-compatible API.
 
 What a task's container gets, so that it runs as it does in this environment:
 
 - the project folder (the working directory: `params.yaml`, `data/`, `.wavefoundry/`) mounted
   at the same path and used as the working directory, so every path a task is handed, and every
   path MLflow recorded, means the same inside and out; kfp.local mounts the pipeline root itself;
-- local dataset sources, the tracking store's folder and `BENTOML_HOME` mounted where they
-  are when they lie outside the project;
+- local dataset sources, the tracking store's folder, `pipeline.root` (the failing task's error
+  line is handed on in a file there, local_run.py) and `BENTOML_HOME` mounted where they are
+  when they lie outside the project;
 - your user and group ids (files the tasks write are yours), and the environment variables
   the library reads (`WAVEFOUNDRY_*`, `MLFLOW_*`, `BENTOML_*`, `AWS_*`, thread counts);
 - a first log line from inside naming the container's host name and system, so each task's

@@ -52,12 +52,11 @@ RUNNERS = ("subprocess", "container")
 @contextlib.contextmanager
 def runner_for(name: str, arguments: dict[str, Any], root: Path) -> Iterator[Any]:
     """A kfp.local runner by name, for a run with `arguments` under `root` (as `run` takes
-    them), while the block runs:
-    `subprocess` runs each component's command in this environment
-    (`SubprocessRunner(use_venv=False)`); `container` runs it in the component image through
-    kfp.local's `DockerRunner` on podman (`container_runner.docker_runner`: the image must be
-    built, podman's API is started and stopped around the block). Raises UserError for an
-    unknown name or a container run that cannot start."""
+    them), while the block runs: `subprocess` runs each component's command in this
+    environment (`SubprocessRunner(use_venv=False)`); `container` runs it in the component
+    image through kfp.local's `DockerRunner` on podman (`container_runner.docker_runner`: the
+    image must be built; podman's API is started and stopped around the block). Raises
+    UserError for an unknown name or a container run that cannot start."""
     from kfp import local
 
     if name == "subprocess":
