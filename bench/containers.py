@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from wavefoundry import containers
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
+BUILD_CACHE = Path("/var/tmp/buildah-cache")
 
 
 def timed_build(clone: Path) -> float:
@@ -73,7 +75,10 @@ def main() -> None:
         for name in (containers.IMAGE, containers.LOCAL_BASE):
             if containers.image_exists(name):
                 containers.podman("rmi", "--force", name, capture=True)
-        containers.podman("system", "prune", "--all", "--force", "--build", capture=True)
+        containers.podman("system", "prune", "--all", "--force", capture=True)
+        # podman 4.3 keeps RUN --mount=type=cache folders (uv's downloads) here, and has no
+        # `system prune --build` to empty it.
+        shutil.rmtree(BUILD_CACHE, ignore_errors=True)
     with tempfile.TemporaryDirectory() as scratch:
         clone = Path(scratch) / "wavefoundry"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
