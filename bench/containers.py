@@ -9,7 +9,7 @@ mmdebstrap, and every layer; uv's download cache for the build is gone too), the
 again with nothing changed. Then runs `wavefoundry pipeline run --no-cache --steps N` (every
 family N steps, 4 by default: the overhead is per task, not per step) in two fresh project
 folders on the same sample data, once per runner, and compares each task's seconds (from the run
-records). Prints a table; writes bench/results/containers-cpu.json.
+records). Prints a table; writes bench/results/containers-cpu-{cold,warm}.json.
 Target: a rebuild with nothing changed in seconds; CI's whole run under 30 minutes on 2 cores.
 """
 
@@ -61,7 +61,7 @@ def pipeline(project: Path, runner: str, steps: int) -> tuple[float, dict[str, f
         raise SystemExit(f"{runner} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("run record: "))
     record = json.loads(Path(line.removeprefix("run record: ").split(";")[0]).read_text())
-    return seconds, {t["path"].split("/")[-1]: t["seconds"] for t in record["tasks"]}
+    return seconds, {t["path"]: t["seconds"] for t in record["tasks"]}  # a loop's by item
 
 
 def main() -> None:
@@ -129,7 +129,8 @@ def main() -> None:
         "task_s": {"subprocess": here, "container": there},
         "overhead_per_task_s": per_task,
     }
-    (RESULTS / "containers-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = f"containers-cpu-{'cold' if args.cold else 'warm'}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
