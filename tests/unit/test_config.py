@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,25 @@ def test_per_family_null_leaves_every_family_to_the_common_keys():
 def test_the_tiny_recipe_gives_the_vocoder_that_must_beat_griffin_lim_a_longer_run():
     cfg = load_config(REPO / "params.yaml")
     assert cfg.training.for_family("vocos").steps > cfg.training.steps
+
+
+def test_config_shows_each_familys_training_keys_as_it_trains(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "wavefoundry.cli", "config", "--params", str(REPO / "params.yaml")]
+        + ["-m", "vocos", "-m", "hifigan", "--set", "training.per_family.vocos.steps=777"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    vocos, hifigan = result.stdout.split("training as vocos trains")[1].split("models.hifigan")
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2:4]
+        for line in vocos.splitlines()
+        if line.count("│") == 4
+    }
+    assert rows["steps"][0].strip() == "777"
+    assert rows["steps"][1].strip() == "training.per_family.vocos"
+    assert rows["seed"][1].strip() == "training"
+    assert "training as hifigan trains" in hifigan

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.markup import escape
 
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.epilog = (
         "After the settings, a table per model family: every key of its config dataclass, its "
-        "value and the layer that set it (the recipe, --set, or the model file's default)."
+        "value and the layer that set it (the recipe, --set, or the model file's default), "
+        "then its training keys as it trains (training.per_family.NAME over training)."
     )
     return parser
 
@@ -116,7 +118,26 @@ def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
             default = "[dim]default[/]"
             table.add_row(key, escape(repr(value)), escape(source) if source else default)
         out.print(table)
+        out.print(_training_table(cfg, family))
     return 0
+
+
+def _training_table(cfg: Config, family: str) -> Any:
+    """`family`'s training keys as it trains: `training.per_family.FAMILY` over `training`."""
+    from rich.table import Table
+
+    own = cfg.training.per_family.get(family)
+    own_keys = own.model_dump() if own is not None else {}
+    table = Table(
+        title=f"training as {family} trains",
+        caption=f"training.per_family.{family} over the common training keys",
+    )
+    for column in ("key", "value", "set by"):
+        table.add_column(column)
+    for key, value in cfg.training.for_family(family).model_dump().items():
+        source = f"training.per_family.{family}" if key in own_keys else "[dim]training[/]"
+        table.add_row(key, escape(repr(value)), source)
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,8 +20,11 @@ class WavefoundryModel(PythonModel):
 
         self.family, self.net = load_model(context.artifacts["model"])
 
-    # No type hints here: MLflow would try to infer a signature from them.
-    def predict(self, context, model_input, params=None):
+    # np.ndarray is a hint MLflow takes as "no signature to infer" (mlflow.types.type_hints):
+    # without any hint it warns at every load, with others it would validate against a schema.
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         import torch
 
         audio = torch.as_tensor(np.asarray(model_input, dtype=np.float32)).flatten()

@@ -239,17 +239,25 @@ PROGRESS_EVERY = 10.0  # seconds between a training task's progress lines
 def progress_lines(total: int) -> Callable[[int, dict[str, float]], None]:
     """`on_step` for the trainer: a line `step N/TOTAL  loss ...  ~S s left` on the first
     step, then every PROGRESS_EVERY seconds and at the last step (a task's output is a pipe,
-    where the progress bar stays quiet)."""
-    started, last = time.monotonic(), [-math.inf]
+    where the progress bar stays quiet). The time left is timed from the first step's end: the
+    first step also builds and warms up, so it says nothing of the pace."""
+    first: list[tuple[int, float]] = []  # (step, when) at the first call
+    last = [-math.inf]
 
     def on_step(step: int, losses: dict[str, float]) -> None:
         now = time.monotonic()
-        if step < total and now - last[0] < PROGRESS_EVERY:
+        if not first:
+            first.append((step, now))
+        elif step < total and now - last[0] < PROGRESS_EVERY:
             return
         last[0] = now
-        left = (now - started) / max(step, 1) * (total - step)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
-        print(f"step {step}/{total}  {shown}  ~{left:.0f} s left", flush=True)
+        start_step, started = first[0]
+        if step > start_step:
+            left = (now - started) / (step - start_step) * (total - step)
+            print(f"step {step}/{total}  {shown}  ~{left:.0f} s left", flush=True)
+        else:
+            print(f"step {step}/{total}  {shown}", flush=True)
 
     return on_step
 
