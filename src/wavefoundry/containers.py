@@ -58,10 +58,15 @@ def podman_missing() -> str:
     return ""
 
 
-def podman(*args: str, capture: bool = False, timeout: float | None = None) -> str:
-    """Run `podman ARGS`; its output when `capture`, else it goes to the terminal."""
+def need_podman() -> None:
+    """UserError, one line saying what to install, when podman is not installed."""
     if shutil.which("podman") is None:
         raise UserError("podman is not installed: apt-get install podman runc (see README)")
+
+
+def podman(*args: str, capture: bool = False, timeout: float | None = None) -> str:
+    """Run `podman ARGS`; its output when `capture`, else it goes to the terminal."""
+    need_podman()
     result = subprocess.run(
         ["podman", *args],
         env=env(),
@@ -78,6 +83,8 @@ def podman(*args: str, capture: bool = False, timeout: float | None = None) -> s
 
 
 def image_exists(name: str) -> bool:
+    """Whether podman holds the image `name`; UserError when podman is not installed."""
+    need_podman()
     return (
         subprocess.run(
             ["podman", "image", "exists", name], env=env(), capture_output=True
@@ -175,8 +182,7 @@ def docker_api(timeout: float = 300) -> Iterator[str]:
     if os.environ.get("DOCKER_HOST"):
         yield os.environ["DOCKER_HOST"]
         return
-    if shutil.which("podman") is None:
-        raise UserError("podman is not installed: apt-get install podman runc (see README)")
+    need_podman()
     with tempfile.TemporaryDirectory(prefix="wavefoundry-podman-") as tmp:
         path = str(Path(tmp) / "podman.sock")
         url = f"unix://{path}"
