@@ -7,8 +7,11 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # servers) are made once. Files are handed out in the order tests/conftest.py sorts them
 # (slow ones first), not xdist's (most tests first), so no long file is left for last.
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+# Which tests: all by default (the container tests skip themselves without podman); .ci/run
+# gives -m "not container" and runs those after, on their own (make test-containers).
+PYTEST_SELECT ?=
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test test-containers image lint format bench clean
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -22,7 +25,16 @@ demo: setup
 test: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
-	$(UV) run --locked pytest $(PYTEST_ARGS)
+	$(UV) run --locked pytest $(PYTEST_ARGS) $(PYTEST_SELECT)
+
+# The component image (components/Dockerfile) with podman, on a local Debian base made when
+# missing; prints its tag. README "Containers".
+image: setup
+	$(UV) run --locked wavefoundry image build
+
+# The container tests alone (podman, runc, mmdebstrap; .ci/run installs them).
+test-containers: setup
+	$(UV) run --locked pytest -m container tests/containers
 
 lint: setup
 	$(UV) run --locked ruff check .

@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 
 from wavefoundry import __version__
-from wavefoundry.cli import data, pipeline, registry, serving, train
+from wavefoundry.cli import data, image, pipeline, registry, serving, train
 from wavefoundry.cli.common import Handler, common, err, out
 from wavefoundry.config import FAMILIES, Config, load_config, model_config, model_sources
 from wavefoundry.errors import UserError, disk_error
@@ -40,6 +40,10 @@ Model stages:
 
 Serving:
   bento build   the champion (or --alias) of a registered model as a Bento: bentoml serve TAG
+  bento containerize  that Bento as an OCI image with podman, on the component image
+
+Containers (podman; README "Containers"):
+  image build   components/Dockerfile on a local Debian base: the image every component runs in
 
 The lifecycle as one Kubeflow pipeline (what `make demo` runs):
   pipeline run       the whole pipeline here on the CPU: ingest -> validate -> train the
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    for group in (data, train, registry, serving, pipeline):
+    for group in (data, train, registry, serving, image, pipeline):
         group.add_commands(commands, command)
     sub = command(
         "config", cmd_config, "print the configuration after params, recipe and overrides"

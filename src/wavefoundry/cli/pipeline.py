@@ -21,10 +21,11 @@ from wavefoundry.pipeline.local_run import RUNNERS
 
 RUN_HELP = """\
 The lifecycle as one run on this machine: the compiled Kubeflow pipeline (wavefoundry.
-pipeline.dag) on kfp.local's own orchestrator and task cache, each task in this environment
-(SubprocessRunner), on the CPU: data revision -> ingest -> validate (+ store) -> train and
-evaluate each family -> promote -> bento build, and the exit handler recording the outcome in
-MLflow whatever happens.
+pipeline.dag) on kfp.local's own orchestrator and task cache, on the CPU, each task in this
+environment (SubprocessRunner) or, with --runner container, in the component image
+(DockerRunner on podman; build it first with make image): data revision -> ingest ->
+validate (+ store) -> train and evaluate each family -> promote -> bento build, and the exit
+handler recording the outcome in MLflow whatever happens.
 
 Defaults: pipeline.dataset and pipeline.families of params.yaml, the dataset's sources (the
 sample corpus is made when they are the sample), MLflow at tracking.uri. Tasks are cached
@@ -82,7 +83,8 @@ def add_commands(commands: Any, command: Command) -> None:
         "--runner",
         choices=RUNNERS,
         default="subprocess",
-        help="how kfp.local runs each task: subprocess, in this environment (default)",
+        help="how kfp.local runs each task: subprocess, in this environment (default); "
+        "container, in the component image (make image) through podman, as on a cluster",
     )
 
     for name, handler, help in (
@@ -263,17 +265,22 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
 
     arguments = _arguments(args, cfg, here=True)
     labels = _Labels(arguments["families"])
-    result = local_run.run(
-        None,
-        arguments,
-        cfg.pipeline.root,
-        runner=local_run.make_runner(args.runner),
-        cache=not args.no_cache,
-        parallelism=args.parallelism or cfg.pipeline.parallelism,
-        echo=args.verbose,
-        report=labels.report,
-        progress=labels.progress,
-    )
+    if args.runner == "container":
+        from wavefoundry.containers import IMAGE
+
+        out.print(f"[dim]each task in the image {IMAGE}, through podman[/]")
+    with local_run.runner_for(args.runner, arguments, cfg.pipeline.root) as runner:
+        result = local_run.run(
+            None,
+            arguments,
+            cfg.pipeline.root,
+            runner=runner,
+            cache=not args.no_cache,
+            parallelism=args.parallelism or cfg.pipeline.parallelism,
+            echo=args.verbose,
+            report=labels.report,
+            progress=labels.progress,
+        )
     table = Table(title=f"{result.job_name}: {result.state} in {result.seconds:.1f} s")
     for column in ("task", "state", "seconds"):
         table.add_column(column)

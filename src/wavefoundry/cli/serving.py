@@ -25,7 +25,7 @@ def add_commands(commands: Any, command: Command) -> None:
         description="Fetch the version an alias points at from the MLflow registry, import its "
         "weights (safetensors) and config into the BentoML model store, and build a Bento of "
         "serving/service.py with pinned dependencies. Then: bentoml serve TAG, or "
-        "bentoml containerize TAG where Docker runs. BENTOML_HOME says where the stores are.",
+        "wavefoundry bento containerize TAG (podman). BENTOML_HOME says where the stores are.",
     )
     common(sub)
     sub.set_defaults(handler=cmd_bento_build)
@@ -45,6 +45,18 @@ def add_commands(commands: Any, command: Command) -> None:
         help="which version, without --version (default: %(default)s)",
     )
     sub.add_argument("--out", type=Path, help="also write the Bento tags as JSON")
+
+    sub = bento_commands.add_parser(
+        "containerize",
+        help="a Bento as an OCI image, with podman, on the component image",
+        description="BentoML's containerize on the podman backend, starting from the component "
+        "image (make image), which holds every package the Bento pins: nothing is downloaded. "
+        "Then: podman run -p 3000:3000 IMAGE. Prints the image's name (last line).",
+    )
+    common(sub)
+    sub.set_defaults(handler=cmd_bento_containerize)
+    sub.add_argument("bento", help="the Bento's tag (NAME:VERSION; NAME for its latest)")
+    sub.add_argument("--tag", "-t", help="the image's name (default: the Bento's tag)")
 
 
 def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
@@ -75,10 +87,21 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
             f"{time.perf_counter() - started:.1f} s"
         )
         out.print(f"serve it:       bentoml serve {built.tag} --port 3000")
-        out.print(f"containerize:   bentoml containerize {built.tag}")
+        out.print(f"containerize:   wavefoundry bento containerize {built.tag}")
         tags.append(built.tag)
     if args.out:
         write_json(args.out, {"tags": tags})
     for tag in tags:
         out.print(tag, markup=False)
+    return 0
+
+
+def cmd_bento_containerize(args: argparse.Namespace, cfg: Config) -> int:
+    from wavefoundry.serving.containerize import containerize
+
+    started = time.perf_counter()
+    image = containerize(args.bento, args.tag)
+    out.print(f"built image [bold]{image}[/] in {time.perf_counter() - started:.0f} s")
+    out.print(f"run it:  podman run --rm -p 3000:3000 {image}")
+    out.print(image, markup=False)
     return 0

@@ -2,21 +2,21 @@
 
 Each is a few lines that call `wavefoundry.pipeline.steps`: KFP copies a component's source
 into its command, so a component imports what it needs inside its body. Every one runs in the
-image `BASE_IMAGE` names (components/Dockerfile), or, on a local run, in this environment.
+image `BASE_IMAGE` names (components/Dockerfile; `wavefoundry.containers.IMAGE`), or, on a
+local run, in this environment or that image (`pipeline run --runner container`).
 `WAVEFOUNDRY_IMAGE` overrides the image when the pipeline is compiled (`wavefoundry pipeline
 compile --image` does the same).
 """
 
-import os
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
-from wavefoundry import __version__
+from wavefoundry.containers import DEFAULT_IMAGE
+from wavefoundry.containers import IMAGE as BASE_IMAGE
 
-DEFAULT_IMAGE = f"ghcr.io/wavefoundry/wavefoundry:{__version__}"
-BASE_IMAGE = os.environ.get("WAVEFOUNDRY_IMAGE", DEFAULT_IMAGE)
+__all__ = ["BASE_IMAGE", "DEFAULT_IMAGE"]
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

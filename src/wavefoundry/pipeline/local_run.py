@@ -4,7 +4,8 @@
 cache_root=...)`), which walks the DAG: the exit handler with its `PipelineTaskFinalStatus`,
 each `ParallelFor` item with its results fanned in by `dsl.Collected`, each task whose
 caching is on looked up in its file cache. The runner is one argument: kfp.local's
-`SubprocessRunner(use_venv=False)` (this environment) by default, or its `DockerRunner`.
+`SubprocessRunner(use_venv=False)` (this environment) by default, or its `DockerRunner` in the
+component image (`runner_for("container", ...)`, container_runner.py).
 
 What is ours is the console around it, for gaps measured with kfp 2.17.3 (README, "The
 local runner"):
@@ -44,18 +45,29 @@ from typing import Any
 from wavefoundry.errors import UserError
 
 SUCCEEDED, FAILED, CACHED, SKIPPED = "SUCCEEDED", "FAILED", "CACHED", "SKIPPED"
-# How kfp.local runs each task; `make_runner(name)` makes one.
-RUNNERS = ("subprocess",)
+# How kfp.local runs each task; `runner_for(name, arguments, root)` makes one.
+RUNNERS = ("subprocess", "container")
 
 
-def make_runner(name: str = "subprocess") -> Any:
-    """A kfp.local runner by name: `subprocess` runs each component's command in this
-    environment (`SubprocessRunner(use_venv=False)`)."""
+@contextlib.contextmanager
+def runner_for(name: str, arguments: dict[str, Any], root: Path) -> Iterator[Any]:
+    """A kfp.local runner by name, for a run with `arguments` under `root` (as `run` takes
+    them), while the block runs: `subprocess` runs each component's command in this
+    environment (`SubprocessRunner(use_venv=False)`); `container` runs it in the component
+    image through kfp.local's `DockerRunner` on podman (`container_runner.docker_runner`: the
+    image must be built; podman's API is started and stopped around the block). Raises
+    UserError for an unknown name or a container run that cannot start."""
     from kfp import local
 
     if name == "subprocess":
-        return local.SubprocessRunner(use_venv=False)
-    raise UserError(f"unknown runner '{name}' (known: {', '.join(RUNNERS)})")
+        yield local.SubprocessRunner(use_venv=False)
+    elif name == "container":
+        from wavefoundry.pipeline.container_runner import docker_runner
+
+        with docker_runner(arguments, root) as runner:
+            yield runner
+    else:
+        raise UserError(f"unknown runner '{name}' (known: {', '.join(RUNNERS)})")
 
 
 @dataclass
@@ -85,16 +97,22 @@ class RunResult:
 
     def outputs(self, task: str) -> dict[str, Any]:
         """A task's output artifacts' metadata and its output parameters, as it wrote them."""
-        path = self.folder / task / "executor_output.json"
-        if not path.is_file():
-            return {}
-        written = json.loads(path.read_text())
-        found = dict(written.get("parameterValues", {}))
-        for name, listing in written.get("artifacts", {}).items():
-            artifacts = listing.get("artifacts", [])
-            if artifacts:
-                found[name] = artifacts[0].get("metadata", {})
-        return found
+        return task_outputs(self.folder, task)
+
+
+def task_outputs(folder: Path, task: str) -> dict[str, Any]:
+    """The output artifacts' metadata and output parameters that `task` wrote in the run
+    folder `folder` (`runs/<job name>`); {} when it wrote none."""
+    path = Path(folder) / task / "executor_output.json"
+    if not path.is_file():
+        return {}
+    written = json.loads(path.read_text())
+    found = dict(written.get("parameterValues", {}))
+    for name, listing in written.get("artifacts", {}).items():
+        artifacts = listing.get("artifacts", [])
+        if artifacts:
+            found[name] = artifacts[0].get("metadata", {})
+    return found
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -373,7 +391,7 @@ def run(
     runs, cache_root = root / "runs", root / "cache"
     runs.mkdir(parents=True, exist_ok=True)
     local.init(
-        runner=runner if runner is not None else make_runner(),
+        runner=runner if runner is not None else local.SubprocessRunner(use_venv=False),
         pipeline_root=str(runs),
         raise_on_error=False,
         enable_caching=cache,

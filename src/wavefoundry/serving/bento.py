@@ -1,9 +1,10 @@
 """`wavefoundry bento build`: a registered model version (the champion by default) into the
 BentoML model store, then a Bento of `serving/service.py` carrying it, with pinned
-dependencies. `bentoml serve TAG` runs it; `bentoml containerize TAG` makes an image."""
+dependencies. `bentoml serve TAG` runs it; `wavefoundry bento containerize TAG` makes an image (containerize.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tempfile
@@ -13,13 +14,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from wavefoundry import tracking
+from wavefoundry import containers, tracking
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
 from wavefoundry.registry import candidates
 
 SERVICE = "wavefoundry.serving.service:Wavefoundry"
 VOICE_SERVICE = "wavefoundry.serving.voice:Voice"  # a tts model, with its dataset's vocoder
+# BentoML's Dockerfile template for the Bento, relative to the build context (SOURCE).
+DOCKERFILE_TEMPLATE = "wavefoundry/serving/bento.Dockerfile.j2"
 SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the wavefoundry package
 # What the service imports at run time, pinned to the versions this environment runs.
 RUNTIME_PACKAGES = (
@@ -27,6 +30,7 @@ RUNTIME_PACKAGES = (
     "torchaudio",
     "numpy",
     "soundfile",
+    "soxr",  # audio.resample
     "safetensors",
     "pydantic",
     "pyyaml",
@@ -165,23 +169,26 @@ def build(
         codec = codec_model(cfg, client, version)
         if codec is not None:
             model_args["codec_tag"] = codec[0]
-    bento = bentoml.bentos.build(
-        service,
-        name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
-        labels={"registered_model": registered_model, "version": version.version},
-        description=f"{registered_model} version {version.version} ({version.family})",
-        build_ctx=str(SOURCE),
-        include=["wavefoundry/**/*.py"],
-        exclude=["__pycache__"],
-        python={"packages": pinned_requirements(), "lock_packages": False},
-        docker={"python_version": "3.11"},
-        args={
-            **model_args,
-            "max_concurrency": cfg.serving.max_concurrency,
-            "timeout": cfg.serving.timeout,
-            "max_upload_bytes": cfg.serving.max_upload_bytes,
-        },
-    )
+    # BentoML reads a Dockerfile template only from under the working directory.
+    with contextlib.chdir(SOURCE):
+        bento = bentoml.bentos.build(
+            service,
+            name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
+            labels={"registered_model": registered_model, "version": version.version},
+            description=f"{registered_model} version {version.version} ({version.family})",
+            build_ctx=str(SOURCE),
+            include=["wavefoundry/**/*.py"],
+            exclude=["__pycache__"],
+            python={"packages": pinned_requirements(), "lock_packages": False},
+            # The component image is the base (it has every pinned package): see containerize.
+            docker={"base_image": containers.IMAGE, "dockerfile_template": DOCKERFILE_TEMPLATE},
+            args={
+                **model_args,
+                "max_concurrency": cfg.serving.max_concurrency,
+                "timeout": cfg.serving.timeout,
+                "max_upload_bytes": cfg.serving.max_upload_bytes,
+            },
+        )
     # The version says which Bento ships it: ops read it in the MLflow UI, the pipeline's summary too.
     client.set_model_version_tag(
         registered_model, version.version, tracking.TAG_BENTO, str(bento.tag)
