@@ -7,9 +7,9 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # servers) are made once. Files are handed out in the order tests/conftest.py sorts them
 # (slow ones first), not xdist's (most tests first), so no long file is left for last.
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=15
-# Which tests: all by default (the container tests skip themselves without podman); .ci/run
-# gives -m "not container" and runs those after, on their own (make test-containers).
-PYTEST_SELECT ?=
+# Which tests: all but the container tests (minutes of image builds and pipeline runs in
+# podman), which run on their own with make test-containers (.ci/run runs both).
+PYTEST_SELECT ?= -m "not container"
 
 .PHONY: setup demo test test-containers image lint format bench clean
 
@@ -26,6 +26,7 @@ test: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest $(PYTEST_ARGS) $(PYTEST_SELECT)
+	@echo "The container tests run apart: make test-containers (podman, runc, mmdebstrap; README, Containers)."
 
 # The component image (components/Dockerfile) with podman, on a local Debian base made when
 # missing; prints its tag. README "Containers".
