@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # Both cores (CI has 2); a file's tests stay on one worker so module fixtures (trained models,
 # servers) are made once. Files are handed out in the order tests/conftest.py sorts them
 # (slow ones first), not xdist's (most tests first), so no long file is left for last.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 .PHONY: setup demo test lint format bench clean
 

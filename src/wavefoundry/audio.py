@@ -178,18 +178,22 @@ def _griffin_lim_transforms(cfg: MelConfig, n_iter: int):
 
 def griffin_lim(mel: torch.Tensor, cfg: MelConfig = MelConfig(), n_iter: int = 32) -> torch.Tensor:
     """(n_mels, frames) `log_mel` frames back to (frames * hop,) audio in [-1, 1]: the mel
-    filterbank inverted by its pseudo-inverse, then Griffin-Lim's phase (Griffin & Lim 1984)
-    from a zero-phase start, so the same mel always gives the same audio. The floor any
-    learned vocoder must beat."""
+    filterbank inverted by its pseudo-inverse (the least-squares, least-norm magnitudes), then
+    Griffin-Lim's phase (Griffin & Lim 1984) from a zero-phase start, so the same mel always
+    gives the same audio. log_mel's frame t is centred on sample t * hop + hop / 2 and
+    torchaudio's GriffinLim's on t * hop, so the output is delayed by half a hop to line up with
+    the audio the mel came from. The floor any learned vocoder must beat
+    (evaluation/baseline.py)."""
     import torch.nn.functional as F
 
     inverse, phase = _griffin_lim_transforms(cfg, n_iter)
-    frames = mel.shape[-1]
+    frames, hop = mel.shape[-1], cfg.hop_length
     # The STFT's centre padding needs more than n_fft / 2 samples: silence after a short mel.
-    short = max(0, cfg.n_fft // cfg.hop_length + 1 - frames)
+    short = max(0, cfg.n_fft // hop + 1 - frames)
     mel = F.pad(mel.detach().float().cpu(), (0, short), value=math.log(cfg.log_floor))
     magnitude = (inverse @ mel.exp()).clamp(min=0.0)
-    return phase(magnitude)[: frames * cfg.hop_length].clamp(-1.0, 1.0)
+    audio = F.pad(phase(magnitude), (hop // 2, 0))[: frames * hop]
+    return F.pad(audio, (0, frames * hop - len(audio))).clamp(-1.0, 1.0)
 
 
 def whole_frame_log_mel(audio: torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:

@@ -1,14 +1,13 @@
 """Griffin-Lim from the mel: the floor every learned vocoder and codec must beat.
 
 Griffin and Lim 1984 (phase recovered by alternating projections), after a least-squares
-inverse of the mel filterbank: torchaudio's InverseMelScale and GriffinLim, from the same mel
-the candidates are scored with (scorer.metric_mel). No training, no weights: a vocoder that
+inverse of the mel filterbank (wavefoundry.audio.griffin_lim, over torchaudio's GriffinLim),
+from the same mel a vocoder candidate is given. No training, no weights: a vocoder that
 does not beat it has learned nothing a listener would want.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 
 from wavefoundry import tracking
 from wavefoundry.audio import MelConfig, whole_frame_log_mel
+from wavefoundry.audio import griffin_lim as audio_griffin_lim
 from wavefoundry.config import Config
 from wavefoundry.evaluation.scorer import (
     held_out_set,
@@ -29,46 +29,14 @@ NAME = "griffin_lim"  # the baseline's name: tags, the gate's floor, compare's r
 N_ITER = 32  # Griffin-Lim iterations (torchaudio's default)
 
 
-@functools.lru_cache(maxsize=4)
-def _transforms(mel: MelConfig, n_iter: int):
-    import torchaudio.transforms as T
-
-    inverse_mel = T.InverseMelScale(
-        n_stft=mel.n_fft // 2 + 1,
-        n_mels=mel.n_mels,
-        sample_rate=mel.sample_rate,
-        f_min=mel.f_min,
-        f_max=mel.f_max,
-        norm="slaney",
-        mel_scale="slaney",
-        # gelsd: a filterbank with empty bands (more mels than FFT bins can fill) is rank
-        # deficient, which the default driver refuses.
-        driver="gelsd",
-    )
-    griffin_lim = T.GriffinLim(
-        n_fft=mel.n_fft,
-        n_iter=n_iter,
-        win_length=mel.win_length,
-        hop_length=mel.hop_length,
-        power=1.0,  # log_mel is of magnitudes
-        rand_init=False,  # the same output on every run
-    )
-    return inverse_mel, griffin_lim
-
-
 @torch.no_grad()
 def griffin_lim(audio: np.ndarray, mel: MelConfig, n_iter: int = N_ITER) -> np.ndarray:
     """`audio` (1-D float, mel.sample_rate) resynthesized from its log-mel (wavefoundry.audio
-    .log_mel) by an inverse mel filterbank and `n_iter` Griffin-Lim iterations; float32 of the
-    same length. log_mel's frame t is centred on sample t * hop + hop / 2 and GriffinLim's on
-    t * hop, so the output is delayed by half a hop to line up with the input."""
-    inverse_mel, rebuild = _transforms(mel, n_iter)
+    .whole_frame_log_mel, as a vocoder is given it) by wavefoundry.audio.griffin_lim; float32
+    of the same length, lined up with the input."""
     samples = torch.as_tensor(np.asarray(audio, dtype=np.float32))
-    hop = mel.hop_length
-    out = rebuild(inverse_mel(torch.exp(whole_frame_log_mel(samples, mel))))
-    out = torch.nn.functional.pad(out, (hop // 2, 0))[: len(samples)]
-    out = torch.nn.functional.pad(out, (0, len(samples) - len(out)))
-    return out.clamp(-1.0, 1.0).numpy()
+    rebuilt = audio_griffin_lim(whole_frame_log_mel(samples, mel), mel, n_iter)
+    return rebuilt[: len(samples)].numpy()
 
 
 # --- the baseline's scores, kept in MLflow beside the candidates' ----------------------------

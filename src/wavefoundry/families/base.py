@@ -208,14 +208,44 @@ def audio_and_mel(batch: dict[str, Any], mel: MelConfig, device: torch.device) -
     return {"audio": audio, "mel": log_mel(audio, mel)}
 
 
-def audio_and_speaker(
-    batch: dict[str, Any], data: DataSpec, device: torch.device
-) -> dict[str, Any]:
-    """A speaker-conditioned codec's `prepare`: the batch's (B, T) audio, float32 on `device`,
-    and its (B,) speaker indices into `data.speakers` (all 0 for a dataset without speakers)."""
-    audio = batch["audio"].to(device, torch.float32)
-    if "speaker" in batch:
-        speaker = data.speaker_index(batch["speaker"])
-    else:
-        speaker = torch.zeros(audio.shape[0], dtype=torch.long)
-    return {"audio": audio, "speaker": speaker.to(device)}
+class SpeakerCodecFamily(Family):
+    """A codec whose one network, `inference_net`, reconstructs (B, T) audio through a latent
+    decoded as a speaker (VQ-VAE, the waveform VAE). The network's `forward(audio, speaker)`
+    returns an output with `.reconstruction` (B, T), and its `convert(audio, speaker)` the
+    audio re-spoken as that speaker (B, T). Speakers are the dataset's training speakers (one
+    for a dataset without speakers), indexed as `data.speakers`."""
+
+    def adapt(self, config: Any, data: DataSpec) -> Any:
+        return dataclasses.replace(config, speakers=max(1, len(data.speakers)))
+
+    def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        """The batch's (B, T) audio, float32 on `device`, and its (B,) speaker indices into
+        `data.speakers` (all 0 for a dataset without speakers)."""
+        audio = batch["audio"].to(device, torch.float32)
+        if "speaker" in batch:
+            speaker = self.data.speaker_index(batch["speaker"])
+        else:
+            speaker = torch.zeros(audio.shape[0], dtype=torch.long)
+        return {"audio": audio, "speaker": speaker.to(device)}
+
+    @torch.no_grad()
+    def sample(
+        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        audio = batch["audio"][:2]
+        reconstruction = nets[self.inference_net](audio, batch["speaker"][:2]).reconstruction
+        return audio, reconstruction.float().clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def synthesize(
+        self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
+    ) -> torch.Tensor:
+        """`audio` through the latent, decoded as conditions.get("speaker") (a speaker name;
+        None: the first): a reconstruction, or a voice conversion, of the input's length."""
+        if audio is None:
+            raise ValueError(f"{self.name} reconstructs `audio` through its latent: it is required")
+        model = unwrap(net)
+        device = next(model.parameters()).device
+        speaker = torch.tensor([self.data.speaker_id(conditions.get("speaker"))], device=device)
+        converted = model.convert(audio.to(device, torch.float32).reshape(1, -1), speaker)
+        return converted.reshape(-1).float().clamp(-1.0, 1.0)

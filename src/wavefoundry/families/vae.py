@@ -11,34 +11,26 @@ voice. Its held-out score adds the latent's information rate (`latent_kbps`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from wavefoundry.data.stored import DataSpec
 from wavefoundry.evaluation.metrics import snr_db
-from wavefoundry.families.base import Family, Step, audio_and_speaker, unwrap
+from wavefoundry.families.base import SpeakerCodecFamily, Step, unwrap
 from wavefoundry.models.vae import VAE, VAEConfig, kl_divergence, vae_loss
 
 
-class VAEFamily(Family):
+class VAEFamily(SpeakerCodecFamily):
     name = "vae"
     config_class = VAEConfig
     datasets = ("ljspeech", "vctk")
     inference_net = "vae"
     task = "codec"
 
-    def adapt(self, config: VAEConfig, data: DataSpec) -> VAEConfig:
-        return dataclasses.replace(config, speakers=max(1, len(data.speakers)))
-
     def build(self) -> dict[str, nn.Module]:
         return {"vae": VAE(self.config)}
-
-    def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        return audio_and_speaker(batch, self.data, device)
 
     def _losses(
         self, net: nn.Module, batch: dict[str, torch.Tensor], beta: float
@@ -71,28 +63,6 @@ class VAEFamily(Family):
         """Losses with the full beta, so validation losses compare across the warm-up."""
         terms, snr = self._losses(nets["vae"], batch, self.config.beta)
         return {**{name: value.item() for name, value in terms.items()}, "snr_db": snr}
-
-    @torch.no_grad()
-    def sample(
-        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        audio = batch["audio"][:2]
-        reconstruction = nets["vae"](audio, batch["speaker"][:2]).reconstruction
-        return audio, reconstruction.float().clamp(-1.0, 1.0)
-
-    @torch.no_grad()
-    def synthesize(
-        self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
-    ) -> torch.Tensor:
-        """`audio` through the posterior mean, decoded as conditions.get("speaker") (a speaker
-        name; None: the first): a reconstruction, or a voice conversion."""
-        if audio is None:
-            raise ValueError("the VAE reconstructs `audio` through its latent: it is required")
-        model = unwrap(net)
-        device = next(model.parameters()).device
-        speaker = torch.tensor([self.data.speaker_id(conditions.get("speaker"))], device=device)
-        converted = model.convert(audio.to(device, torch.float32).reshape(1, -1), speaker)
-        return converted.reshape(-1).float().clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def clip_metrics(

@@ -9,33 +9,25 @@ SNR. Speakers are VCTK's training speakers (one speaker for LJ Speech).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
-from wavefoundry.data.stored import DataSpec
 from wavefoundry.evaluation.metrics import snr_db
-from wavefoundry.families.base import Family, Step, audio_and_speaker, unwrap
+from wavefoundry.families.base import SpeakerCodecFamily, Step, unwrap
 from wavefoundry.models.vqvae import VQVAE, VQVAEConfig, vqvae_loss
 
 
-class VQVAEFamily(Family):
+class VQVAEFamily(SpeakerCodecFamily):
     name = "vqvae"
     config_class = VQVAEConfig
     datasets = ("ljspeech", "vctk", "nsynth")
     inference_net = "vqvae"
     task = "codec"
 
-    def adapt(self, config: VQVAEConfig, data: DataSpec) -> VQVAEConfig:
-        return dataclasses.replace(config, speakers=max(1, len(data.speakers)))
-
     def build(self) -> dict[str, nn.Module]:
         return {"vqvae": VQVAE(self.config)}
-
-    def prepare(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        return audio_and_speaker(batch, self.data, device)
 
     def _losses(
         self, net: nn.Module, batch: dict[str, torch.Tensor]
@@ -67,27 +59,6 @@ class VQVAEFamily(Family):
     ) -> dict[str, float]:
         terms, snr = self._losses(nets["vqvae"], batch)
         return {**{name: value.item() for name, value in terms.items()}, "snr_db": snr}
-
-    @torch.no_grad()
-    def sample(
-        self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        audio = batch["audio"][:2]
-        reconstruction = nets["vqvae"](audio, batch["speaker"][:2]).reconstruction
-        return audio, reconstruction.float().clamp(-1.0, 1.0)
-
-    @torch.no_grad()
-    def synthesize(
-        self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
-    ) -> torch.Tensor:
-        if audio is None:
-            raise ValueError("VQ-VAE reconstructs `audio` through its codes: `audio` is required")
-        model = unwrap(net)
-        device = next(model.parameters()).device
-        speaker = torch.tensor([self.data.speaker_id(conditions.get("speaker"))], device=device)
-        # convert() pads to a whole number of codes and trims back to the input's length.
-        converted = model.convert(audio.to(device, torch.float32).reshape(1, -1), speaker)
-        return converted.reshape(-1).float().clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def clip_metrics(
