@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -273,6 +274,30 @@ def test_losses_fall_on_one_batch_and_the_guide_rewards_a_diagonal() -> None:
     lengths = torch.tensor([8])
     assert guided_attention_loss(diagonal, lengths, lengths, 0.2) < 0.01
     assert guided_attention_loss(uniform, lengths, lengths, 0.2) > 0.3
+
+
+def test_the_masked_stop_loss_counts_only_real_steps_and_weights_the_stop() -> None:
+    """use_masking: the gate's logits on padded steps change nothing; bce_pos_weight scales
+    the stop step's term alone. Unmasked (NVIDIA's), padded steps count as stop targets."""
+    torch.manual_seed(0)
+    model = Tacotron2(TINY).eval()
+    text, text_lengths, mels, mel_lengths = _batch(TINY)
+    out = model(text, text_lengths, mels, mel_lengths)  # gate (3, 8): real steps 8, 5, 3
+    masked = dataclasses.replace(TINY, use_masking=True)
+
+    def gate_loss(config: Tacotron2Config, gate: torch.Tensor) -> float:
+        changed = dataclasses.replace(out, gate=gate)
+        return tacotron2_loss(changed, mels, mel_lengths, text_lengths, config)["loss_gate"].item()
+
+    padding = ~lengths_to_mask(torch.tensor([8, 5, 3]), 8)
+    loud_padding = out.gate.masked_fill(padding, -20.0)  # "never stop" on the padding
+    assert gate_loss(masked, loud_padding) == pytest.approx(gate_loss(masked, out.gate))
+    assert gate_loss(TINY, loud_padding) > gate_loss(TINY, out.gate) + 1.0
+    # Every step's logit 0: each term is ln 2, the stop steps' (3 of 16 real) times the weight.
+    zeros = torch.zeros_like(out.gate)
+    weighted = dataclasses.replace(masked, bce_pos_weight=5.0)
+    assert gate_loss(masked, zeros) == pytest.approx(math.log(2))
+    assert gate_loss(weighted, zeros) == pytest.approx(math.log(2) * (13 + 3 * 5) / 16)
 
 
 def test_alignment_scores() -> None:

@@ -91,6 +91,15 @@ class Tacotron2Config:
     weight_decay: float = 1e-6
     guided_attention_sigma: float = 0.2
     guided_attention_weight: float = 1.0
+    # The stop token's BCE over real decoder steps only (ESPnet's `use_masking`; the frame and
+    # attention losses are masked always). Off in NVIDIA's code, which counts every padded
+    # step as a stop target: the gate then learns to stop on the padding's input frame, which
+    # free running never feeds it, rather than on the text's end.
+    use_masking: bool = False
+    # Weight of the stop targets in that BCE (ESPnet's `bce_pos_weight`; 1, unweighted, in
+    # the paper). Masked, a sentence has one stop step in tens: unweighted, the gate first
+    # learns never to stop.
+    bce_pos_weight: float = 1.0
     max_frames: int = 1000  # training clips are cut to this many mel frames
 
     @property
@@ -433,7 +442,8 @@ def tacotron2_loss(
     config: Tacotron2Config,
 ) -> dict[str, torch.Tensor]:
     """MSE before and after the postnet over real frames, BCE on the gate (target 1 from the
-    decoder step holding a sentence's last frame on), and the guided attention loss."""
+    decoder step holding a sentence's last frame on, weighted `bce_pos_weight`; over the real
+    steps only with `use_masking`), and the guided attention loss."""
     r = config.n_frames_per_step
     frame_mask = lengths_to_mask(mel_lengths, mels.shape[-1]).unsqueeze(1)
     count = frame_mask.sum() * mels.shape[1]
@@ -442,7 +452,21 @@ def tacotron2_loss(
     step_lengths = torch.div(mel_lengths + r - 1, r, rounding_mode="floor")
     steps = torch.arange(out.gate.shape[1], device=mels.device)[None, :]
     gate_target = (steps >= step_lengths[:, None] - 1).float()
-    gate_loss = F.binary_cross_entropy_with_logits(out.gate, gate_target)
+    counted = (
+        lengths_to_mask(step_lengths, out.gate.shape[1]).float()
+        if config.use_masking
+        else torch.ones_like(gate_target)
+    )
+    gate_loss = (
+        F.binary_cross_entropy_with_logits(
+            out.gate,
+            gate_target,
+            counted,
+            pos_weight=out.gate.new_tensor(config.bce_pos_weight),
+            reduction="sum",
+        )
+        / counted.sum()
+    )
     attention_loss = guided_attention_loss(
         out.alignments, text_lengths, step_lengths, config.guided_attention_sigma
     )
