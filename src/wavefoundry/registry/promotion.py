@@ -270,12 +270,17 @@ def exclusive(client: Any, name: str, stale_after: float, wait: float = 120.0) -
             )
             break
         except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            # RESOURCE_DOES_NOT_EXIST: the server made the lock and lost it to a release or a
+            # stale-lock break in the same instant (seen with two promotions at once); whether
+            # ours exists now is read below, like any other holder's.
+            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
         try:
             held = client.get_registered_model(lock)
         except MlflowException:
             continue  # released between our two calls: try again at once
+        if held.tags.get("owner") == owner:
+            break  # our create went through after all
         since = float(held.tags.get("since", 0.0))
         if time.time() - since > stale_after:
             _delete_quietly(client, lock)
