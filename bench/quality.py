@@ -31,7 +31,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from wavefoundry.config import load_config
+from wavefoundry.config import DEMO_FAMILIES, load_config
 from wavefoundry.evaluation.baseline import NAME, griffin_lim
 from wavefoundry.evaluation.metrics import METRICS
 from wavefoundry.evaluation.scorer import held_out_set, metric_mel, score, score_baseline
@@ -53,7 +53,7 @@ def beats(scores: dict[str, float], floor: dict[str, float], metrics: list[str])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", nargs="+", default=["vocos", "hifigan"])
+    parser.add_argument("--families", nargs="+", default=list(DEMO_FAMILIES))
     parser.add_argument(
         "--longer", nargs="+", type=float, default=[2.0], help="multiples of the demo's steps"
     )

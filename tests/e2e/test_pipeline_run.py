@@ -19,9 +19,11 @@ import soundfile as sf
 import yaml
 from servers import BentoServer
 
+from wavefoundry.config import DEMO_FAMILIES
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "wavefoundry-ljspeech-vocoder"
-FAMILIES = ("vocos", "hifigan")
+FAMILIES = DEMO_FAMILIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -12,6 +12,7 @@ import yaml
 from servers import KfpApiServer, free_port
 
 from wavefoundry.cli import main
+from wavefoundry.config import DEMO_FAMILIES
 from wavefoundry.pipeline.definition import COMPILED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,7 +99,7 @@ def test_schedule_makes_a_recurring_run_one_at_a_time_without_catch_up(kfp):
     assert recurring["no_catchup"] is True
     assert recurring["mode"] == "ENABLE"
     assert recurring["pipeline_spec"] == compiled_package()
-    assert recurring["runtime_config"]["parameters"]["families"] == ["vocos", "hifigan"]
+    assert recurring["runtime_config"]["parameters"]["families"] == list(DEMO_FAMILIES)
     [experiment] = kfp.experiments
     assert recurring["experiment_id"] == experiment["experiment_id"]
 

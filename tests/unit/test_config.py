@@ -154,3 +154,12 @@ def test_config_shows_each_familys_training_keys_as_it_trains(tmp_path):
     assert rows["steps"][1].strip() == "training.per_family.vocos"
     assert rows["seed"][1].strip() == "training"
     assert "training as hifigan trains" in hifigan
+
+
+def test_params_yaml_runs_the_demo_families():
+    """params.yaml writes pipeline.families out for its reader; it must say what the code's
+    default says (config.DEMO_FAMILIES, which dag.py, the e2e test and bench/quality.py use)."""
+    from wavefoundry.config import DEMO_FAMILIES
+
+    assert load_config(REPO / "params.yaml").pipeline.families == list(DEMO_FAMILIES)
+    assert load_config(None).pipeline.families == list(DEMO_FAMILIES)

@@ -16,6 +16,7 @@ to a host.
 
 from kfp import dsl, kubernetes
 
+from wavefoundry.config import DEMO_FAMILIES
 from wavefoundry.pipeline.components import (
     build_bento,
     evaluate,
@@ -42,7 +43,7 @@ SHARED_MEMORY = "16Gi"  # /dev/shm for DataLoader workers; a container's default
 def training_pipeline(
     dataset: str = "ljspeech",
     source: list = [],  # noqa: B006 - KFP defaults are values; empty: datasets.NAME.source
-    families: list = ["vocos", "hifigan"],  # noqa: B006
+    families: list = list(DEMO_FAMILIES),  # noqa: B006, B008
     steps: int = 0,  # 0: each family's own (training.steps, training.per_family)
     tracking_uri: str = "",  # empty: tracking.uri of the configuration
     data_revision: str = "",  # empty: read off the sources
