@@ -434,6 +434,22 @@ def _kfp_handler(server: KfpApiServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def wavefoundry(
+    project: Path, *args: str, env: dict[str, str], timeout: float = 3600
+) -> subprocess.CompletedProcess:
+    """`python -m wavefoundry.cli ARGS` in the folder `project`, as a user runs it, its output
+    captured. The timeout is generous: trainings on a shared 2-core machine, where a verdict
+    must not depend on the load."""
+    return subprocess.run(
+        [sys.executable, "-m", "wavefoundry.cli", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def kill_after_checkpoint(process: subprocess.Popen, checkpoints: Path, step: int) -> None:
     """Kill a `wavefoundry train` process once its checkpoint of `step` is on disk, as a
     preempted node would, and drop any later checkpoint the kill came too late for."""

@@ -19,6 +19,7 @@ import pytest
 import requests
 import soundfile as sf
 import yaml
+from servers import wavefoundry
 
 from wavefoundry import containers
 from wavefoundry.pipeline.local_run import task_outputs
@@ -37,17 +38,6 @@ pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(5400)
 def podman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["podman", *args], env=containers.env(), capture_output=True, text=True, timeout=timeout
-    )
-
-
-def wavefoundry(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wavefoundry.cli", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 import soundfile as sf
 import yaml
-from servers import BentoServer
+from servers import BentoServer, wavefoundry
 
 from wavefoundry.config import DEMO_FAMILIES
 
@@ -53,17 +53,6 @@ def small_project(root: Path) -> None:
     tiny["training"].pop("per_family", None)  # every family this short
     (root / "configs").mkdir(exist_ok=True)
     (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
-
-
-def wavefoundry(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wavefoundry.cli", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,  # generous: two trainings on a shared 2-core machine
-    )
 
 
 def run_record(done: subprocess.CompletedProcess) -> dict:
