@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +19,12 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 Handler = Callable[[argparse.Namespace, Config], int]
 # command(name, handler, help) -> the subcommand's parser, with the configuration options
 Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def command_group(commands: Any, name: str, help: str, description: str) -> Any:
+    """`wavefoundry NAME COMMAND ...`: a command of subcommands; returns their subparsers."""
+    group = commands.add_parser(name, help=help, description=description)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
 def common(parser: argparse.ArgumentParser) -> None:

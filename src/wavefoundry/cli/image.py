@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wavefoundry.cli.common import Command, common, out
+from wavefoundry.cli.common import Command, command_group, common, out
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
 
@@ -23,10 +23,7 @@ tag (last line).
 
 
 def add_commands(commands: Any, command: Command) -> None:
-    group = commands.add_parser(
-        "image", help="the component image: build", description="The component image."
-    )
-    sub = group.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
+    sub = command_group(commands, "image", "the component image: build", "The component image.")
     parser = sub.add_parser(
         "build",
         help="build components/Dockerfile with podman on the local base",

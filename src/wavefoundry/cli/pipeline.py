@@ -13,7 +13,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from wavefoundry.cli.common import Command, common, err, out
+from wavefoundry.cli.common import Command, command_group, common, err, out
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
 from wavefoundry.locks import file_lock
@@ -40,12 +40,12 @@ folder, a full disk or a folder it may not write.
 
 
 def add_commands(commands: Any, command: Command) -> None:
-    group = commands.add_parser(
+    sub = command_group(
+        commands,
         "pipeline",
-        help="the lifecycle as one Kubeflow pipeline: compile, run here, submit, schedule",
-        description="The lifecycle as one Kubeflow pipeline (wavefoundry.pipeline.dag).",
+        "the lifecycle as one Kubeflow pipeline: compile, run here, submit, schedule",
+        "The lifecycle as one Kubeflow pipeline (wavefoundry.pipeline.dag).",
     )
-    sub = group.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
 
     def subcommand(name: str, handler: Callable, help: str, description: str | None = None):
         parser = sub.add_parser(

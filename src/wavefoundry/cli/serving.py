@@ -8,17 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wavefoundry.cli.common import Command, common, out, write_json
+from wavefoundry.cli.common import Command, command_group, common, out, write_json
 from wavefoundry.cli.registry import model_name
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
 
 
 def add_commands(commands: Any, command: Command) -> None:
-    bento = commands.add_parser(
-        "bento", help="build the BentoML service of a registered model", description="Bentos."
+    bento_commands = command_group(
+        commands, "bento", "build the BentoML service of a registered model", "Bentos."
     )
-    bento_commands = bento.add_subparsers(dest="bento_command", required=True, metavar="COMMAND")
     sub = bento_commands.add_parser(
         "build",
         help="fetch a registered version from MLflow and build a Bento serving it",
