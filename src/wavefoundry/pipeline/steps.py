@@ -241,20 +241,19 @@ def progress_lines(total: int) -> Callable[[int, dict[str, float]], None]:
     step, then every PROGRESS_EVERY seconds and at the last step (a task's output is a pipe,
     where the progress bar stays quiet). The time left is timed from the first step's end: the
     first step also builds and warms up, so it says nothing of the pace."""
-    first: list[tuple[int, float]] = []  # (step, when) at the first call
-    last = [-math.inf]
+    first_step, started, last = 0, 0.0, -math.inf  # first_step 0: no step seen yet
 
     def on_step(step: int, losses: dict[str, float]) -> None:
+        nonlocal first_step, started, last
         now = time.monotonic()
-        if not first:
-            first.append((step, now))
-        elif step < total and now - last[0] < PROGRESS_EVERY:
+        if not first_step:
+            first_step, started = step, now
+        elif step < total and now - last < PROGRESS_EVERY:
             return
-        last[0] = now
+        last = now
         shown = "  ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
-        start_step, started = first[0]
-        if step > start_step:
-            left = (now - started) / (step - start_step) * (total - step)
+        if step > first_step:
+            left = (now - started) / (step - first_step) * (total - step)
             print(f"step {step}/{total}  {shown}  ~{left:.0f} s left", flush=True)
         else:
             print(f"step {step}/{total}  {shown}", flush=True)
