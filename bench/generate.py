@@ -76,7 +76,9 @@ def wavenet_config(kernel: int) -> WaveNetConfig:
     )
 
 
-def measure_wavenet(implementation: str, kernel: int, batch: int, steps: int) -> dict:
+def measure_wavenet(
+    implementation: str, kernel: int, batch: int, steps: int, device: torch.device
+) -> dict:
     """One measurement, in this process: samples per second (batch x steps / seconds) of
     `implementation`: "cached" (WaveNet.generate), "naive" (generate_naive) or "r9y9"
     (wavenet_vocoder's incremental_forward; needs it importable)."""
@@ -96,7 +98,8 @@ def measure_wavenet(implementation: str, kernel: int, batch: int, steps: int) ->
                 skip_out_channels=config.skip_channels,
                 kernel_size=kernel,
                 weight_normalization=False,
-            ).eval()
+            )
+            net = net.to(device).eval()
             if batch == 1:  # its own generation: softmax, then numpy draws the next sample
 
                 def run(n):
@@ -104,20 +107,20 @@ def measure_wavenet(implementation: str, kernel: int, batch: int, steps: int) ->
             else:  # teacher-forced one-hot inputs, no sampling (which handles batch 1 only)
 
                 def run(n):
-                    one_hot = torch.zeros(batch, config.quantization_channels, n)
+                    one_hot = torch.zeros(batch, config.quantization_channels, n, device=device)
                     one_hot[:, 128] = 1.0
                     return net.incremental_forward(test_inputs=one_hot, T=n, quantize=False)
         else:
-            net = WaveNet(config).eval()
+            net = WaveNet(config).to(device).eval()
             generate = net.generate if implementation == "cached" else net.generate_naive
-            first = torch.full((batch,), 128)
+            first = torch.full((batch,), 128, device=device)
 
             def run(n):
                 return generate(n, first_sample=first)
 
         run(4)  # warm-up: numba's compiled loop loads (or compiles) here
         first_call = time.perf_counter() - started
-        seconds = timed(lambda: run(steps), torch.device("cpu"))
+        seconds = timed(lambda: run(steps), device)
     return {
         "implementation": implementation,
         "kernel_size": kernel,
@@ -127,7 +130,7 @@ def measure_wavenet(implementation: str, kernel: int, batch: int, steps: int) ->
     }
 
 
-def wavenet_speed(args: argparse.Namespace, r9y9: Reference) -> list[dict]:
+def wavenet_speed(args: argparse.Namespace, r9y9: Reference, device: torch.device) -> list[dict]:
     """Every implementation x kernel x batch, one process each, interleaved, --rounds times;
     per kernel the medians."""
     steps = {"cached": args.cached_samples, "naive": args.naive_samples, "r9y9": args.r9y9_samples}
@@ -144,6 +147,7 @@ def wavenet_speed(args: argparse.Namespace, r9y9: Reference) -> list[dict]:
             command = [__file__, "--measure", implementation, str(kernel), str(batch)]
             command += [str(steps[implementation] // batch)]
             command += ["--threads", str(args.threads)] if args.threads else []
+            command += ["--device", str(device)]
             if implementation == "r9y9":
                 result = r9y9.run(command)
             else:
@@ -283,7 +287,7 @@ def main() -> None:
     parser.add_argument(
         "--cached-samples", type=int, default=16000, help="WaveNet samples per measurement"
     )
-    parser.add_argument("--naive-samples", type=int, default=16)
+    parser.add_argument("--naive-samples", type=int, default=6)
     parser.add_argument("--r9y9-samples", type=int, default=320)
     parser.add_argument("--kernels", type=int, nargs="+", default=[3, 2])
     parser.add_argument("--rounds", type=int, default=5, help="WaveNet: median of this many")
@@ -304,11 +308,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     if args.measure:
         implementation, kernel, batch, steps = args.measure
-        print(json.dumps(measure_wavenet(implementation, int(kernel), int(batch), int(steps))))
+        r = measure_wavenet(implementation, int(kernel), int(batch), int(steps), device)
+        print(json.dumps(r))
         return
-    device = torch.device(args.device)
     console = Console()
     load_before = os.getloadavg()
     results: dict = {}
@@ -380,10 +385,8 @@ def main() -> None:
 
 
 def wavenet_table(console: Console, device: torch.device, args: argparse.Namespace) -> list:
-    if device.type != "cpu":
-        raise SystemExit("the WaveNet section measures the CPU (one process per measurement)")
     r9y9 = reference(["wavenet-vocoder"])
-    wavenet = wavenet_speed(args, r9y9)
+    wavenet = wavenet_speed(args, r9y9, device)
     table = Table(
         title=f"WaveNet samples/s, 30 layers / 3 cycles / 64 ch / skip 256, batch (b) 1 and 8, "
         f"median of {args.rounds} processes"
