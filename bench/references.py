@@ -11,7 +11,9 @@ failed, or the check import failed).
 
 Known references, and the module each must import:
   wavenet-vocoder   r9y9's WaveNet (`wavenet_vocoder.WaveNet(...).incremental_forward`)
-  parallel-wavegan  kan-bayashi's vocoders (`parallel_wavegan.models.HiFiGANGenerator`)
+  parallel-wavegan  kan-bayashi's vocoders (`parallel_wavegan.models.HiFiGANGenerator`); with
+                    h5py, which it imports, and scipy.signal.kaiser set to SciPy's
+                    scipy.signal.windows.kaiser (moved there in SciPy 1.13) before it is imported
 """
 
 from __future__ import annotations
@@ -26,9 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 WORK = Path(tempfile.gettempdir()) / "wavefoundry-bench"
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a known reference needs beyond its own package."""
+
+    imports: tuple[str, ...]  # modules that must import
+    extra: tuple[str, ...] = ()  # packages it imports that the project lacks
+    setup: str = ""  # Python run before it is imported
+
+
 KNOWN = {
-    "wavenet-vocoder": "wavenet_vocoder",
-    "parallel-wavegan": "parallel_wavegan.models",
+    "wavenet-vocoder": Known(("wavenet_vocoder",)),
+    "parallel-wavegan": Known(
+        ("parallel_wavegan.models",),
+        extra=("h5py",),
+        setup="import scipy.signal, scipy.signal.windows\n"
+        "scipy.signal.kaiser = scipy.signal.windows.kaiser",
+    ),
 }
 
 
@@ -41,6 +59,7 @@ class Reference:
     target: Path
     reason: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    setup: str = ""  # Python run before any code of the references
 
     @property
     def available(self) -> bool:
@@ -52,12 +71,20 @@ class Reference:
         return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
     def run(self, args: list[str], timeout: float = 600.0) -> subprocess.CompletedProcess:
-        """`python ARGS` (the project's interpreter) with the packages importable; output
-        captured as text. Raises RuntimeError with `reason` when they are not available."""
+        """`python SCRIPT ARGS...` (the project's interpreter) with the packages importable and
+        `setup` run first; output captured as text. Raises RuntimeError with `reason` when they
+        are not available."""
+        runner = "import runpy, sys\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], "
+        return self.run_code(runner + "run_name='__main__')", args, timeout)
+
+    def run_code(
+        self, code: str, args: list[str] = (), timeout: float = 600.0
+    ) -> subprocess.CompletedProcess:
+        """`python -c CODE ARGS...`, as `run`."""
         if self.reason is not None:
             raise RuntimeError(self.reason)
         return subprocess.run(
-            [sys.executable, *args],
+            [sys.executable, "-c", f"{self.setup}\n{code}", *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -74,13 +101,19 @@ class Reference:
 def reference(
     packages: list[str] | tuple[str, ...],
     imports: list[str] | tuple[str, ...] = (),
+    extra: list[str] | tuple[str, ...] = (),
+    setup: str = "",
     work: Path = WORK,
 ) -> Reference:
-    """Install `packages` (index names, optionally pinned: "wavenet-vocoder==0.1.1") once under
-    work/references/, without their dependencies, and check that each module of `imports`
-    (default: KNOWN's for the known packages) imports with the project's packages."""
+    """Install `packages` (index names, optionally pinned: "wavenet-vocoder==0.1.1") and `extra`
+    ones once under work/references/, without their dependencies, and check that each module
+    of `imports` imports with the project's packages after `setup`. For the KNOWN packages,
+    their imports, extra packages and setup are added."""
     packages = tuple(packages)
-    imports = tuple(imports) or tuple(KNOWN[p] for p in packages if p in KNOWN)
+    known = [KNOWN[p] for p in packages if p in KNOWN]
+    imports = tuple(imports) + tuple(m for k in known for m in k.imports)
+    extra = tuple(extra) + tuple(e for k in known for e in k.extra)
+    setup = "\n".join([k.setup for k in known if k.setup] + ([setup] if setup else []))
     target = work / "references" / "+".join(sorted(packages)).replace("/", "_")
     names = " and ".join(packages)
     installed = target / ".installed"
@@ -90,7 +123,7 @@ def reference(
             return Reference(packages, target, f"{names}: not installed (uv is not on PATH)")
         result = subprocess.run(
             [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
-            + ["--python", sys.executable, *packages],
+            + ["--python", sys.executable, *packages, *extra],
             capture_output=True,
             text=True,
         )
@@ -100,16 +133,12 @@ def reference(
             )
         installed.write_text("\n".join(packages) + "\n")
     versions = _versions(target, packages)
-    probe = Reference(packages, target, None, versions)
+    probe = Reference(packages, target, None, versions, setup)
     if imports:
-        check = probe.run(["-c", "; ".join(f"import {module}" for module in imports)], 300)
+        check = probe.run_code("\n".join(f"import {module}" for module in imports), timeout=300)
         if check.returncode != 0:
-            return Reference(
-                packages,
-                target,
-                f"{names}: cannot be imported ({_last_line(check.stderr)})",
-                versions,
-            )
+            reason = f"{names}: cannot be imported ({_last_line(check.stderr)})"
+            return Reference(packages, target, reason, versions, setup)
     return probe
 
 
