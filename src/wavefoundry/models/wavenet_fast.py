@@ -8,9 +8,9 @@ numba-compiled function over float32 numpy views of the weights, laid out once p
 
 - each layer's queue is a ring of (kernel_size - 1) * dilation + 1 inputs, zero before the first
   sample (the causal zero padding of `WaveNet.forward` at every layer's input);
-- the matrix products loop tap / input channel outermost, stream next, output channel innermost:
-  each weight row is read once per step for all streams of a thread, and the innermost loop is
-  a contiguous row LLVM vectorises;
+- the matrix products run along contiguous rows of outputs (the loops LLVM vectorises), four
+  input channels and two streams at a time: each load of a weight vector serves eight
+  multiply-adds, each load and store of an output vector four;
 - the streams of a batch are independent, so they are split into up to `torch.get_num_threads()`
   groups run on threads at once (the compiled function releases the GIL).
 
@@ -186,10 +186,16 @@ def _jit(fn):
 @_jit
 def _add_matmul(out, x, w):
     """out (B, n) += x (B, m) @ w (m, n), four rows of w at a time: each pass along a row of out
-    (the contiguous loop LLVM vectorises) does four multiply-adds per load and store of it."""
+    (the contiguous loop LLVM vectorises) does four multiply-adds per load and store of it;
+    streams in pairs, so each weight vector loaded serves two."""
     m = w.shape[0]
     n = w.shape[1]
-    for i in range(out.shape[0]):
+    streams = out.shape[0]
+    i = 0
+    while i + 2 <= streams:
+        _add_matmul_pair(out[i], out[i + 1], x[i], x[i + 1], w, m, n)
+        i += 2
+    if i < streams:
         out_i = out[i]
         x_i = x[i]
         r = 0
@@ -205,6 +211,25 @@ def _add_matmul(out, x, w):
             for o in range(n):
                 out_i[o] += x0 * w0[o]
             r += 1
+
+
+@_jit
+def _add_matmul_pair(a, b, xa, xb, w, m, n):
+    r = 0
+    while r + 4 <= m:
+        a0, a1, a2, a3 = xa[r], xa[r + 1], xa[r + 2], xa[r + 3]
+        b0, b1, b2, b3 = xb[r], xb[r + 1], xb[r + 2], xb[r + 3]
+        w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
+        for o in range(n):
+            u0, u1, u2, u3 = w0[o], w1[o], w2[o], w3[o]
+            a[o] += a0 * u0 + a1 * u1 + a2 * u2 + a3 * u3
+            b[o] += b0 * u0 + b1 * u1 + b2 * u2 + b3 * u3
+        r += 4
+    while r < m:
+        for o in range(n):
+            a[o] += xa[r] * w[r, o]
+            b[o] += xb[r] * w[r, o]
+        r += 1
 
 
 @_jit
