@@ -9,6 +9,7 @@ import torch
 
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.wavenet import WaveNetFamily
+from wavefoundry.models import wavenet_fast
 from wavefoundry.models.wavenet import WaveNet, WaveNetConfig, bits_per_sample
 from wavefoundry.training.step import Stepper
 
@@ -162,6 +163,26 @@ def test_compiled_generation_splits_a_batch_across_threads_without_changing_it()
     one, two = draw(1), draw(2)
     assert torch.equal(one, two)
     assert not torch.equal(one[0], one[1])
+
+
+def test_compiled_generation_tiles_any_batch_and_channel_count():
+    """Batch 6 on two threads: one tile of four streams, then two streams one at a time; 7
+    residual, 5 dilation and 18 skip channels leave outputs off the tiles of four."""
+    torch.manual_seed(9)
+    config = tiny(kernel_size=3, residual_channels=7, dilation_channels=5, skip_channels=18)
+    net = wavenet(config)
+    x = torch.randint(0, 256, (6, 2 * config.receptive_field))
+    with torch.no_grad():
+        expected = net(x)
+    torch.set_num_threads(2)
+    try:
+        _, logits = net.generate(x.shape[1], teacher_forcing=x, return_logits=True)
+    finally:
+        torch.set_num_threads(1)
+    assert (logits - expected).abs().max() < 1e-4
+    assert wavenet_fast.stream_groups(6, 2) == [(0, 4), (4, 6)]
+    assert wavenet_fast.stream_groups(5, 8) == [(0, 4), (4, 5)]
+    assert wavenet_fast.stream_groups(8, 2) == [(0, 4), (4, 8)]
 
 
 @pytest.mark.parametrize("kernel_size", [2, 3])

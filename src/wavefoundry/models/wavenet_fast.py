@@ -8,11 +8,22 @@ numba-compiled function over float32 numpy views of the weights, laid out once p
 
 - each layer's queue is a ring of (kernel_size - 1) * dilation + 1 inputs, zero before the first
   sample (the causal zero padding of `WaveNet.forward` at every layer's input);
-- the matrix products run along contiguous rows of outputs (the loops LLVM vectorises), four
-  input channels and two streams at a time: each load of a weight vector serves eight
-  multiply-adds, each load and store of an output vector four;
-- the streams of a batch are independent, so they are split into up to `torch.get_num_threads()`
-  groups run on threads at once (the compiled function releases the GIL).
+- every matrix product is out += x @ W.T with W stored (outputs x inputs), so each output is a
+  dot product along contiguous rows of x and W, computed for a tile of four streams by four
+  outputs at once: sixteen running sums that LLVM keeps in vector registers, each weight vector
+  loaded serving four streams and each input vector four outputs (at four streams on one
+  AVX-512 core, about twice the multiply-adds per second of loops along rows of outputs,
+  which load and store the outputs at every input: bench/generate.py). Summing a dot
+  product in vector lanes reorders its float32 additions (numba fastmath "reassoc"), so the
+  logits match the torch paths to rounding (< 1e-4), not bit for bit;
+- the dilated convolution's k taps are gathered into one input row of k x residual channels,
+  and every layer's skip product is deferred: the gate outputs of all layers make one row of
+  layers x dc inputs, multiplied once per step by all the skip weights side by side. Long dot
+  products waste less on the sums' final reduction across vector lanes;
+- the streams of a batch are independent, so they are split into up to
+  `torch.get_num_threads()` groups run on threads at once (the compiled function releases the
+  GIL), along whole tiles of four streams, so that a stream's rounding, hence its samples, do
+  not depend on the number of threads.
 
 Sampling is by inverse CDF of softmax(logits / temperature) on uniforms drawn up front with
 torch (`draw_uniforms`), the same rule as `inverse_cdf_sample` on the torch paths, so a seeded
@@ -31,6 +42,8 @@ import torch
 
 # Steps per call of the compiled loop: the local conditioning is projected a chunk at a time.
 CHUNK = 256
+# Streams per tile of the matrix products (see `_add_matmul`).
+TILE = 4
 
 
 def draw_uniforms(
@@ -57,26 +70,27 @@ def inverse_cdf_sample(
 
 @dataclass(frozen=True)
 class FastWaveNetWeights:
-    """A WaveNet's weights as float32 matrices (inputs x outputs), laid out for the kernel."""
+    """A WaveNet's weights as float32 matrices (outputs x inputs), laid out for the kernel."""
 
     embedding: np.ndarray  # (classes, residual)
     dilations: np.ndarray  # (layers,) int64
-    taps: np.ndarray  # (layers, kernel_size, residual, 2 dc): tap j reads t - (k - 1 - j) d
-    residual: np.ndarray  # (layers, dc, residual)
+    taps: np.ndarray  # (layers, 2 dc, kernel_size * residual): input j * residual + c is channel
+    # c of tap j, which reads t - (kernel_size - 1 - j) d
+    residual: np.ndarray  # (layers, residual, dc)
     residual_bias: np.ndarray  # (layers, residual)
-    skip: np.ndarray  # (layers, dc, skip)
+    skip: np.ndarray  # (skip, layers * dc): input l * dc + c is channel c of layer l's gate
     skip_bias: np.ndarray  # (skip,): every layer's skip bias, summed
     output1: np.ndarray  # (skip, skip)
     output1_bias: np.ndarray
-    output2: np.ndarray  # (skip, classes)
+    output2: np.ndarray  # (classes, skip)
     output2_bias: np.ndarray
 
     @classmethod
     def of(cls, net) -> FastWaveNetWeights:
         """From a `WaveNet` (models/wavenet.py) on the CPU."""
 
-        def matrix(conv) -> torch.Tensor:  # a 1x1 convolution as (in, out)
-            return conv.weight[:, :, 0].t()
+        def matrix(conv) -> torch.Tensor:  # a 1x1 convolution as (out, in)
+            return conv.weight[:, :, 0]
 
         def array(tensor: torch.Tensor) -> np.ndarray:
             return np.ascontiguousarray(tensor.detach().float().numpy())
@@ -86,11 +100,13 @@ class FastWaveNetWeights:
             embedding=array(net.input_embedding.weight),
             dilations=np.array([layer.dilation for layer in layers], dtype=np.int64),
             taps=array(
-                torch.stack([layer.dilated_conv.weight.permute(2, 1, 0) for layer in layers])
+                torch.stack(
+                    [layer.dilated_conv.weight.permute(0, 2, 1).flatten(1) for layer in layers]
+                )
             ),
             residual=array(torch.stack([matrix(layer.residual_conv) for layer in layers])),
             residual_bias=array(torch.stack([layer.residual_conv.bias for layer in layers])),
-            skip=array(torch.stack([matrix(layer.skip_conv) for layer in layers])),
+            skip=array(torch.cat([matrix(layer.skip_conv) for layer in layers], dim=1)),
             skip_bias=array(sum(layer.skip_conv.bias for layer in layers)),
             output1=array(matrix(net.output_conv1)),
             output1_bias=array(net.output_conv1.bias),
@@ -119,9 +135,9 @@ def generate(
     """
     w = weights
     batch = len(first_inputs)
-    classes = w.output2.shape[1]
     residual = w.embedding.shape[1]
-    k = w.taps.shape[1]
+    k = w.taps.shape[2] // residual
+    classes = w.output2.shape[0]
     sizes = (k - 1) * w.dilations + 1  # each layer's ring of past inputs
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     queue = np.zeros((int(sizes.sum()), batch, residual), dtype=np.float32)
@@ -134,8 +150,8 @@ def generate(
     u = np.ascontiguousarray(uniforms.float().numpy())
     samples = np.empty((batch, n_samples), dtype=np.int64)
     logits = np.empty((batch, classes, n_samples if return_logits else 0), dtype=np.float32)
-    groups = max(1, min(batch, torch.get_num_threads()))
-    bounds = [(g * batch // groups, (g + 1) * batch // groups) for g in range(groups)]
+    bounds = stream_groups(batch, torch.get_num_threads())
+    groups = len(bounds)
 
     def run(t: int, steps: int, bias: np.ndarray, b0: int, b1: int) -> None:
         _generate_steps(
@@ -155,6 +171,23 @@ def generate(
         torch.from_numpy(samples),
         torch.from_numpy(logits) if return_logits else None,
     )
+
+
+def stream_groups(batch: int, threads: int) -> list[tuple[int, int]]:
+    """Streams 0 .. batch - 1 split into up to `threads` contiguous groups (b0, b1) of about
+    equal size, cut only between the kernel's tiles: whole blocks of `TILE` streams, then the
+    rest one at a time (as `_add_matmul` tiles them), so each stream is computed the same way
+    whatever the number of threads."""
+    tiled = batch - batch % TILE
+    edges = [*range(0, tiled, TILE), *range(tiled, batch + 1)]
+    groups = max(1, min(threads, len(edges) - 1))
+    cuts = [0]
+    for g in range(1, groups):
+        cut = min(edges, key=lambda e: abs(e - g * batch / groups))
+        if cut > cuts[-1]:
+            cuts.append(cut)
+    cuts.append(batch)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 class _Inline:
@@ -183,53 +216,116 @@ def _jit(fn):
         return numba.njit(nogil=True, error_model="numpy")(fn)
 
 
-@_jit
+def _jit_reassoc(fn):
+    """As `_jit`, and float additions may be reordered, so sums vectorise (fastmath "reassoc")."""
+    options = dict(nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError:
+        return numba.njit(**options)(fn)
+
+
+@_jit_reassoc
 def _add_matmul(out, x, w):
-    """out (B, n) += x (B, m) @ w (m, n), four rows of w at a time: each pass along a row of out
-    (the contiguous loop LLVM vectorises) does four multiply-adds per load and store of it;
-    streams in pairs, so each weight vector loaded serves two."""
-    m = w.shape[0]
-    n = w.shape[1]
-    streams = out.shape[0]
-    i = 0
-    while i + 2 <= streams:
-        _add_matmul_pair(out[i], out[i + 1], x[i], x[i + 1], w, m, n)
-        i += 2
-    if i < streams:
-        out_i = out[i]
-        x_i = x[i]
-        r = 0
-        while r + 4 <= m:
-            x0, x1, x2, x3 = x_i[r], x_i[r + 1], x_i[r + 2], x_i[r + 3]
-            w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
-            for o in range(n):
-                out_i[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o]
-            r += 4
-        while r < m:
-            x0 = x_i[r]
-            w0 = w[r]
-            for o in range(n):
-                out_i[o] += x0 * w0[o]
-            r += 1
+    """out (B, n) += x (B, m) @ w.T, w (n, m): in tiles of `TILE` (4) streams by 4 outputs, then
+    the remaining streams one at a time (by 4 outputs), then the remaining outputs one at a time.
+    Each tile is 16 dot products along contiguous rows of x and w (see `_tile`)."""
+    streams = x.shape[0]
+    n = w.shape[0]
+    s = 0
+    while s + 4 <= streams:
+        o = 0
+        while o + 4 <= n:
+            _tile(out, x, w, s, o)
+            o += 4
+        while o < n:
+            for i in range(s, s + 4):
+                out[i, o] += _dot(x[i], w[o])
+            o += 1
+        s += 4
+    while s < streams:
+        o = 0
+        while o + 4 <= n:
+            _tile_one_stream(out, x, w, s, o)
+            o += 4
+        while o < n:
+            out[s, o] += _dot(x[s], w[o])
+            o += 1
+        s += 1
 
 
-@_jit
-def _add_matmul_pair(a, b, xa, xb, w, m, n):
-    r = 0
-    while r + 4 <= m:
-        a0, a1, a2, a3 = xa[r], xa[r + 1], xa[r + 2], xa[r + 3]
-        b0, b1, b2, b3 = xb[r], xb[r + 1], xb[r + 2], xb[r + 3]
-        w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
-        for o in range(n):
-            u0, u1, u2, u3 = w0[o], w1[o], w2[o], w3[o]
-            a[o] += a0 * u0 + a1 * u1 + a2 * u2 + a3 * u3
-            b[o] += b0 * u0 + b1 * u1 + b2 * u2 + b3 * u3
-        r += 4
-    while r < m:
-        for o in range(n):
-            a[o] += xa[r] * w[r, o]
-            b[o] += xb[r] * w[r, o]
-        r += 1
+@_jit_reassoc
+def _tile(out, x, w, s, o):
+    """out[s:s+4, o:o+4] += x[s:s+4] @ w[o:o+4].T: per input, 4 input and 4 weight loads serve
+    16 multiply-adds, summed in vector lanes (the loop over inputs is the one vectorised)."""
+    x0, x1, x2, x3 = x[s], x[s + 1], x[s + 2], x[s + 3]
+    w0, w1, w2, w3 = w[o], w[o + 1], w[o + 2], w[o + 3]
+    zero = np.float32(0.0)
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = zero
+    c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = zero
+    for r in range(x.shape[1]):
+        p, q, u, v = x0[r], x1[r], x2[r], x3[r]
+        e, f, g, h = w0[r], w1[r], w2[r], w3[r]
+        a0 += p * e
+        a1 += p * f
+        a2 += p * g
+        a3 += p * h
+        b0 += q * e
+        b1 += q * f
+        b2 += q * g
+        b3 += q * h
+        c0 += u * e
+        c1 += u * f
+        c2 += u * g
+        c3 += u * h
+        d0 += v * e
+        d1 += v * f
+        d2 += v * g
+        d3 += v * h
+    out[s, o] += a0
+    out[s, o + 1] += a1
+    out[s, o + 2] += a2
+    out[s, o + 3] += a3
+    out[s + 1, o] += b0
+    out[s + 1, o + 1] += b1
+    out[s + 1, o + 2] += b2
+    out[s + 1, o + 3] += b3
+    out[s + 2, o] += c0
+    out[s + 2, o + 1] += c1
+    out[s + 2, o + 2] += c2
+    out[s + 2, o + 3] += c3
+    out[s + 3, o] += d0
+    out[s + 3, o + 1] += d1
+    out[s + 3, o + 2] += d2
+    out[s + 3, o + 3] += d3
+
+
+@_jit_reassoc
+def _tile_one_stream(out, x, w, s, o):
+    """out[s, o:o+4] += x[s] @ w[o:o+4].T: each input loaded serves 4 multiply-adds."""
+    xs = x[s]
+    w0, w1, w2, w3 = w[o], w[o + 1], w[o + 2], w[o + 3]
+    zero = np.float32(0.0)
+    a0 = a1 = a2 = a3 = zero
+    for r in range(x.shape[1]):
+        p = xs[r]
+        a0 += p * w0[r]
+        a1 += p * w1[r]
+        a2 += p * w2[r]
+        a3 += p * w3[r]
+    out[s, o] += a0
+    out[s, o + 1] += a1
+    out[s, o + 2] += a2
+    out[s, o + 3] += a3
+
+
+@_jit_reassoc
+def _dot(x, w):
+    """x (m,) . w (m,)."""
+    total = np.float32(0.0)
+    for r in range(x.shape[0]):
+        total += x[r] * w[r]
+    return total
 
 
 @_jit
@@ -259,15 +355,19 @@ def _generate_steps(
     skip, skip_bias, output1, output1_bias, output2, output2_bias, b0, b1,
 ):  # fmt: skip
     """Steps t0 .. t0 + steps - 1 of streams b0 .. b1 - 1 (see `generate`)."""
-    n_layers, k, channels, gate_channels = taps.shape
+    n_layers, gate_channels, k_channels = taps.shape
+    channels = embedding.shape[1]
+    k = k_channels // channels
     dc = gate_channels // 2
     n_skip = skip_bias.shape[0]
     classes = output2_bias.shape[0]
     nb = b1 - b0
     half = np.float32(0.5)
     zero = np.float32(0.0)
+    taps_in = np.empty((nb, k_channels), dtype=np.float32)
     z = np.empty((nb, gate_channels), dtype=np.float32)
     gate = np.empty((nb, dc), dtype=np.float32)
+    gates = np.empty((nb, n_layers * dc), dtype=np.float32)
     skips = np.empty((nb, n_skip), dtype=np.float32)
     hidden = np.empty((nb, n_skip), dtype=np.float32)
     logits = np.empty((nb, classes), dtype=np.float32)
@@ -282,32 +382,35 @@ def _generate_steps(
         for b in range(b0, b1):
             c = teacher[b, t] if forced else inputs[b]
             queue[here, b, :] = embedding[c]
-        for i in range(nb):
-            skips[i, :] = skip_bias
         for layer in range(n_layers):
             d = dilations[layer]
             size = sizes[layer]
             here = offsets[layer] + t % size
-            # Dilated convolution: z = bias + sum over taps of W_j x(t - (k - 1 - j) d).
-            for i in range(nb):
-                z[i, :] = bias[row, layer, b0 + i]
+            # Dilated convolution: z = bias + W [x(t - (k - 1) d), ..., x(t - d), x(t)].
             for j in range(k):
                 slot = offsets[layer] + (t - (k - 1 - j) * d + size) % size
-                _add_matmul(z, queue[slot, b0:b1], taps[layer, j])
+                for i in range(nb):
+                    taps_in[i, j * channels : (j + 1) * channels] = queue[slot, b0 + i]
+            for i in range(nb):
+                z[i, :] = bias[row, layer, b0 + i]
+            _add_matmul(z, taps_in, taps[layer])
             # Gated activation unit: tanh(filter) * sigmoid(gate), sigmoid(x) = (1 + tanh(x/2)) / 2.
             for i in range(nb):
                 zi = z[i]
                 gi = gate[i]
                 for c in range(dc):
                     gi[c] = _tanh(zi[c]) * (half + half * _tanh(half * zi[dc + c]))
-            # Skip connection, summed over layers.
-            _add_matmul(skips, gate, skip[layer])
+                gates[i, layer * dc : (layer + 1) * dc] = gi
             # Residual connection: the next layer's input joins its queue.
             if layer + 1 < n_layers:
                 following = offsets[layer + 1] + t % sizes[layer + 1]
                 for i in range(nb):
                     queue[following, b0 + i, :] = queue[here, b0 + i, :] + residual_bias[layer]
                 _add_matmul(queue[following, b0:b1], gate, residual[layer])
+        # Skip connections, summed over layers: one product of every layer's gate outputs.
+        for i in range(nb):
+            skips[i, :] = skip_bias
+        _add_matmul(skips, gates, skip)
         # Output: relu, 1x1, relu, 1x1.
         for i in range(nb):
             hidden[i, :] = output1_bias
