@@ -1,5 +1,5 @@
 """Generation speed: WaveNet's cached (Fast WaveNet) vs naive generation, HiFi-GAN's
-real-time factor per preset, WaveGlow's, SampleRNN's samples per second, and the code prior's
+real-time factor per preset, Tacotron 2's decoder steps per second, WaveGlow's, SampleRNN's samples per second, and the code prior's
 tokens per second with and without its key/value cache.
 
     uv run python bench/generate.py [--device cpu|cuda] [--threads N] [--only NAME ...]
@@ -18,6 +18,11 @@ HiFi-GAN: V1, V2 and V3 generators (weight norm removed, inference mode) on a 10
 installed for the bench only) with the same weights copied in, its largest output difference
 from ours reported; one process per measurement, interleaved, median of --rounds. Targets on 2
 CPU cores: at least 2x the reference on every preset, V1 at least 5x real time.
+
+Tacotron 2: the paper's sizes (r = 1), free-running decoder steps per second on a 40-word
+sentence's length of characters, beside torchaudio.models.Tacotron2 at the same sizes.
+WaveGlow, SampleRNN and the code prior have no reference on the package index (their authors'
+code is in GitHub repositories), which the output says.
 
 WaveGlow: the paper's model (12 flows,
 WN 8 x 256, 87.9 M parameters; weight norm folded) inverting sigma = 0.6 noise for a 10-second
@@ -51,6 +56,7 @@ from rich.table import Table
 from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 from wavefoundry.models.hifigan import PRESETS, Generator, HiFiGANConfig
 from wavefoundry.models.samplernn import SampleRNN, SampleRNNConfig
+from wavefoundry.models.tacotron2 import Tacotron2, Tacotron2Config
 from wavefoundry.models.vqvae import VQVAEConfig
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig
 from wavefoundry.models.wavenet import WaveNet, WaveNetConfig
@@ -60,6 +66,10 @@ from references import Reference, reference  # noqa: E402  (bench/references.py)
 
 RESULTS = Path(__file__).parent / "results"
 WAVENET_BATCHES = (1, 8)
+NO_REFERENCE = (
+    "reference: none beside it: {} is a GitHub repository, not a package on the index, and "
+    "the bench downloads nothing else"
+)
 
 
 def timed(fn, device: torch.device) -> float:
@@ -393,6 +403,51 @@ def code_prior_speed(device: torch.device, tokens: int, **sizes: int) -> dict:
     }
 
 
+def tacotron2_speed(device: torch.device, steps: int, characters: int) -> dict:
+    """Free-running decoder steps per second of the paper's Tacotron 2 (models/tacotron2.py,
+    r = 1) and of torchaudio's `Tacotron2` at the same sizes, on the same `characters`-long
+    input, each for exactly `steps` decoder steps (the stop token never fires: its threshold
+    is out of reach), best of 2 after a warm-up, interleaved in this process."""
+    import torchaudio
+
+    torch.manual_seed(0)
+    ours = Tacotron2(Tacotron2Config(max_decoder_steps=steps, gate_threshold=1.0)).to(device)
+    c = ours.config
+    theirs = torchaudio.models.Tacotron2(
+        n_symbol=c.n_symbols,
+        decoder_max_step=steps,
+        decoder_early_stopping=False,
+        gate_threshold=1.0,
+    ).to(device)
+    text = torch.randint(1, c.n_symbols, (1, characters), device=device)
+    lengths = torch.tensor([characters], device=device)
+    noise = torch.Generator(device).manual_seed(0)
+    runs = {
+        "wavefoundry": lambda: ours.infer(text, lengths, generator=noise),
+        "torchaudio": lambda: theirs.infer(text, lengths),
+    }
+    with torch.inference_mode():
+        ours.eval(), theirs.eval()
+        for run in runs.values():
+            run()  # warm-up
+        seconds = {name: [] for name in runs}
+        for _ in range(2):
+            for name, run in runs.items():
+                seconds[name].append(timed(run, device))
+    frames_per_second = {name: steps / min(s) for name, s in seconds.items()}
+    audio_per_step = c.hop_length / 22050  # one frame per decoder step (r = 1)
+    return {
+        "characters": characters,
+        "decoder_steps": steps,
+        "parameters": sum(p.numel() for p in ours.parameters()),
+        "reference_parameters": sum(p.numel() for p in theirs.parameters()),
+        "steps_per_second": frames_per_second["wavefoundry"],
+        "reference_steps_per_second": frames_per_second["torchaudio"],
+        "times_real_time": frames_per_second["wavefoundry"] * audio_per_step,
+        "reference_times_real_time": frames_per_second["torchaudio"] * audio_per_step,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,7 +475,8 @@ def main() -> None:
     parser.add_argument("--waveglow-repeats", type=int, default=1)
     parser.add_argument("--samplernn-samples", type=int, default=4000)
     parser.add_argument("--prior-tokens", type=int, default=256)
-    sections = ("wavenet", "hifigan", "waveglow", "samplernn", "code_prior")
+    parser.add_argument("--tacotron2-steps", type=int, default=400, help="decoder steps")
+    sections = ("wavenet", "hifigan", "tacotron2", "waveglow", "samplernn", "code_prior")
     parser.add_argument("--only", nargs="+", choices=sections, default=list(sections))
     args = parser.parse_args()
     if args.threads:
@@ -444,6 +500,28 @@ def main() -> None:
         results["wavenet"] = wavenet_table(console, device, args)
     if "hifigan" in args.only:
         results["hifigan"] = hifigan_table(console, device, args)
+    if "tacotron2" in args.only:
+        r = tacotron2_speed(device, args.tacotron2_steps, characters=230)  # a 40-word sentence
+        table = Table(
+            title=f"Tacotron 2 (paper sizes, r = 1), {r['decoder_steps']} free-running decoder "
+            f"steps on {r['characters']} characters, {device}"
+        )
+        for column in ("implementation", "params", "steps/s", "x real time (22,050 Hz, hop 256)"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            "wavefoundry",
+            f"{r['parameters'] / 1e6:.1f} M",
+            f"{r['steps_per_second']:.0f}",
+            f"{r['times_real_time']:.2f}",
+        )
+        table.add_row(
+            "torchaudio.models.Tacotron2",
+            f"{r['reference_parameters'] / 1e6:.1f} M",
+            f"{r['reference_steps_per_second']:.0f}",
+            f"{r['reference_times_real_time']:.2f}",
+        )
+        console.print(table)
+        results["tacotron2"] = r
     if "waveglow" in args.only:
         r = waveglow_speed(device, args.waveglow_seconds, args.waveglow_repeats)
         table = Table(
@@ -458,6 +536,7 @@ def main() -> None:
             f"{r['samples_per_second']:.0f}",
         )
         console.print(table)
+        console.print(NO_REFERENCE.format("NVIDIA/waveglow"))
         results["waveglow"] = r
     if "samplernn" in args.only:
         r = samplernn_speed(device, args.samplernn_samples)
@@ -468,6 +547,7 @@ def main() -> None:
             f"{r['parameters'] / 1e6:.1f} M", str(r["samples"]), f"{r['samples_per_second']:.0f}"
         )
         console.print(table)
+        console.print(NO_REFERENCE.format("samplernn-pytorch (deepsound-project)"))
         results["samplernn"] = r
     if "code_prior" in args.only:
         # The recipe's Transformer, and a small one over a whole context, where the cache's
@@ -489,6 +569,7 @@ def main() -> None:
                 f"{r['speedup']:.1f}x",
             )
         console.print(table)
+        console.print(NO_REFERENCE.format("a VQ-VAE code prior (openai/jukebox)"))
         results["code_prior"] = rows
     load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
     console.print(
