@@ -1,5 +1,6 @@
 """Generation speed: WaveNet's cached (Fast WaveNet) vs naive generation, HiFi-GAN's
-real-time factor per preset, Tacotron 2's decoder steps per second, WaveGlow's, SampleRNN's samples per second, and the code prior's
+real-time factor per preset, Tacotron 2's decoder steps per second, WaveGlow's, SampleRNN's
+samples per second, and the code prior's
 tokens per second with and without its key/value cache.
 
     uv run python bench/generate.py [--device cpu|cuda] [--threads N] [--only NAME ...]
