@@ -282,9 +282,11 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
+def read_manifest(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The manifest at `path`, or only its `columns` (a stage that reads a few columns of a
+    large manifest keeps its memory flat)."""
     from wavefoundry.errors import UserError
 
     if not path.is_file():
         raise UserError(f"no manifest at {path}: run `wavefoundry ingest` for this dataset first")
-    return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=columns)

@@ -30,6 +30,12 @@ from wavefoundry.errors import UserError, writing
 INDEX_STATS = ("duration", "sha256")
 
 
+def manifest_columns(dataset: str) -> list[str]:
+    """The manifest columns `store_dataset` reads for `dataset`."""
+    columns = ("clip_id", "path", "split", "status", "frames", "sample_rate")
+    return list(dict.fromkeys((*columns, *schema.CONDITIONING[dataset], *INDEX_STATS)))
+
+
 @dataclass
 class StoreResult:
     out_dir: Path
@@ -158,8 +164,12 @@ def store_dataset(
     on_progress: Callable[[int], None] | None = None,
 ) -> StoreResult:
     """Write the processed dataset from the manifest's usable, unquarantined clips."""
-    usable = manifest[(manifest["status"] == schema.OK) & ~manifest["clip_id"].isin(quarantined)]
-    usable = usable.sort_values("clip_id", kind="stable")
+    # The rows to store, in clip id order, found on two columns: each split's rows are then
+    # taken from the manifest once (whole-manifest copies would grow with the dataset).
+    usable = manifest.loc[
+        (manifest["status"] == schema.OK) & ~manifest["clip_id"].isin(quarantined), ["split"]
+    ]
+    usable = usable.loc[manifest.loc[usable.index, "clip_id"].sort_values(kind="stable").index]
     if usable.empty:
         raise UserError(
             f"{dataset}: no usable clips to store ({len(manifest)} in the manifest, all quarantined or unreadable)"
@@ -173,7 +183,7 @@ def store_dataset(
     try:
         with writing(out_dir):
             for split in SPLITS:
-                rows = usable[usable["split"] == split]
+                rows = manifest.loc[usable.index[usable["split"] == split]]
                 if rows.empty:
                     continue
                 index, hashes = _store_split(
