@@ -5,9 +5,13 @@ tokens per second with and without its key/value cache.
     uv run python bench/generate.py [--device cpu|cuda] [--threads N] [--only NAME ...]
 
 WaveNet: 30 layers in 3 dilation cycles, 64 residual channels, skip 256, no conditioning,
-batch 1, kernel 2 and 3; samples per second of `generate` (a queue per layer, O(layers) per
-sample) and of `generate_naive` (the whole receptive field recomputed per sample). Target:
-cached at least 50x faster. HiFi-GAN: V1, V2 and V3 generators (weight norm removed,
+kernel 3 and 2; samples per second of `generate` (Fast WaveNet, compiled on a CPU) at batch 1
+and 8, beside r9y9's wavenet_vocoder (`incremental_forward`, the same net configuration, weight
+norm off; installed for the bench only by bench/references.py) and `generate_naive` (the whole
+receptive field recomputed per sample). One process per measurement, the implementations
+interleaved, median of --rounds. Targets: cached at least 50x naive; at least 5,000 samples/s
+at batch 1 on 2 cores (kernel 3); batch 8 at least 4x batch 1. wavenet_vocoder's batch 8 is
+teacher-forced with sampling off: its sampling (numpy's choice) draws for batch 1 only. HiFi-GAN: V1, V2 and V3 generators (weight norm removed,
 inference mode) on a 10-second mel at 22,050 Hz; speed as multiples of real time. Targets on
 2 CPU cores: V1 faster than real time, V3 at least 10x. WaveGlow: the paper's model (12 flows,
 WN 8 x 256, 87.9 M parameters; weight norm folded) inverting sigma = 0.6 noise for a 10-second
@@ -26,6 +30,9 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +47,11 @@ from wavefoundry.models.vqvae import VQVAEConfig
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig
 from wavefoundry.models.wavenet import WaveNet, WaveNetConfig
 
+sys.path.insert(0, str(Path(__file__).parent))
+from references import Reference, reference  # noqa: E402  (bench/references.py)
+
 RESULTS = Path(__file__).parent / "results"
+WAVENET_BATCHES = (1, 8)
 
 
 def timed(fn, device: torch.device) -> float:
@@ -53,8 +64,8 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def wavenet_speed(kernel: int, device: torch.device, cached: int, naive: int) -> dict:
-    config = WaveNetConfig(
+def wavenet_config(kernel: int) -> WaveNetConfig:
+    return WaveNetConfig(
         residual_channels=64,
         dilation_channels=64,
         skip_channels=256,
@@ -63,26 +74,124 @@ def wavenet_speed(kernel: int, device: torch.device, cached: int, naive: int) ->
         kernel_size=kernel,
         n_mels=0,
     )
+
+
+def measure_wavenet(
+    implementation: str, kernel: int, batch: int, steps: int, device: torch.device
+) -> dict:
+    """One measurement, in this process: samples per second (batch x steps / seconds) of
+    `implementation`: "cached" (WaveNet.generate), "naive" (generate_naive) or "r9y9"
+    (wavenet_vocoder's incremental_forward; needs it importable)."""
+    config = wavenet_config(kernel)
     torch.manual_seed(0)
-    model = WaveNet(config).to(device).eval()
+    started = time.perf_counter()
     with torch.inference_mode():
-        model.generate(50, first_sample=torch.tensor([128], device=device))  # warm-up
-        seconds_cached = timed(
-            lambda: model.generate(cached, first_sample=torch.tensor([128], device=device)),
-            device,
-        )
-        seconds_naive = timed(
-            lambda: model.generate_naive(naive, first_sample=torch.tensor([128], device=device)),
-            device,
-        )
-    cached_rate, naive_rate = cached / seconds_cached, naive / seconds_naive
+        if implementation == "r9y9":
+            from wavenet_vocoder import WaveNet as R9y9WaveNet
+
+            net = R9y9WaveNet(
+                out_channels=config.quantization_channels,
+                layers=config.layers,
+                stacks=config.dilation_cycles,
+                residual_channels=config.residual_channels,
+                gate_channels=2 * config.dilation_channels,
+                skip_out_channels=config.skip_channels,
+                kernel_size=kernel,
+                weight_normalization=False,
+            )
+            net = net.to(device).eval()
+            if batch == 1:  # its own generation: softmax, then numpy draws the next sample
+
+                def run(n):
+                    return net.incremental_forward(T=n)
+            else:  # teacher-forced one-hot inputs, no sampling (which handles batch 1 only)
+
+                def run(n):
+                    one_hot = torch.zeros(batch, config.quantization_channels, n, device=device)
+                    one_hot[:, 128] = 1.0
+                    return net.incremental_forward(test_inputs=one_hot, T=n, quantize=False)
+        else:
+            net = WaveNet(config).to(device).eval()
+            generate = net.generate if implementation == "cached" else net.generate_naive
+            first = torch.full((batch,), 128, device=device)
+
+            def run(n):
+                return generate(n, first_sample=first)
+
+        run(4)  # warm-up: numba's compiled loop loads (or compiles) here
+        first_call = time.perf_counter() - started
+        seconds = timed(lambda: run(steps), device)
     return {
+        "implementation": implementation,
         "kernel_size": kernel,
-        "receptive_field": config.receptive_field,
-        "cached_samples_per_second": cached_rate,
-        "naive_samples_per_second": naive_rate,
-        "speedup": cached_rate / naive_rate,
+        "batch": batch,
+        "samples_per_second": batch * steps / seconds,
+        "first_call_seconds": first_call,
     }
+
+
+def wavenet_speed(args: argparse.Namespace, r9y9: Reference, device: torch.device) -> list[dict]:
+    """Every implementation x kernel x batch, one process each, interleaved, --rounds times;
+    per kernel the medians."""
+    steps = {"cached": args.cached_samples, "naive": args.naive_samples, "r9y9": args.r9y9_samples}
+    plan = [
+        (implementation, kernel, batch)
+        for kernel in args.kernels
+        for implementation in ("cached", "r9y9", "naive")
+        for batch in (WAVENET_BATCHES if implementation != "naive" else (1,))
+        if implementation != "r9y9" or r9y9.available
+    ]
+    runs: dict[tuple, list[dict]] = {key: [] for key in plan}
+    for round_ in range(args.rounds):
+        for implementation, kernel, batch in plan:
+            command = [__file__, "--measure", implementation, str(kernel), str(batch)]
+            command += [str(steps[implementation] // batch)]
+            command += ["--threads", str(args.threads)] if args.threads else []
+            command += ["--device", str(device)]
+            if implementation == "r9y9":
+                result = r9y9.run(command)
+            else:
+                result = subprocess.run(
+                    [sys.executable, *command], capture_output=True, text=True, timeout=600
+                )
+            if result.returncode != 0:
+                raise SystemExit(f"{implementation} measurement failed: {result.stderr[-2000:]}")
+            r = json.loads(result.stdout.strip().splitlines()[-1])
+            runs[implementation, kernel, batch].append(r)
+            print(
+                f"round {round_ + 1}/{args.rounds}: {implementation} kernel {kernel} batch "
+                f"{batch}: {r['samples_per_second']:.1f} samples/s",
+                flush=True,
+            )
+
+    def median(implementation, kernel, batch, key="samples_per_second"):
+        found = runs.get((implementation, kernel, batch))
+        return statistics.median(r[key] for r in found) if found else None
+
+    rows = []
+    for kernel in args.kernels:
+        cached = {b: median("cached", kernel, b) for b in WAVENET_BATCHES}
+        naive = median("naive", kernel, 1)
+        row = {
+            "kernel_size": kernel,
+            "receptive_field": wavenet_config(kernel).receptive_field,
+            "cached_samples_per_second": cached[1],
+            "cached_batch8_samples_per_second": cached[8],
+            "batch8_over_batch1": cached[8] / cached[1],
+            "first_call_seconds": median("cached", kernel, 1, "first_call_seconds"),
+            "naive_samples_per_second": naive,
+            "speedup": cached[1] / naive,
+            "reference": {"implementation": "r9y9/wavenet_vocoder", "package": r9y9.describe()},
+            "runs": {f"{i} batch {b}": [r["samples_per_second"] for r in runs[i, k, b]]
+                     for i, k, b in plan if k == kernel},
+        }  # fmt: skip
+        if r9y9.available:
+            row["reference"] |= {
+                "batch1_samples_per_second": median("r9y9", kernel, 1),
+                "batch8_samples_per_second": median("r9y9", kernel, 8),
+            }
+        rows.append(row)
+    return rows
 
 
 def hifigan_speed(preset: str, device: torch.device, seconds: float, repeats: int) -> dict:
@@ -175,8 +284,19 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--cached-samples", type=int, default=4000)
-    parser.add_argument("--naive-samples", type=int, default=40)
+    parser.add_argument(
+        "--cached-samples", type=int, default=16000, help="WaveNet samples per measurement"
+    )
+    parser.add_argument("--naive-samples", type=int, default=6)
+    parser.add_argument("--r9y9-samples", type=int, default=320)
+    parser.add_argument("--kernels", type=int, nargs="+", default=[3, 2])
+    parser.add_argument("--rounds", type=int, default=5, help="WaveNet: median of this many")
+    parser.add_argument(
+        "--measure",
+        nargs=4,
+        metavar=("IMPLEMENTATION", "KERNEL", "BATCH", "STEPS"),
+        help="internal: one WaveNet measurement in this process, printed as JSON",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="mel length for HiFi-GAN")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--waveglow-seconds", type=float, default=10.0, help="mel length")
@@ -189,6 +309,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.measure:
+        implementation, kernel, batch, steps = args.measure
+        r = measure_wavenet(implementation, int(kernel), int(batch), int(steps), device)
+        print(json.dumps(r))
+        return
     console = Console()
     load_before = os.getloadavg()
     results: dict = {}
@@ -260,19 +385,30 @@ def main() -> None:
 
 
 def wavenet_table(console: Console, device: torch.device, args: argparse.Namespace) -> list:
-    wavenet = [wavenet_speed(k, device, args.cached_samples, args.naive_samples) for k in (2, 3)]
-    table = Table(title=f"WaveNet generation, 30 layers / 3 cycles / 64 channels, {device}")
-    for column in ("kernel", "receptive field", "cached samples/s", "naive samples/s", "speed-up"):
+    r9y9 = reference(["wavenet-vocoder"])
+    wavenet = wavenet_speed(args, r9y9, device)
+    table = Table(
+        title=f"WaveNet samples/s, 30 layers / 3 cycles / 64 ch / skip 256, batch (b) 1 and 8, "
+        f"median of {args.rounds} processes"
+    )
+    columns = ("kernel", "field", "b1", "b8", "b8/b1", "r9y9 b1", "r9y9 b8", "naive", "b1/naive")
+    for column in columns:
         table.add_column(column, justify="right")
     for r in wavenet:
+        ref = r["reference"]
         table.add_row(
             str(r["kernel_size"]),
             str(r["receptive_field"]),
             f"{r['cached_samples_per_second']:.0f}",
+            f"{r['cached_batch8_samples_per_second']:.0f}",
+            f"{r['batch8_over_batch1']:.1f}x",
+            f"{ref['batch1_samples_per_second']:.0f}" if r9y9.available else "-",
+            f"{ref['batch8_samples_per_second']:.0f}" if r9y9.available else "-",
             f"{r['naive_samples_per_second']:.2f}",
             f"{r['speedup']:.0f}x",
         )
     console.print(table)
+    console.print(f"reference: r9y9/wavenet_vocoder from {r9y9.describe()}")
     return wavenet
 
 

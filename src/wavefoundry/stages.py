@@ -23,6 +23,7 @@ from wavefoundry.progress import progress_bar
 if TYPE_CHECKING:
     import torch
 
+    from wavefoundry.evaluation.baseline import Baseline
     from wavefoundry.evaluation.scorer import HeldOutSet, Score
     from wavefoundry.families.base import Family
     from wavefoundry.registry.candidates import Candidate
@@ -120,6 +121,7 @@ class Evaluated:
     candidate: Candidate
     score: Score
     run_name: str
+    baseline: Baseline | None = None  # Griffin-Lim on the same held-out set (vocoders, codecs)
 
 
 def device(cfg: Config) -> torch.device:
@@ -221,8 +223,9 @@ def evaluate(
     held_out = held_out_for(cfg, client, family)
     result = score_model(cfg, family, net, held_out)
     log_score(run_id, result, held_out.sample_rate)
+    floor = None
     if family.task in baseline.TASKS:  # its floor, scored once per held-out set
-        baseline.griffin_lim_baseline(cfg, held_out.dataset, held_out.fingerprint)
+        floor = baseline.griffin_lim_baseline(cfg, held_out.dataset, held_out.fingerprint)
     candidate = candidates.register(
         client,
         run,
@@ -233,7 +236,7 @@ def evaluate(
         result.data_version,
         result.device,
     )
-    return Evaluated(candidate, result, run.info.run_name)
+    return Evaluated(candidate, result, run.info.run_name, floor)
 
 
 def rescore(

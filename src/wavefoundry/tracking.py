@@ -157,7 +157,9 @@ def connect(tracking: TrackingConfig) -> str:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     try:
-        experiment = mlflow.get_experiment_by_name(tracking.experiment)
+        # A new SQLite store announces its tables at INFO (MLflow, then alembic's migrations).
+        with quiet_loggers("mlflow.store.db.utils", "alembic.runtime.migration"):
+            experiment = mlflow.get_experiment_by_name(tracking.experiment)
         if experiment is not None:
             return experiment.experiment_id
         location = tracking.artifact_location

@@ -197,7 +197,12 @@ def test_a_run_where_no_candidate_passes_is_an_outcome_not_a_failure(in_project,
     for steps_ in (2, 3):
         cfg.training.steps = steps_
         run_id = train(cfg, "hifigan", "ljspeech").run_id
-        records.append(evaluate(cfg, run_id=run_id).candidate.as_record())
+        done = evaluate(cfg, run_id=run_id)
+        records.append(done.candidate.as_record())
+        # Griffin-Lim's scores come back beside the candidate's, from the same held-out clips.
+        assert done.baseline is not None and done.baseline.name == "griffin_lim"
+        assert done.baseline.fingerprint == done.score.fingerprint
+        assert {"pesq", "mrstft", "mel_l1"} <= done.baseline.metrics.keys()
     first, second = records
     model = first["registered_model"]
 
@@ -219,7 +224,8 @@ def test_a_run_where_no_candidate_passes_is_an_outcome_not_a_failure(in_project,
     assert result["champions"] == [
         {"registered_model": model, "version": first["version"], "promoted": True}
     ]
-    assert "champion (speed target off: scored on cpu" in stdout
+    assert f"{model} v{first['version']} (hifigan): champion\n" in stdout
+    assert stdout.count("note: speed target off: scored on cpu") == 1
     [bento] = result["tags"]
 
     # A challenger no gate lets through: the champion and its Bento stay, the run goes on.

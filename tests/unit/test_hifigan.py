@@ -8,16 +8,18 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.hifigan import HiFiGANFamily
+from wavefoundry.models.channels_last import ChannelsLastConv1d, ChannelsLastConvTranspose1d
 from wavefoundry.models.hifigan import (
-    ChannelsLastConv1d,
-    ChannelsLastConvTranspose1d,
+    LRELU_SLOPE,
     Discriminator,
     Generator,
     HiFiGANConfig,
+    ResBlock1,
     discriminator_loss,
     feature_loss,
     generator_loss,
@@ -75,6 +77,52 @@ def test_channels_last_convolutions_compute_what_torch_convolutions_do():
     x = torch.randn(2, 8, 33)
     torch.testing.assert_close(conv(x), reference(x))
     torch.testing.assert_close(up(x), up_reference(x))
+
+
+def plain_conv1d_forward(generator: Generator, mel: torch.Tensor) -> torch.Tensor:
+    """The generator's forward pass as jik876/hifi-gan writes it, through plain F.conv1d and
+    F.conv_transpose1d (channels-first, out of place) on the same weights: what the speed work
+    (channels-last convolutions, in-place activations and sums) must leave unchanged."""
+
+    def conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(
+            x, module.weight, module.bias, module.stride, module.padding, module.dilation
+        )
+
+    x = conv(generator.conv_pre, mel)
+    for i, up in enumerate(generator.ups):
+        x = F.leaky_relu(x, LRELU_SLOPE)
+        x = F.conv_transpose1d(x, up.weight, up.bias, up.stride, up.padding)
+        xs = None
+        for block in generator.resblocks[
+            i * generator.num_kernels : (i + 1) * generator.num_kernels
+        ]:
+            h = x
+            if isinstance(block, ResBlock1):
+                for c1, c2 in zip(block.convs1, block.convs2, strict=True):
+                    t = conv(c1, F.leaky_relu(h, LRELU_SLOPE))
+                    h = conv(c2, F.leaky_relu(t, LRELU_SLOPE)) + h
+            else:
+                for c in block.convs:
+                    h = conv(c, F.leaky_relu(h, LRELU_SLOPE)) + h
+            xs = h if xs is None else xs + h
+        x = xs / generator.num_kernels
+    return torch.tanh(conv(generator.conv_post, F.leaky_relu(x)))
+
+
+@pytest.mark.parametrize("preset", ["v1", "v2", "v3"])
+def test_the_generator_computes_what_plain_conv1d_layers_compute(preset):
+    torch.manual_seed(0)
+    # V1's layout and kernels at a quarter of its width (V2's and V3's at their own).
+    width = {"v1": 128}.get(preset)
+    generator = Generator(HiFiGANConfig(preset=preset, upsample_initial_channel=width)).eval()
+    generator.remove_weight_norm()
+    mel = torch.randn(2, 80, 24) - 4.0
+    with torch.inference_mode():
+        fast = generator(mel)
+        plain = plain_conv1d_forward(generator, mel)
+    assert fast.shape == plain.shape == (2, 1, 24 * 256)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
 
 
 def test_config_resolves_presets_with_overrides_and_rejects_a_wrong_hop():

@@ -99,3 +99,22 @@ def test_every_metric_says_which_way_is_better() -> None:
     assert metrics.METRICS["si_sdr_db"].higher_is_better
     assert metrics.METRICS["pitch_accuracy"].higher_is_better
     assert not metrics.METRICS["frechet_distance"].higher_is_better
+
+
+def test_scores_print_to_four_significant_digits_beside_griffin_lim_s():
+    from rich.console import Console
+
+    from wavefoundry.cli.common import metric_table
+    from wavefoundry.evaluation.metrics import metric_line
+
+    scores = {"mel_l1": 0.33241234567, "pesq": 2.7381234567, "f0_rmse": None}
+    assert metric_line(scores) == "mel_l1 0.3324, pesq 2.738, f0_rmse -"
+    console = Console(record=True, width=100)
+    console.print(
+        metric_table(
+            "t", {"mel_l1": 0.3324123, "pesq": 2.73812}, beside=("griffin_lim", {"pesq": 2.79251})
+        )
+    )
+    text = console.export_text()
+    assert "griffin_lim" in text and "2.793" in text and "0.3324" in text
+    assert "0.3324123" not in text

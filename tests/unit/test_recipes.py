@@ -116,3 +116,13 @@ def test_config_shows_which_layer_set_each_model_key() -> None:
     assert "upsample_initial_channel" not in sources  # the model file's default
     assert "hifigan" in model_sources(PARAMS)  # the tiny recipe, named by params.yaml
     assert model_sources(PARAMS)["hifigan"]["upsample_initial_channel"] == str(TINY)
+
+
+def test_an_unknown_model_names_the_families_in_the_order_help_lists_them():
+    from wavefoundry import config
+    from wavefoundry.errors import UserError
+
+    assert list(FAMILIES) == list(config.FAMILIES)
+    with pytest.raises(UserError) as raised:
+        get_family("wavernn")
+    assert str(raised.value) == f"unknown model 'wavernn': choose from {', '.join(config.FAMILIES)}"

@@ -97,11 +97,15 @@ def test_logits_are_causal():
     assert (net(x, **other_mel) - logits).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("kernel_size", [2, 3])
 @pytest.mark.parametrize("local", [False, True])
 @pytest.mark.parametrize("global_", [False, True])
-def test_cached_generation_gives_the_teacher_forced_logits(kernel_size, local, global_):
-    torch.manual_seed(kernel_size + 2 * local + 4 * global_)
+def test_cached_generation_gives_the_teacher_forced_logits(
+    kernel_size, local, global_, batch, compiled
+):
+    torch.manual_seed(kernel_size + 2 * local + 4 * global_ + 8 * batch)
     config = tiny(
         kernel_size=kernel_size,
         n_mels=5 if local else 0,
@@ -112,13 +116,52 @@ def test_cached_generation_gives_the_teacher_forced_logits(kernel_size, local, g
     net = wavenet(config)
     # past the receptive field, and past a 256-step chunk of projected local conditioning
     samples = 300 if local else 3 * config.receptive_field
-    x = torch.randint(0, 256, (2, samples))
-    cond = conditioning(config, 2, samples)
+    x = torch.randint(0, 256, (batch, samples))
+    cond = conditioning(config, batch, samples)
     with torch.no_grad():
         expected = net(x, **cond)
-    _, logits = net.generate(samples, **cond, teacher_forcing=x, return_logits=True)
+    _, logits = net.generate(
+        samples, **cond, teacher_forcing=x, return_logits=True, compiled=compiled
+    )
     assert logits.shape == expected.shape
     assert (logits - expected).abs().max() < 1e-4
+
+
+def test_compiled_and_torch_generation_draw_the_same_samples_from_a_seed():
+    """Both draw by inverse CDF from the same seeded uniforms: given the same inputs (teacher
+    forcing), only a uniform within float rounding of a class boundary could tell them apart."""
+    torch.manual_seed(5)
+    config = tiny(kernel_size=3, n_mels=4, speakers=3)
+    net = wavenet(config, perturbation=0.3)
+    samples = 500
+    x = torch.randint(0, 256, (2, samples))
+    cond = conditioning(config, 2, samples)
+
+    def draw(compiled):
+        seed = torch.Generator().manual_seed(7)
+        return net.generate(samples, **cond, teacher_forcing=x, generator=seed, compiled=compiled)
+
+    compiled, eager = draw(True), draw(False)
+    assert (compiled == eager).float().mean() > 0.99
+    assert len(compiled.unique()) > 50  # drawn from the softmax, not its argmax
+
+
+def test_compiled_generation_splits_a_batch_across_threads_without_changing_it():
+    torch.manual_seed(6)
+    config = tiny(kernel_size=3, speakers=4)
+    net = wavenet(config, perturbation=0.3)
+    speaker = torch.tensor([0, 1, 2, 3, 1])
+
+    def draw(threads):
+        torch.set_num_threads(threads)
+        try:
+            return net.generate(400, speaker=speaker, generator=torch.Generator().manual_seed(3))
+        finally:
+            torch.set_num_threads(1)
+
+    one, two = draw(1), draw(2)
+    assert torch.equal(one, two)
+    assert not torch.equal(one[0], one[1])
 
 
 @pytest.mark.parametrize("kernel_size", [2, 3])

@@ -51,12 +51,22 @@ def dataset_arg(parser: argparse.ArgumentParser, allow_all: bool = False) -> Non
     parser.add_argument("--dataset", "-d", required=True, choices=choices, help="which dataset")
 
 
-def metric_table(title: str, metrics: dict[str, float]) -> Table:
+def metric_table(
+    title: str, metrics: dict[str, float], beside: tuple[str, dict[str, float]] | None = None
+) -> Table:
+    """Each metric to 4 significant digits; `beside` (a name and its metrics, e.g. the
+    Griffin-Lim baseline of the same held-out set) as a second column."""
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if beside is not None:
+        table.add_column(beside[0], justify="right")
     for name, value in metrics.items():
-        table.add_row(name, f"{value:.4g}")
+        row = [name, f"{value:.4g}"]
+        if beside is not None:
+            other = beside[1].get(name)
+            row.append("" if other is None else f"{other:.4g}")
+        table.add_row(*row)
     return table
 
 

@@ -261,7 +261,6 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
 def _run_here(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.pipeline import local_run
-    from wavefoundry.pipeline.steps import describe_champion
 
     arguments = _arguments(args, cfg, here=True)
     labels = _Labels(arguments["families"])
@@ -293,8 +292,8 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
         )
     out.print(table)
     facts = result.outputs("record-outcome").get("summary", {})
-    for champion in facts.get("champions", []):
-        out.print(f"champion: {describe_champion(champion)}", markup=False)
+    for line in _champion_lines(facts):
+        out.print(line, markup=False)
     out.print(f"run record: {result.record}; task outputs under {result.folder}")
     if facts.get("outcome_run_id"):
         out.print(
@@ -315,6 +314,22 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
         err.print(f"[bold red]pipeline failed[/] at {result.error}")
         return 1
     return 0
+
+
+def _champion_lines(facts: dict) -> list[str]:
+    """The run's closing word on champions: one line per champion, or, where the gate let no
+    candidate through and none was there before, `champion: none` with each verdict, so that
+    the last thing a user reads is not a table of SUCCEEDED tasks alone."""
+    from wavefoundry.pipeline.steps import describe_champion
+
+    if facts.get("champions"):
+        return [f"champion: {describe_champion(c)}" for c in facts["champions"]]
+    if not facts.get("candidates"):
+        return []
+    return ["champion: none (no candidate passed the gate)"] + [
+        f"  {c['family']} ({c['registered_model']} v{c['version']}): {c['verdict']}"
+        for c in facts["candidates"]
+    ]
 
 
 def _try_it(family: str, port: int) -> str:

@@ -125,7 +125,7 @@ def _candidate_files(paths: list[Path], cfg: Config) -> list[Path]:
 
 
 def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.registry.promotion import champions
+    from wavefoundry.registry.promotion import champions, notes
     from wavefoundry.stages import promote_best
 
     if args.dry_run:
@@ -136,6 +136,8 @@ def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
         if contest.outcome is not None:
             out.print(_decision_table(contest.outcome))
         out.print(f"{contest.name} v{contest.version}: {contest.verdict}")
+    for note in notes(contests):
+        out.print(f"note: {note}")
     if args.out:
         verdicts = [
             {"registered_model": c.name, "version": c.version, "verdict": c.verdict}

@@ -115,6 +115,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
         metric_table(
             f"{done.run_name}: {len(score.clips)} held-out clips (set {score.fingerprint})",
             score.metrics,
+            beside=None if done.baseline is None else (done.baseline.name, done.baseline.metrics),
         )
     )
     out.print(

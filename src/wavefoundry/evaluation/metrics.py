@@ -237,3 +237,9 @@ def dtw_speech_scores(reference: np.ndarray, generated: np.ndarray, sample_rate:
         "f0_rmse_cents": float(np.sqrt((cents**2).mean())) if voiced.any() else math.nan,
         "duration_ratio": abs(math.log(max(len(generated), 1) / max(len(reference), 1))),
     }
+
+
+def metric_line(metrics: dict[str, float | None]) -> str:
+    """`mel_l1 0.3324, pesq 2.738, ...`: metrics to 4 significant digits on one line (None,
+    a score that could not be computed, as `-`)."""
+    return ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} -" for k, v in metrics.items())

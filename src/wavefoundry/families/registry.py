@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from wavefoundry.config import FAMILIES as NAMES
 from wavefoundry.errors import UserError
 
 if TYPE_CHECKING:
     from wavefoundry.families.base import Family
 
 # name -> "module:class" of its training family (the model itself is in models/<name>.py)
-FAMILIES: dict[str, str] = {
+_CLASSES = {
     "wavenet": "wavefoundry.families.wavenet:WaveNetFamily",
     "vqvae": "wavefoundry.families.vqvae:VQVAEFamily",
     "hifigan": "wavefoundry.families.hifigan:HiFiGANFamily",
@@ -23,6 +24,9 @@ FAMILIES: dict[str, str] = {
     "waveglow": "wavefoundry.families.waveglow:WaveGlowFamily",
     "vae": "wavefoundry.families.vae:VAEFamily",
 }
+# In config.FAMILIES' order (the names' one definition, which --help lists); a name there
+# without a class here fails at import.
+FAMILIES: dict[str, str] = {name: _CLASSES[name] for name in NAMES}
 
 
 def get_family(name: str) -> type[Family]:

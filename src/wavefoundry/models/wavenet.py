@@ -6,8 +6,10 @@ connections; local conditioning by a log-mel spectrogram upsampled to the sample
 conditioning (speaker, pitch, instrument family) by embeddings added to every layer's gate.
 
 `generate` is Fast WaveNet: every layer keeps a queue of its past inputs, so one new sample
-costs O(layers) instead of O(receptive field). `generate_naive` recomputes the whole receptive
-field for every sample, to measure the difference.
+costs O(layers) instead of O(receptive field); on a CPU it runs compiled (models/wavenet_fast.py),
+elsewhere as torch operations (`_FastWaveNetQueues`). `generate_naive` recomputes the whole
+receptive field for every sample, to measure the difference. Every path draws sample t by
+inverse CDF from the same seeded uniforms, so a seed gives the same audio on each.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavefoundry.models.layers import sample_from_logits
+from wavefoundry.models import wavenet_fast
+from wavefoundry.models.wavenet_fast import draw_uniforms, inverse_cdf_sample
 
 
 @dataclass(frozen=True)
@@ -252,16 +255,24 @@ class WaveNet(nn.Module):
         return_logits: bool = False,
         teacher_forcing: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        compiled: bool | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Fast WaveNet: `n_samples` classes (B, n_samples), B from the conditioning.
 
         Step t feeds one input sample (first_sample, default silence, then each sample drawn)
-        and draws sample t from softmax(logits / temperature). `teacher_forcing` (B, n_samples)
-        feeds those inputs instead, so the logits equal `forward(teacher_forcing, ...)`'s.
-        With `return_logits`, also returns the logits (B, quantization_channels, n_samples).
+        and draws sample t from softmax(logits / temperature), by inverse CDF of a uniform
+        drawn from `generator`. `teacher_forcing` (B, n_samples) feeds those inputs instead, so
+        the logits equal `forward(teacher_forcing, ...)`'s. With `return_logits`, also returns
+        the logits (B, quantization_channels, n_samples). `compiled`: run the compiled loop of
+        models/wavenet_fast.py (CPU only) or torch operations; default: compiled on a CPU.
+        Raises ValueError for missing or unexpected conditioning, or `compiled` off the CPU.
         """
         self._check_conditioning(mel, speaker, pitch, instrument_family)
         device = self.input_embedding.weight.device
+        if compiled is None:
+            compiled = device.type == "cpu"
+        if compiled and device.type != "cpu":
+            raise ValueError(f"the compiled generation runs on a CPU, not {device.type}")
         if teacher_forcing is not None:
             if teacher_forcing.shape[-1] < n_samples:
                 raise ValueError(f"teacher_forcing has fewer than {n_samples} samples")
@@ -270,22 +281,44 @@ class WaveNet(nn.Module):
             mel, speaker, pitch, instrument_family, teacher_forcing, first_sample
         )
         local = self._upsample(mel, n_samples)
-        queues = _FastWaveNetQueues(self, batch, local, speaker, pitch, instrument_family)
+        gate_bias = _GateBias(self, batch, local, speaker, pitch, instrument_family)
+        inputs = self._first_inputs(batch, first_sample, device)
+        uniforms = draw_uniforms(batch, n_samples, generator, device)
+        if compiled:
+            samples, logits_out = wavenet_fast.generate(
+                wavenet_fast.FastWaveNetWeights.of(self),
+                n_samples,
+                gate_bias.steps,
+                inputs,
+                uniforms,
+                temperature,
+                teacher_forcing,
+                return_logits,
+            )
+            return (samples, logits_out) if return_logits else samples
+        return self._generate_queues(
+            n_samples, gate_bias, inputs, uniforms, temperature, teacher_forcing, return_logits
+        )
 
+    def _generate_queues(
+        self, n_samples, gate_bias, inputs, uniforms, temperature, teacher_forcing, return_logits
+    ):
+        """`generate` as torch operations, a few per layer and step (any device)."""
+        batch, device = len(inputs), inputs.device
+        queues = _FastWaveNetQueues(self, batch, gate_bias)
         samples = torch.empty(batch, n_samples, dtype=torch.long, device=device)
         logits_out = (
             torch.empty(batch, self.config.quantization_channels, n_samples, device=device)
             if return_logits
             else None
         )
-        inputs = self._first_inputs(batch, first_sample, device)
         for t in range(n_samples):
             if teacher_forcing is not None:
                 inputs = teacher_forcing[:, t]
             logits = queues.step(inputs)
             if logits_out is not None:
                 logits_out[:, :, t] = logits
-            inputs = sample_from_logits(logits, temperature, generator)
+            inputs = inverse_cdf_sample(logits, uniforms[:, t], temperature)
             samples[:, t] = inputs
         return (samples, logits_out) if return_logits else samples
 
@@ -316,6 +349,7 @@ class WaveNet(nn.Module):
             mel, speaker, pitch, instrument_family, teacher_forcing, first_sample
         )
         local = self._upsample(mel, n_samples)
+        uniforms = draw_uniforms(batch, n_samples, generator, device)
         field = self.config.receptive_field
         pad = field - 1
         if local is not None:
@@ -341,10 +375,41 @@ class WaveNet(nn.Module):
             logits = self.output_conv2(F.relu(self.output_conv1(F.relu(skips))))[..., -1]
             if return_logits:
                 logits_out.append(logits)
-            samples[:, t] = sample_from_logits(logits, temperature, generator)
+            samples[:, t] = inverse_cdf_sample(logits, uniforms[:, t], temperature)
             if t + 1 < n_samples:
                 inputs[:, pad + t + 1] = samples[:, t]
         return (samples, torch.stack(logits_out, dim=-1)) if return_logits else samples
+
+
+class _GateBias:
+    """Every layer's gate bias per step: the dilated convolution's bias + V^T h (global
+    conditioning) + V y (local conditioning, projected for all layers at once)."""
+
+    def __init__(self, net: WaveNet, batch: int, local, speaker, pitch, instrument_family):
+        layer_bias = []
+        for layer in net.layers:
+            bias = layer.dilated_conv.bias.expand(batch, -1)
+            global_ = layer.global_conditioning(speaker, pitch, instrument_family)
+            layer_bias.append(bias if global_ is None else bias + global_)
+        self.layer_bias = torch.stack(layer_bias)  # (layers, B, 2 dc)
+        self.local = local
+        if local is not None:
+            # (n_mels, layers * 2 dc): every layer's 1x1 projection side by side
+            self.local_weight = torch.cat(
+                [layer.local_conditioning.weight[:, :, 0].t() for layer in net.layers], dim=1
+            )
+
+    def steps(self, t: int, steps: int) -> torch.Tensor:
+        """(steps, layers, B, 2 dc) for steps t .. t + steps - 1 (fewer at the end of the
+        conditioning), or (1, layers, B, 2 dc) without local conditioning: the same at every
+        step."""
+        if self.local is None:
+            return self.layer_bias[None]
+        frames = self.local[..., t : t + steps].permute(2, 0, 1)  # (steps, B, n_mels)
+        projected = frames @ self.local_weight  # (steps, B, layers * 2 dc)
+        layers, batch = self.layer_bias.shape[:2]
+        projected = projected.view(len(projected), batch, layers, -1)
+        return projected.transpose(1, 2) + self.layer_bias
 
 
 @dataclass(slots=True)
@@ -381,7 +446,7 @@ class _FastWaveNetQueues:
     matmuls, and all skip convolutions become one matmul over every layer's gate output.
     """
 
-    def __init__(self, net: WaveNet, batch: int, local, speaker, pitch, instrument_family):
+    def __init__(self, net: WaveNet, batch: int, gate_bias: _GateBias):
         c = net.config
         device = net.input_embedding.weight.device
         k, dc = c.kernel_size, c.dilation_channels
@@ -424,34 +489,14 @@ class _FastWaveNetQueues:
         self.output1_bias = net.output_conv1.bias
         self.output2 = net.output_conv2.weight[:, :, 0].t().contiguous()
         self.output2_bias = net.output_conv2.bias
-
-        # Each layer's gate bias per step: the convolution's bias + V^T h (+ V y, projected for
-        # all layers at once, a chunk of steps at a time).
-        layer_bias = []
-        for layer in self.net.layers:
-            bias = layer.dilated_conv.bias.expand(self.batch, -1)
-            global_ = layer.global_conditioning(speaker, pitch, instrument_family)
-            layer_bias.append(bias if global_ is None else bias + global_)
-        self.layer_bias = torch.stack(layer_bias)  # (layers, B, 2 dc)
-        self.constant_bias = self.layer_bias.unbind(0)
-        self.local = local
-        if local is not None:
-            # (n_mels, layers * 2 dc): every layer's 1x1 projection side by side
-            self.local_weight = torch.cat(
-                [layer.local_conditioning.weight[:, :, 0].t() for layer in self.net.layers], dim=1
-            )
+        self.gate_bias = gate_bias
 
     def _bias_at(self, t: int) -> tuple[torch.Tensor, ...]:
         """Every layer's (B, 2 dc) gate bias at step t."""
-        if self.local is None:
-            return self.constant_bias
         chunk = 256
         if t % chunk == 0:
-            frames = self.local[..., t : t + chunk].permute(2, 0, 1)  # (steps, B, n_mels)
-            projected = frames @ self.local_weight  # (steps, B, layers * 2 dc)
-            projected = projected.view(len(projected), self.batch, len(self.layers), -1)
-            self.chunk_bias = projected.transpose(1, 2) + self.layer_bias
-        return self.chunk_bias[t % chunk].unbind(0)
+            self.chunk_bias = self.gate_bias.steps(t, chunk)
+        return self.chunk_bias[t % chunk if len(self.chunk_bias) > 1 else 0].unbind(0)
 
     def step(self, inputs: torch.Tensor) -> torch.Tensor:
         """Feed input classes (B,) at the next step; logits (B, classes) for the step after."""

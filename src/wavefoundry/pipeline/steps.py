@@ -313,6 +313,7 @@ def evaluate(
     """Score the run on the held-out clips of the stored data and register it; returns the
     candidate (JSON). `data_version` is the store's, as validate handed it on: the held-out
     clips must come from it."""
+    from wavefoundry.evaluation.metrics import metric_line
     from wavefoundry.stages import evaluate as score_run
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
@@ -325,9 +326,11 @@ def evaluate(
     # A KFP metric is a number; the NaN stays on the MLflow run.
     log_metrics(metrics, {k: v for k, v in done.score.metrics.items() if math.isfinite(v)})
     record = done.candidate.as_record()
-    print(
-        f"{record['family']}: {record['registered_model']} v{record['version']} {record['metrics']}"
-    )
+    print(f"{record['family']}: {record['registered_model']} v{record['version']}")
+    print(f"  scores: {metric_line(record['metrics'])}")
+    if done.baseline is not None:
+        floor = {k: done.baseline.metrics.get(k) for k in record["metrics"]}
+        print(f"  {done.baseline.name} on the same clips: {metric_line(floor)}")
     return json.dumps(record)
 
 
@@ -347,6 +350,7 @@ def promote(
     where no candidate passes is an outcome, not a failure: the champion stays as it was."""
     from wavefoundry.registry import candidates as registry
     from wavefoundry.registry.promotion import champions as decided
+    from wavefoundry.registry.promotion import notes
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
     records = [json.loads(c) for c in candidates]
@@ -368,6 +372,8 @@ def promote(
             f"| {contest.name} | {contest.version} | {record['family']} | {contest.verdict} |"
         )
         print(f"{contest.name} v{contest.version} ({record['family']}): {contest.verdict}")
+    for note in notes(contests):
+        print(f"note: {note}")
     for name in sorted({c.name for c in contests}):
         if name not in held:
             print(f"{name}: no candidate passed the gate and there is no champion yet")
@@ -524,7 +530,9 @@ def summary_markdown(facts: dict[str, Any]) -> str:
 
 def describe_champion(champion: dict[str, Any]) -> str:
     """`wavefoundry-ljspeech-vocoder v3 (hifigan, run ...): mel_l1 1.8, ...; Bento NAME:TAG`"""
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in champion["metrics"].items() if v is not None)
+    from wavefoundry.evaluation.metrics import metric_line
+
+    metrics = metric_line({k: v for k, v in champion["metrics"].items() if v is not None})
     return (
         f"{champion['registered_model']} v{champion['version']} ({champion['family']}, run "
         f"{champion['run_id']}): {metrics}; Bento {champion.get('bento_tag') or '-'}"

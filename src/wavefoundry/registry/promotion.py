@@ -500,10 +500,20 @@ class Contest:
     def verdict(self) -> str:
         if self.outcome is None:
             return "already champion"
-        note = f" ({self.outcome.note})" if self.outcome.note else ""
         if self.outcome.decision.passed:
-            return "champion" + note
-        return "refused: " + "; ".join(self.outcome.decision.reasons) + note
+            return "champion"
+        return "refused: " + "; ".join(self.outcome.decision.reasons)
+
+    @property
+    def note(self) -> str:
+        """What the gate left out for this challenger (e.g. the speed target), "" if nothing:
+        the same for every challenger scored alike, so said once per run (`notes`)."""
+        return self.outcome.note if self.outcome is not None else ""
+
+
+def notes(contests: list[Contest]) -> list[str]:
+    """The contests' notes, each once, in order."""
+    return list(dict.fromkeys(c.note for c in contests if c.note))
 
 
 def promote_best(
