@@ -1,5 +1,6 @@
 """Generation speed: WaveNet's cached (Fast WaveNet) vs naive generation, HiFi-GAN's
-real-time factor per preset, WaveGlow's, SampleRNN's samples per second, and the code prior's
+real-time factor per preset, Tacotron 2's decoder steps per second, WaveGlow's, SampleRNN's
+samples per second, and the code prior's
 tokens per second with and without its key/value cache.
 
     uv run python bench/generate.py [--device cpu|cuda] [--threads N] [--only NAME ...]
@@ -11,9 +12,20 @@ norm off; installed for the bench only by bench/references.py) and `generate_nai
 receptive field recomputed per sample). One process per measurement, the implementations
 interleaved, median of --rounds. Targets: cached at least 50x naive; at least 5,000 samples/s
 at batch 1 on 2 cores (kernel 3); batch 8 at least 4x batch 1. wavenet_vocoder's batch 8 is
-teacher-forced with sampling off: its sampling (numpy's choice) draws for batch 1 only. HiFi-GAN: V1, V2 and V3 generators (weight norm removed,
-inference mode) on a 10-second mel at 22,050 Hz; speed as multiples of real time. Targets on
-2 CPU cores: V1 faster than real time, V3 at least 10x. WaveGlow: the paper's model (12 flows,
+teacher-forced with sampling off: its sampling (numpy's choice) draws for batch 1 only.
+
+HiFi-GAN: V1, V2 and V3 generators (weight norm removed, inference mode) on a 10-second mel at
+22,050 Hz, as multiples of real time, beside kan-bayashi's HiFiGANGenerator (parallel-wavegan,
+installed for the bench only) with the same weights copied in, its largest output difference
+from ours reported; one process per measurement, interleaved, median of --rounds. Targets on 2
+CPU cores: at least 2x the reference on every preset, V1 at least 5x real time.
+
+Tacotron 2: the paper's sizes (r = 1), free-running decoder steps per second on a 40-word
+sentence's length of characters, beside torchaudio.models.Tacotron2 at the same sizes.
+WaveGlow, SampleRNN and the code prior have no reference on the package index (their authors'
+code is in GitHub repositories), which the output says.
+
+WaveGlow: the paper's model (12 flows,
 WN 8 x 256, 87.9 M parameters; weight norm folded) inverting sigma = 0.6 noise for a 10-second
 mel at 22,050 Hz (the paper: "more than 500 kHz" on a V100). SampleRNN: the paper's 3-tier model
 (frames of 8 and 2 samples, dim 1024), batch 1, sample by sample (each tier steps at its own
@@ -30,10 +42,12 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +57,7 @@ from rich.table import Table
 from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 from wavefoundry.models.hifigan import PRESETS, Generator, HiFiGANConfig
 from wavefoundry.models.samplernn import SampleRNN, SampleRNNConfig
+from wavefoundry.models.tacotron2 import Tacotron2, Tacotron2Config
 from wavefoundry.models.vqvae import VQVAEConfig
 from wavefoundry.models.waveglow import WaveGlow, WaveGlowConfig
 from wavefoundry.models.wavenet import WaveNet, WaveNetConfig
@@ -52,6 +67,10 @@ from references import Reference, reference  # noqa: E402  (bench/references.py)
 
 RESULTS = Path(__file__).parent / "results"
 WAVENET_BATCHES = (1, 8)
+NO_REFERENCE = (
+    "reference: none beside it: {} is a GitHub repository, not a package on the index, and "
+    "the bench downloads nothing else"
+)
 
 
 def timed(fn, device: torch.device) -> float:
@@ -130,6 +149,43 @@ def measure_wavenet(
     }
 
 
+def interleaved(
+    plan: list[tuple],
+    command: Callable[..., list[str]],
+    references: dict[str, Reference],
+    args: argparse.Namespace,
+    device: torch.device,
+    label: Callable[..., str],
+    figure: str,
+) -> dict[tuple, list[dict]]:
+    """Each measurement of `plan` (tuples whose first item is the implementation) in a process
+    of its own, the plan run through `args.rounds` times so that the implementations take
+    turns under whatever load the machine has; `command(*key)` gives `--measure`'s arguments,
+    and an implementation named in `references` runs with that reference importable. Returns
+    every run's result per key; `figure` is the result's key printed as runs finish."""
+    runs: dict[tuple, list[dict]] = {key: [] for key in plan}
+    for round_ in range(args.rounds):
+        for key in plan:
+            arguments = [__file__, "--measure", *command(*key), "--device", str(device)]
+            arguments += ["--threads", str(args.threads)] if args.threads else []
+            reference_ = references.get(key[0])
+            if reference_ is not None:
+                result = reference_.run(arguments)
+            else:
+                result = subprocess.run(
+                    [sys.executable, *arguments], capture_output=True, text=True, timeout=600
+                )
+            if result.returncode != 0:
+                raise SystemExit(f"{label(*key)} measurement failed: {result.stderr[-2000:]}")
+            r = json.loads(result.stdout.strip().splitlines()[-1])
+            runs[key].append(r)
+            print(
+                f"round {round_ + 1}/{args.rounds}: {label(*key)}: {r[figure]:.1f} {figure}",
+                flush=True,
+            )
+    return runs
+
+
 def wavenet_speed(args: argparse.Namespace, r9y9: Reference, device: torch.device) -> list[dict]:
     """Every implementation x kernel x batch, one process each, interleaved, --rounds times;
     per kernel the medians."""
@@ -141,28 +197,16 @@ def wavenet_speed(args: argparse.Namespace, r9y9: Reference, device: torch.devic
         for batch in (WAVENET_BATCHES if implementation != "naive" else (1,))
         if implementation != "r9y9" or r9y9.available
     ]
-    runs: dict[tuple, list[dict]] = {key: [] for key in plan}
-    for round_ in range(args.rounds):
-        for implementation, kernel, batch in plan:
-            command = [__file__, "--measure", implementation, str(kernel), str(batch)]
-            command += [str(steps[implementation] // batch)]
-            command += ["--threads", str(args.threads)] if args.threads else []
-            command += ["--device", str(device)]
-            if implementation == "r9y9":
-                result = r9y9.run(command)
-            else:
-                result = subprocess.run(
-                    [sys.executable, *command], capture_output=True, text=True, timeout=600
-                )
-            if result.returncode != 0:
-                raise SystemExit(f"{implementation} measurement failed: {result.stderr[-2000:]}")
-            r = json.loads(result.stdout.strip().splitlines()[-1])
-            runs[implementation, kernel, batch].append(r)
-            print(
-                f"round {round_ + 1}/{args.rounds}: {implementation} kernel {kernel} batch "
-                f"{batch}: {r['samples_per_second']:.1f} samples/s",
-                flush=True,
-            )
+
+    def command(implementation, kernel, batch):
+        n = str(steps[implementation] // batch)
+        return ["wavenet", implementation, str(kernel), str(batch), n]
+
+    def label(implementation, kernel, batch):
+        return f"{implementation} kernel {kernel} batch {batch}"
+
+    runner = {"r9y9": r9y9}
+    runs = interleaved(plan, command, runner, args, device, label, "samples_per_second")
 
     def median(implementation, kernel, batch, key="samples_per_second"):
         found = runs.get((implementation, kernel, batch))
@@ -194,25 +238,107 @@ def wavenet_speed(args: argparse.Namespace, r9y9: Reference, device: torch.devic
     return rows
 
 
-def hifigan_speed(preset: str, device: torch.device, seconds: float, repeats: int) -> dict:
+def kan_bayashi_generator(preset: str) -> torch.nn.Module:
+    """kan-bayashi's HiFiGANGenerator (parallel_wavegan; needs it importable) built to
+    `preset`'s generator, weight norm folded."""
+    from parallel_wavegan.models import HiFiGANGenerator
+
+    s = PRESETS[preset]
+    net = HiFiGANGenerator(
+        channels=s.upsample_initial_channel,
+        upsample_scales=s.upsample_rates,
+        upsample_kernel_sizes=s.upsample_kernel_sizes,
+        resblock_kernel_sizes=s.resblock_kernel_sizes,
+        resblock_dilations=[list(d) for d in s.resblock_dilation_sizes],
+        use_additional_convs=s.resblock == "1",
+    )
+    net.remove_weight_norm()
+    return net
+
+
+def kan_bayashi_key(name: str) -> str:
+    """A key of our generator's state_dict -> kan-bayashi's (both with weight norm folded):
+    conv_pre -> input_conv, ups.i -> upsamples.i.1, resblocks.n.convs1.j -> blocks.n.convs1.j.1
+    (V3's convs.j -> convs1.j.1), conv_post -> output_conv.1."""
+    name = name.replace("conv_pre.", "input_conv.").replace("conv_post.", "output_conv.1.")
+    name = re.sub(r"^ups\.(\d+)\.", r"upsamples.\1.1.", name)
+    return re.sub(
+        r"^resblocks\.(\d+)\.convs([12]?)\.(\d+)\.",
+        lambda m: f"blocks.{m[1]}.convs{m[2] or '1'}.{m[3]}.1.",
+        name,
+    )
+
+
+def measure_hifigan(implementation: str, preset: str, seconds: float, device: torch.device) -> dict:
+    """One measurement, in this process: `implementation` "wavefoundry" (models/hifigan.py)
+    or "kan-bayashi" (parallel_wavegan's HiFiGANGenerator with our generator's weights copied
+    in; it reports the largest difference of its output from ours) on a `seconds`-long mel,
+    the best of 3 runs after a warm-up, as multiples of real time."""
     config = HiFiGANConfig(preset=preset)
     torch.manual_seed(0)
-    generator = Generator(config).to(device).eval()
-    generator.remove_weight_norm()
+    ours = Generator(config).to(device).eval()
+    ours.remove_weight_norm()
     frames = int(seconds * 22050 / config.hop_length)
     mel = torch.randn(1, config.n_mels, frames, device=device) - 5.0
+    net, difference = ours, None
     with torch.inference_mode():
-        generator(mel[..., :32])  # warm-up
-        best = min(timed(lambda: generator(mel), device) for _ in range(repeats))
+        if implementation == "kan-bayashi":
+            net = kan_bayashi_generator(preset).to(device).eval()
+            net.load_state_dict({kan_bayashi_key(k): v for k, v in ours.state_dict().items()})
+            difference = float((net(mel) - ours(mel)).abs().max())
+        net(mel[..., :32])  # warm-up
+        best = min(timed(lambda: net(mel), device) for _ in range(3))
     audio_seconds = frames * config.hop_length / 22050
     return {
+        "implementation": implementation,
         "preset": preset,
-        "parameters": sum(p.numel() for p in generator.parameters()),
+        "parameters": sum(p.numel() for p in ours.parameters()),
         "audio_seconds": audio_seconds,
         "compute_seconds": best,
-        "real_time_factor": best / audio_seconds,
         "times_real_time": audio_seconds / best,
+        "max_abs_difference_from_ours": difference,
     }
+
+
+def hifigan_speed(
+    args: argparse.Namespace, kan_bayashi: Reference, device: torch.device
+) -> list[dict]:
+    """Each preset, ours and kan-bayashi's at the same weights, one process each, interleaved,
+    --rounds times; per preset the medians and their ratio."""
+    implementations = ["wavefoundry"] + (["kan-bayashi"] if kan_bayashi.available else [])
+    plan = [(i, preset) for preset in PRESETS for i in implementations]
+
+    def command(implementation, preset):
+        return ["hifigan", implementation, preset, str(args.seconds)]
+
+    def label(implementation, preset):
+        return f"HiFi-GAN {preset} {implementation}"
+
+    runner = {"kan-bayashi": kan_bayashi}
+    runs = interleaved(plan, command, runner, args, device, label, "times_real_time")
+    rows = []
+    for preset in PRESETS:
+        ours = runs["wavefoundry", preset]
+        row = {
+            "preset": preset,
+            "parameters": ours[0]["parameters"],
+            "audio_seconds": ours[0]["audio_seconds"],
+            "times_real_time": statistics.median(r["times_real_time"] for r in ours),
+            "runs": [r["times_real_time"] for r in ours],
+            "reference": {"implementation": "kan-bayashi/ParallelWaveGAN HiFiGANGenerator",
+                          "package": kan_bayashi.describe()},
+        }  # fmt: skip
+        row["real_time_factor"] = 1 / row["times_real_time"]
+        if kan_bayashi.available:
+            theirs = runs["kan-bayashi", preset]
+            row["reference"] |= {
+                "times_real_time": statistics.median(r["times_real_time"] for r in theirs),
+                "runs": [r["times_real_time"] for r in theirs],
+                "max_abs_difference": max(r["max_abs_difference_from_ours"] for r in theirs),
+            }
+            row["over_reference"] = row["times_real_time"] / row["reference"]["times_real_time"]
+        rows.append(row)
+    return rows
 
 
 def waveglow_speed(device: torch.device, seconds: float, repeats: int) -> dict:
@@ -278,6 +404,51 @@ def code_prior_speed(device: torch.device, tokens: int, **sizes: int) -> dict:
     }
 
 
+def tacotron2_speed(device: torch.device, steps: int, characters: int) -> dict:
+    """Free-running decoder steps per second of the paper's Tacotron 2 (models/tacotron2.py,
+    r = 1) and of torchaudio's `Tacotron2` at the same sizes, on the same `characters`-long
+    input, each for exactly `steps` decoder steps (the stop token never fires: its threshold
+    is out of reach), best of 2 after a warm-up, interleaved in this process."""
+    import torchaudio
+
+    torch.manual_seed(0)
+    ours = Tacotron2(Tacotron2Config(max_decoder_steps=steps, gate_threshold=1.0)).to(device)
+    c = ours.config
+    theirs = torchaudio.models.Tacotron2(
+        n_symbol=c.n_symbols,
+        decoder_max_step=steps,
+        decoder_early_stopping=False,
+        gate_threshold=1.0,
+    ).to(device)
+    text = torch.randint(1, c.n_symbols, (1, characters), device=device)
+    lengths = torch.tensor([characters], device=device)
+    noise = torch.Generator(device).manual_seed(0)
+    runs = {
+        "wavefoundry": lambda: ours.infer(text, lengths, generator=noise),
+        "torchaudio": lambda: theirs.infer(text, lengths),
+    }
+    with torch.inference_mode():
+        ours.eval(), theirs.eval()
+        for run in runs.values():
+            run()  # warm-up
+        seconds = {name: [] for name in runs}
+        for _ in range(2):
+            for name, run in runs.items():
+                seconds[name].append(timed(run, device))
+    frames_per_second = {name: steps / min(s) for name, s in seconds.items()}
+    audio_per_step = c.hop_length / 22050  # one frame per decoder step (r = 1)
+    return {
+        "characters": characters,
+        "decoder_steps": steps,
+        "parameters": sum(p.numel() for p in ours.parameters()),
+        "reference_parameters": sum(p.numel() for p in theirs.parameters()),
+        "steps_per_second": frames_per_second["wavefoundry"],
+        "reference_steps_per_second": frames_per_second["torchaudio"],
+        "times_real_time": frames_per_second["wavefoundry"] * audio_per_step,
+        "reference_times_real_time": frames_per_second["torchaudio"] * audio_per_step,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -290,28 +461,36 @@ def main() -> None:
     parser.add_argument("--naive-samples", type=int, default=6)
     parser.add_argument("--r9y9-samples", type=int, default=320)
     parser.add_argument("--kernels", type=int, nargs="+", default=[3, 2])
-    parser.add_argument("--rounds", type=int, default=5, help="WaveNet: median of this many")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="WaveNet, HiFi-GAN: median of this many processes"
+    )
     parser.add_argument(
         "--measure",
-        nargs=4,
-        metavar=("IMPLEMENTATION", "KERNEL", "BATCH", "STEPS"),
-        help="internal: one WaveNet measurement in this process, printed as JSON",
+        nargs="+",
+        metavar="ARG",
+        help="internal: one measurement in this process, printed as JSON: wavenet "
+        "IMPLEMENTATION KERNEL BATCH STEPS, or hifigan IMPLEMENTATION PRESET SECONDS",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="mel length for HiFi-GAN")
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--waveglow-seconds", type=float, default=10.0, help="mel length")
     parser.add_argument("--waveglow-repeats", type=int, default=1)
     parser.add_argument("--samplernn-samples", type=int, default=4000)
     parser.add_argument("--prior-tokens", type=int, default=256)
-    sections = ("wavenet", "hifigan", "waveglow", "samplernn", "code_prior")
+    parser.add_argument("--tacotron2-steps", type=int, default=400, help="decoder steps")
+    sections = ("wavenet", "hifigan", "tacotron2", "waveglow", "samplernn", "code_prior")
     parser.add_argument("--only", nargs="+", choices=sections, default=list(sections))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.measure:
-        implementation, kernel, batch, steps = args.measure
-        r = measure_wavenet(implementation, int(kernel), int(batch), int(steps), device)
+        section, implementation, *rest = args.measure
+        if section == "wavenet":
+            kernel, batch, steps = map(int, rest)
+            r = measure_wavenet(implementation, kernel, batch, steps, device)
+        else:
+            preset, seconds = rest
+            r = measure_hifigan(implementation, preset, float(seconds), device)
         print(json.dumps(r))
         return
     console = Console()
@@ -322,6 +501,28 @@ def main() -> None:
         results["wavenet"] = wavenet_table(console, device, args)
     if "hifigan" in args.only:
         results["hifigan"] = hifigan_table(console, device, args)
+    if "tacotron2" in args.only:
+        r = tacotron2_speed(device, args.tacotron2_steps, characters=230)  # a 40-word sentence
+        table = Table(
+            title=f"Tacotron 2 (paper sizes, r = 1), {r['decoder_steps']} free-running decoder "
+            f"steps on {r['characters']} characters, {device}"
+        )
+        for column in ("implementation", "params", "steps/s", "x real time (22,050 Hz, hop 256)"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            "wavefoundry",
+            f"{r['parameters'] / 1e6:.1f} M",
+            f"{r['steps_per_second']:.0f}",
+            f"{r['times_real_time']:.2f}",
+        )
+        table.add_row(
+            "torchaudio.models.Tacotron2",
+            f"{r['reference_parameters'] / 1e6:.1f} M",
+            f"{r['reference_steps_per_second']:.0f}",
+            f"{r['reference_times_real_time']:.2f}",
+        )
+        console.print(table)
+        results["tacotron2"] = r
     if "waveglow" in args.only:
         r = waveglow_speed(device, args.waveglow_seconds, args.waveglow_repeats)
         table = Table(
@@ -336,6 +537,7 @@ def main() -> None:
             f"{r['samples_per_second']:.0f}",
         )
         console.print(table)
+        console.print(NO_REFERENCE.format("NVIDIA/waveglow"))
         results["waveglow"] = r
     if "samplernn" in args.only:
         r = samplernn_speed(device, args.samplernn_samples)
@@ -346,6 +548,7 @@ def main() -> None:
             f"{r['parameters'] / 1e6:.1f} M", str(r["samples"]), f"{r['samples_per_second']:.0f}"
         )
         console.print(table)
+        console.print(NO_REFERENCE.format("samplernn-pytorch (deepsound-project)"))
         results["samplernn"] = r
     if "code_prior" in args.only:
         # The recipe's Transformer, and a small one over a whole context, where the cache's
@@ -367,6 +570,7 @@ def main() -> None:
                 f"{r['speedup']:.1f}x",
             )
         console.print(table)
+        console.print(NO_REFERENCE.format("a VQ-VAE code prior (openai/jukebox)"))
         results["code_prior"] = rows
     load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
     console.print(
@@ -413,19 +617,26 @@ def wavenet_table(console: Console, device: torch.device, args: argparse.Namespa
 
 
 def hifigan_table(console: Console, device: torch.device, args: argparse.Namespace) -> list:
-    hifigan = [hifigan_speed(p, device, args.seconds, args.repeats) for p in PRESETS]
-    table = Table(title=f"HiFi-GAN on a {args.seconds:g}-second mel, {device}")
-    for column in ("preset", "params", "compute s", "RTF", "x real time"):
+    kan_bayashi = reference(["parallel-wavegan"])
+    hifigan = hifigan_speed(args, kan_bayashi, device)
+    table = Table(
+        title=f"HiFi-GAN, x real time on a {args.seconds:g}-second mel, {device}, median of "
+        f"{args.rounds} processes; kan-bayashi's at the same weights"
+    )
+    for column in ("preset", "params", "wavefoundry", "kan-bayashi", "ratio", "max |diff|"):
         table.add_column(column, justify="right")
     for r in hifigan:
+        ref = r["reference"]
         table.add_row(
             r["preset"],
             f"{r['parameters'] / 1e6:.2f} M",
-            f"{r['compute_seconds']:.2f}",
-            f"{r['real_time_factor']:.3f}",
             f"{r['times_real_time']:.1f}",
+            f"{ref['times_real_time']:.1f}" if kan_bayashi.available else "-",
+            f"{r['over_reference']:.2f}x" if kan_bayashi.available else "-",
+            f"{ref['max_abs_difference']:.1e}" if kan_bayashi.available else "-",
         )
     console.print(table)
+    console.print(f"reference: kan-bayashi's HiFiGANGenerator from {kan_bayashi.describe()}")
     return hifigan
 
 

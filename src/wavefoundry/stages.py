@@ -16,7 +16,7 @@ from wavefoundry import tracking
 from wavefoundry.config import Config
 from wavefoundry.data import get_adapter, schema
 from wavefoundry.data.manifest import build_manifest, read_manifest, write_manifest
-from wavefoundry.data.store import StoreResult, store_dataset
+from wavefoundry.data.store import StoreResult, manifest_columns, store_dataset
 from wavefoundry.errors import UserError
 from wavefoundry.progress import progress_bar
 
@@ -99,7 +99,7 @@ def store(cfg: Config, dataset: str) -> StoreResult:
     from wavefoundry.validation import quarantined_ids
 
     adapter = get_adapter(dataset)
-    manifest = read_manifest(cfg.paths.manifest(dataset))
+    manifest = read_manifest(cfg.paths.manifest(dataset), manifest_columns(dataset))
     quarantined = quarantined_ids(cfg.paths.validated(dataset))
     sample_rate = cfg.datasets.for_dataset(dataset).store_sample_rate or adapter.SAMPLE_RATE
     with progress_bar(

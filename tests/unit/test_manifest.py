@@ -52,6 +52,17 @@ def test_stats_of_a_clipped_offset_signal():
     assert stats["dc_offset"] == pytest.approx(0.25)
 
 
+def test_pcm16_stats_on_the_unscaled_samples_equal_the_scaled_ones_bit_for_bit():
+    rng = np.random.default_rng(3)
+    samples = (rng.normal(0, 3000, (SR, 2)) + 900).clip(-32768, 32767).astype(np.int16)
+    samples[:50] = 32767  # clipped
+    samples[SR // 2 : SR // 2 + SR // 5] = 7  # a silent stretch on a DC offset
+    unscaled = audio_stats(samples.astype(np.float32), SR, full_scale=32768.0)
+    scaled = audio_stats(samples.astype(np.float32) / np.float32(32768), SR)
+    assert unscaled == scaled
+    assert unscaled["clipping"] > 0 and 0 < unscaled["silence"] < 1
+
+
 def write_bad(kind, path):
     if kind == "random bytes":
         path.write_bytes(np.random.default_rng(0).bytes(5000))

@@ -137,6 +137,14 @@ def test_the_directory_hash_is_dvcs(tmp_path):
     )
     assert result.data_version == tree.hash_info.value
     assert dvc_directory_hash({"a": "0" * 32}) != dvc_directory_hash({"b": "0" * 32})
+    # More clips in a split than the md5 thread lets wait, some resampled: still DVC's hash.
+    manifest = make_clips(tmp_path, lengths=tuple(range(1000, 2200, 30)))
+    resampled = store_dataset("nsynth", manifest, {"c7"}, out, tmp_path / "v.json", 22050)
+    _, _, tree = build(
+        HashFileDB(MemoryFileSystem(), "/s"), str(out), LocalFileSystem(), "md5", dry_run=True
+    )
+    assert resampled.clips == {"train": 3, "test": 36}
+    assert resampled.data_version == tree.hash_info.value != result.data_version
 
 
 def test_a_clip_changed_since_the_manifest_fails_and_keeps_the_previous_store(tmp_path):

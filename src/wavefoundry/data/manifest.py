@@ -84,8 +84,13 @@ def wav_data_chunk(data: bytes) -> WavData | str | None:
     return "truncated: no data chunk"
 
 
-def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
-    """Level statistics of (frames, channels) float32 audio with full scale 1.0.
+def audio_stats(audio: np.ndarray, sample_rate: int, full_scale: float = 1.0) -> dict[str, Any]:
+    """Level statistics of (frames, channels) float32 audio whose full scale is `full_scale`.
+
+    `full_scale` is 1.0 for float audio and 32768 for 16-bit PCM samples as they are stored,
+    converted to float32 without scaling: every statistic is a ratio to full scale, and scaling
+    by a power of two is exact, so both give the same numbers bit for bit. `audio` is used as
+    scratch space (it is changed).
 
     `peak` and `clipping` are of the samples as stored. `rms_db` is measured after removing each
     channel's DC offset, and `silence` after removing each 20 ms frame's own mean: a clip of
@@ -101,50 +106,61 @@ def audio_stats(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
             "dc_offset": 0.0,
             "non_finite": False,
         }
-    finite = bool(np.isfinite(audio.max()) and np.isfinite(audio.min()))
-    x = audio if finite else np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0)
+    high, low = audio.max(), audio.min()
+    finite = bool(np.isfinite(high) and np.isfinite(low))
+    x = audio if finite else np.nan_to_num(audio, nan=0.0, posinf=full_scale, neginf=-full_scale)
+    if not finite:
+        high, low = x.max(), x.min()
     flat = x.reshape(-1)
+    level = CLIP_LEVEL * full_scale  # a Python float: compared in the array's own dtype
+    clipped = 0
+    if high >= level or low <= -level:  # rare: the two passes only when a sample is that loud
+        clipped = np.count_nonzero(flat >= level) + np.count_nonzero(flat <= -level)
+    peak = float(max(high, -low)) / full_scale
     means = x.mean(axis=0, dtype=np.float64)
-    ac = (x - means.astype(np.float32)).reshape(-1)
-    mean_square = float(np.dot(ac, ac)) / ac.size
     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     frame = max(1, int(sample_rate * FRAME_SECONDS))
     frames = mono[: len(mono) // frame * frame].reshape(-1, frame)
     if len(frames):
         frames = frames - frames.mean(axis=1, keepdims=True)
         frame_power = np.einsum("ij,ij->i", frames, frames) / frame
-        silence = float(np.count_nonzero(frame_power < 10 ** (SILENCE_DB / 10)) / len(frames))
+        floor = 10 ** (SILENCE_DB / 10) * full_scale * full_scale
+        silence = float(np.count_nonzero(frame_power < floor) / len(frames))
     else:
         silence = 1.0
-    clipped = np.count_nonzero(flat >= CLIP_LEVEL) + np.count_nonzero(flat <= -CLIP_LEVEL)
+    x -= means.astype(np.float32)  # in place: the DC-free signal for the RMS
+    mean_square = float(np.dot(flat, flat)) / flat.size / (full_scale * full_scale)
     return {
-        "peak": float(max(flat.max(), -flat.min())),
+        "peak": peak,
         "rms_db": 10 * np.log10(mean_square) if mean_square > 0 else -np.inf,
         "clipping": clipped / flat.size,
         "silence": silence,
-        "dc_offset": float(means[np.argmax(np.abs(means))]),
+        "dc_offset": float(means[np.argmax(np.abs(means))]) / full_scale,
         "non_finite": not finite,
     }
 
 
-def _decode(data: bytes, wav_data: WavData | None) -> tuple[dict[str, Any], np.ndarray]:
-    """Header facts and (frames, channels) float32 samples."""
+PCM16_FULL_SCALE = 32768.0
+
+
+def _decode(data: bytes, wav_data: WavData | None) -> tuple[dict[str, Any], np.ndarray, float]:
+    """Header facts, (frames, channels) float32 samples and their full scale (`audio_stats`)."""
     with sf.SoundFile(io.BytesIO(data)) as f:
         info = {"sample_rate": f.samplerate, "channels": f.channels, "subtype": f.subtype}
         declared = f.frames
         if wav_data is not None and f.subtype == "PCM_16" and f.format == "WAV":
-            # 16-bit WAV (LJ Speech, NSynth): view the samples in the bytes already read.
+            # 16-bit WAV (LJ Speech, NSynth): the samples in the bytes already read, unscaled.
             offset, size, _ = wav_data
             samples = np.frombuffer(data, dtype="<i2", count=size // 2, offset=offset)
             audio = samples[: len(samples) // f.channels * f.channels].reshape(-1, f.channels)
-            audio = audio.astype(np.float32) * np.float32(1 / 32768)
+            audio, full_scale = audio.astype(np.float32), PCM16_FULL_SCALE
         else:
-            audio = f.read(dtype="float32", always_2d=True)
+            audio, full_scale = f.read(dtype="float32", always_2d=True), 1.0
     if len(audio) < declared:
         raise Unreadable(
             f"truncated: header declares {declared} frames, the file holds {len(audio)}"
         )
-    return info, audio
+    return info, audio, full_scale
 
 
 def probe(path: str) -> dict[str, Any]:
@@ -160,14 +176,14 @@ def probe(path: str) -> dict[str, Any]:
     if isinstance(wav_data, str):
         raise Unreadable(wav_data)
     try:
-        info, audio = _decode(data, wav_data)
+        info, audio, full_scale = _decode(data, wav_data)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise Unreadable(f"not a readable audio file ({schema.error_text(err)})") from None
     facts.update(info)
     facts[schema.WARNING] = wav_data.warning if wav_data is not None else ""
     facts["frames"] = len(audio)
     facts["duration"] = len(audio) / info["sample_rate"]
-    facts.update(audio_stats(audio, info["sample_rate"]))
+    facts.update(audio_stats(audio, info["sample_rate"], full_scale))
     return facts
 
 
@@ -266,9 +282,11 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
+def read_manifest(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The manifest at `path`, or only its `columns` (a stage that reads a few columns of a
+    large manifest keeps its memory flat)."""
     from wavefoundry.errors import UserError
 
     if not path.is_file():
         raise UserError(f"no manifest at {path}: run `wavefoundry ingest` for this dataset first")
-    return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=columns)

@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import shutil
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,12 @@ from wavefoundry.data.manifest import WavData, wav_data_chunk
 from wavefoundry.errors import UserError, writing
 
 INDEX_STATS = ("duration", "sha256")
+
+
+def manifest_columns(dataset: str) -> list[str]:
+    """The manifest columns `store_dataset` reads for `dataset`."""
+    columns = ("clip_id", "path", "split", "status", "frames", "sample_rate")
+    return list(dict.fromkeys((*columns, *schema.CONDITIONING[dataset], *INDEX_STATS)))
 
 
 @dataclass
@@ -55,18 +63,34 @@ def _read_int16(path: str, sample_rate: int) -> np.ndarray:
 
 
 class _HashingFile:
-    """A file being written that keeps the md5 DVC will record for it."""
+    """A file being written that keeps the md5 DVC will record for it.
 
-    def __init__(self, path: Path):
+    The md5 runs on a second thread, in write order (hashlib lets go of the GIL on large
+    buffers), while the caller reads the next clip: the store costs about one md5 of its bytes.
+    At most `depth` writes wait for it, so memory stays flat whatever the dataset's size.
+    """
+
+    def __init__(self, path: Path, depth: int = 16):
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self.md5 = hashlib.md5()
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-md5")
+        self._pending: deque[Future[None]] = deque()
+        self._depth = depth
 
     def write(self, data: bytes | memoryview) -> int:
-        self.md5.update(data)
-        return self._file.write(data)
+        written = self._file.write(data)
+        self._pending.append(self._hasher.submit(self.md5.update, data))
+        if len(self._pending) > self._depth:
+            self._pending.popleft().result()
+        return written
 
     def close(self) -> str:
-        self._file.close()
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._hasher.shutdown()
+            self._file.close()
         return self.md5.hexdigest()
 
 
@@ -83,8 +107,9 @@ def _store_split(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Write one split; returns its index and the md5 of each file written (for the data version).
 
-    Sequential on purpose: the clips are read from the page cache and appended while hashed,
-    which beats a memory map filled by several processes and hashed again afterwards.
+    One pass on purpose: the clips are read from the page cache and appended while a second
+    thread hashes what was appended, which beats a memory map filled by several processes and
+    hashed again afterwards.
     """
     split_dir.mkdir(parents=True, exist_ok=True)
     lengths = [
@@ -95,16 +120,20 @@ def _store_split(
     npy = _HashingFile(split_dir / "audio.npy")
     header = {"descr": "<i2", "fortran_order": False, "shape": (int(offsets[-1]),)}
     np.lib.format.write_array_header_1_0(npy, header)
-    for path, length in zip(rows["path"], lengths, strict=True):
-        samples = _read_int16(path, sample_rate)
-        if len(samples) != length:
-            npy.close()
-            raise UserError(
-                f"{path} changed since the manifest was built ({len(samples)} samples, expected {length})"
-            )
-        npy.write(samples.data)
-        if on_progress:
-            on_progress(1)
+    try:
+        for path, length in zip(rows["path"], lengths, strict=True):
+            samples = _read_int16(path, sample_rate)
+            if len(samples) != length:
+                raise UserError(
+                    f"{path} changed since the manifest was built ({len(samples)} samples, "
+                    f"expected {length})"
+                )
+            npy.write(samples.data)
+            if on_progress:
+                on_progress(1)
+    except BaseException:
+        npy.close()
+        raise
     hashes = {"audio.npy": npy.close()}
     index = rows[["clip_id", *conditioning, *INDEX_STATS]].reset_index(drop=True).copy()
     index.insert(1, "offset", offsets[:-1])
@@ -135,8 +164,12 @@ def store_dataset(
     on_progress: Callable[[int], None] | None = None,
 ) -> StoreResult:
     """Write the processed dataset from the manifest's usable, unquarantined clips."""
-    usable = manifest[(manifest["status"] == schema.OK) & ~manifest["clip_id"].isin(quarantined)]
-    usable = usable.sort_values("clip_id", kind="stable")
+    # The rows to store, in clip id order, found on two columns: each split's rows are then
+    # taken from the manifest once (whole-manifest copies would grow with the dataset).
+    usable = manifest.loc[
+        (manifest["status"] == schema.OK) & ~manifest["clip_id"].isin(quarantined), ["split"]
+    ]
+    usable = usable.loc[manifest.loc[usable.index, "clip_id"].sort_values(kind="stable").index]
     if usable.empty:
         raise UserError(
             f"{dataset}: no usable clips to store ({len(manifest)} in the manifest, all quarantined or unreadable)"
@@ -150,7 +183,7 @@ def store_dataset(
     try:
         with writing(out_dir):
             for split in SPLITS:
-                rows = usable[usable["split"] == split]
+                rows = manifest.loc[usable.index[usable["split"] == split]]
                 if rows.empty:
                     continue
                 index, hashes = _store_split(
