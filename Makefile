@@ -8,10 +8,11 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # (slow ones first), not xdist's (most tests first), so no long file is left for last.
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 # Which tests: all but the container tests (minutes of image builds and pipeline runs in
-# podman), which run on their own with make test-containers (.ci/run runs both).
-PYTEST_SELECT ?= -m "not container"
+# podman) and the demo's own run (minutes of training), which run on their own with
+# make test-containers and make test-demo (.ci/run runs all three).
+PYTEST_SELECT ?= -m "not container and not demo"
 
-.PHONY: setup demo test test-containers image lint format bench clean
+.PHONY: setup demo test test-containers test-demo image lint format bench clean
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -26,7 +27,7 @@ test: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest $(PYTEST_ARGS) $(PYTEST_SELECT)
-	@echo "The container tests run apart: make test-containers (podman, runc, mmdebstrap; README, Containers)."
+	@echo "Run apart: make test-containers (podman, runc, mmdebstrap; README, Containers) and make test-demo (the demo's run, about 10 minutes)."
 
 # The component image (components/Dockerfile) with podman, on a local Debian base made when
 # missing; prints its tag. README "Containers".
@@ -36,6 +37,11 @@ image: setup
 # The container tests alone (podman, runc, mmdebstrap; .ci/run installs them).
 test-containers: setup
 	$(UV) run --locked pytest -m container tests/containers
+
+# make demo's pipeline at its own settings in a scratch project: its champion must beat
+# Griffin-Lim on the floor's metrics (README, "Quality").
+test-demo: setup
+	$(UV) run --locked pytest -m demo tests/demo
 
 lint: setup
 	$(UV) run --locked ruff check .
