@@ -73,6 +73,13 @@ def main() -> None:
                     "before_pipeline_s": round(before, 1),
                     "pipeline_s": round(record["seconds"], 1),
                     "state": record["state"],
+                    # What the run ends saying: its champion and metrics, or why there is none.
+                    "champion": [
+                        line
+                        for line in stdout.splitlines()
+                        if line.startswith(("champion", "  "))
+                        and ("champion" in line or "refused" in line)
+                    ],
                     "stages": stages,
                 }
             )
@@ -85,6 +92,8 @@ def main() -> None:
             for stage, (state, took) in stages.items():
                 table.add_row(stage, state, f"{took:.1f}" if took else "")
             console.print(table)
+            for line in results[-1]["champion"]:
+                console.print(line, markup=False, highlight=False)
     out = {
         "runs": results,
         "target_s": 600,
