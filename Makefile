@@ -39,7 +39,7 @@ test-containers: setup
 	$(UV) run --locked pytest -m container tests/containers
 
 # make demo's pipeline at its own settings in a scratch project: its champion must beat
-# Griffin-Lim on the floor's metrics (README, "Quality").
+# Griffin-Lim on the floor's metrics (README, "The Griffin-Lim floor").
 test-demo: setup
 	$(UV) run --locked pytest -m demo tests/demo
 

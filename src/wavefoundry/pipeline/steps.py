@@ -129,7 +129,10 @@ def ingest(
         problems=result.problems,
         data_root=str(Path(out.path).resolve()),
     )
-    print(f"{dataset}: {result.clips} clips, {result.usable} readable, problems: {result.problems}")
+    problems = ", ".join(f"{kind} {count}" for kind, count in result.problems.items())
+    print(
+        f"{dataset}: {result.clips} clips, {result.usable} readable, problems: {problems or 'none'}"
+    )
 
 
 def _manifest_from(ingested: Artifact, dataset: str, cfg: Config) -> None:
@@ -183,7 +186,8 @@ def validate(
         sample_rate=stored.sample_rate,
         excluded=stored.excluded,
     )
-    print(f"{dataset} stored: {stored.clips} clips, data version {stored.data_version}")
+    splits = " / ".join(f"{count} {split}" for split, count in stored.clips.items())
+    print(f"{dataset} stored: {splits} clips, data version {stored.data_version}")
     return stored.data_version
 
 
