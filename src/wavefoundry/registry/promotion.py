@@ -218,13 +218,17 @@ def gate(
         else:
             requirement = f"at most {rules.secondary_tolerance:.1%} worse"
             passed = gain >= -rules.secondary_tolerance
+        change = f"{abs(gain):.1%} {'better' if gain >= 0 else 'worse'}"
         checks.append(
             Check(
                 f"{role} {name}",
-                f"{_format(mine)} ({abs(gain):.1%} {'better' if gain >= 0 else 'worse'})",
+                f"{_format(mine)} ({change})",
                 _format(best),
                 requirement,
                 passed and math.isfinite(mine),
+                # The refusal names what it was measured against.
+                f"{role} {name}: {_format(mine)}, {change} than the champion's {_format(best)} "
+                f"(needs {requirement})",
             )
         )
     checks.extend(floor_checks(challenger, floor, rules))
