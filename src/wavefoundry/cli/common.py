@@ -61,11 +61,12 @@ def metric_table(
     table.add_column("value", justify="right")
     if beside is not None:
         table.add_column(beside[0], justify="right")
+    from wavefoundry.evaluation.metrics import metric_text
+
     for name, value in metrics.items():
-        row = [name, f"{value:.4g}"]
+        row = [name, metric_text(value)]
         if beside is not None:
-            other = beside[1].get(name)
-            row.append("" if other is None else f"{other:.4g}")
+            row.append(metric_text(beside[1].get(name)))
         table.add_row(*row)
     return table
 

@@ -239,7 +239,11 @@ def dtw_speech_scores(reference: np.ndarray, generated: np.ndarray, sample_rate:
     }
 
 
+def metric_text(value: float | None) -> str:
+    """A score as shown to a user: 4 significant digits; None (not computed) as `-`."""
+    return "-" if value is None else f"{value:.4g}"
+
+
 def metric_line(metrics: dict[str, float | None]) -> str:
-    """`mel_l1 0.3324, pesq 2.738, ...`: metrics to 4 significant digits on one line (None,
-    a score that could not be computed, as `-`)."""
-    return ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} -" for k, v in metrics.items())
+    """`mel_l1 0.3324, pesq 2.738, ...`: each score as `metric_text` shows it, on one line."""
+    return ", ".join(f"{k} {metric_text(v)}" for k, v in metrics.items())
