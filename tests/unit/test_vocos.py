@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wavefoundry.audio import MelConfig, log_mel
+from wavefoundry.audio import MelConfig, log_mel, whole_frame_log_mel
 from wavefoundry.data.stored import DataSpec
 from wavefoundry.families.vocos import VocosFamily
 from wavefoundry.models.vocos import ISTFT, Vocos, VocosConfig
@@ -72,3 +72,16 @@ def test_a_few_steps_lower_the_losses_and_synthesize_keeps_the_length() -> None:
     assert made.shape == clip.shape and made.abs().max() <= 1.0
     with pytest.raises(ValueError, match="vocoder"):
         family.synthesize(nets["generator"], None, {})
+
+
+def test_vocode_mel_speaks_an_acoustic_model_s_frames_as_synthesize_speaks_a_clip_s() -> None:
+    """A voice's frames through a Vocos champion: one hop of audio per frame, and the same
+    samples as resynthesizing the clip those frames were taken from."""
+    torch.manual_seed(0)
+    family = VocosFamily(VocosConfig(**TINY), DataSpec(dataset="ljspeech", sample_rate=22050))
+    generator = family.build()["generator"].eval()
+    clip = 0.3 * torch.sin(2 * math.pi * 220 * torch.arange(5000) / 22050)
+    mel = whole_frame_log_mel(clip, family.mel)
+    spoken = family.vocode_mel(generator, mel)
+    assert spoken.shape == (mel.shape[-1] * 256,) and spoken.abs().max() <= 1.0
+    assert torch.equal(spoken[: len(clip)], family.synthesize(generator, clip, {}))

@@ -77,6 +77,14 @@ class VocosFamily(Family):
         return batch["audio"][:2], generated.clamp(-1.0, 1.0)
 
     @torch.no_grad()
+    def vocode_mel(self, net: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+        """(n_mels, frames) log-mel frames (an acoustic model's) to (frames * hop,) audio in
+        [-1, 1]: how a voice speaks through a Vocos champion (evaluation/voice.py)."""
+        generator = unwrap(net)
+        device = next(generator.parameters()).device
+        return generator.infer(mel.to(device, torch.float32))
+
+    @torch.no_grad()
     def synthesize(
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:
