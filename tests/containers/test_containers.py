@@ -22,6 +22,7 @@ import yaml
 from servers import wavefoundry
 
 from wavefoundry import containers
+from wavefoundry.config import DEMO_FAMILIES
 from wavefoundry.pipeline.local_run import task_outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +174,7 @@ def test_the_container_runner_reaches_the_same_outcome_and_scores(runs):
         return {c["family"]: c for c in facts["candidates"]}
 
     here_candidates, there_candidates = by_family(here), by_family(there)
-    assert sorted(here_candidates) == sorted(there_candidates) == ["hifigan", "vocos"]
+    assert sorted(here_candidates) == sorted(there_candidates) == sorted(DEMO_FAMILIES)
     for family, ours in here_candidates.items():
         theirs = there_candidates[family]
         assert theirs["verdict"] == ours["verdict"], family
