@@ -1,7 +1,8 @@
 """The main job end to end, as a user runs it: `wavefoundry pipeline run` in a project folder
 of its own (the compiled Kubeflow pipeline through kfp.local, MLflow in a SQLite file, the
-sample corpus), then a second run on unchanged data, a run whose data fails validation, the
-Bento it built answering HTTP, and `dvc repro` on a fresh clone reaching the same champion."""
+sample corpus), ending with a vocoder champion, a TTS champion and the voice Bento that speaks
+with both; then a second run on unchanged data, a run whose data fails validation, the Bentos
+it built answering HTTP, and `dvc repro` on a fresh clone reaching the same champions."""
 
 import io
 import json
@@ -20,10 +21,13 @@ import yaml
 from servers import BentoServer, wavefoundry
 
 from wavefoundry.config import DEMO_FAMILIES
+from wavefoundry.families.registry import get_family
+from wavefoundry.tracking import registered_model_name
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = "wavefoundry-ljspeech-vocoder"
 FAMILIES = DEMO_FAMILIES
+MODEL = registered_model_name("ljspeech", "vocoder")
+VOICE = registered_model_name("ljspeech", "acoustic")  # wavefoundry-ljspeech-tts
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -51,6 +55,10 @@ def small_project(root: Path) -> None:
     tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
     tiny["training"].pop("per_family", None)  # every family this short
+    # A 4-step Tacotron 2 never fires its stop token: each held-out sentence (and the voice
+    # Bento's sentence) is spoken to max_decoder_steps. 30 steps x 4 frames is 1.4 s of speech,
+    # a sentence's length, instead of the recipe's 14 s.
+    tiny["models"]["tacotron2"]["max_decoder_steps"] = 30
     (root / "configs").mkdir(exist_ok=True)
     (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
 
@@ -80,7 +88,11 @@ def mlflow_client(root: Path):
     return mlflow.MlflowClient(f"sqlite:///{root / '.wavefoundry' / 'mlflow.db'}")
 
 
-def test_a_run_trains_every_family_scores_promotes_and_builds_the_bento(project):
+# What each task's candidates are scored by (evaluation/metrics.py), beside the real-time factor.
+SCORES = {"vocoder": {"eval/mel_l1", "eval/mrstft"}, "acoustic": {"eval/mcd_dtw"}}
+
+
+def test_a_run_trains_every_family_scores_promotes_and_builds_the_bentos(project):
     root, _, done = project
     client = mlflow_client(root)
     experiment = client.get_experiment_by_name("wavefoundry")
@@ -88,22 +100,40 @@ def test_a_run_trains_every_family_scores_promotes_and_builds_the_bento(project)
     trained = [r for r in runs if r.data.tags.get("family") in FAMILIES]
     assert sorted(r.data.tags["family"] for r in trained) == sorted(FAMILIES)  # one run each
     for run in trained:
-        assert {"eval/mel_l1", "eval/mrstft", "eval/rtf"} <= run.data.metrics.keys()
+        task = get_family(run.data.tags["family"]).task
+        assert SCORES[task] | {"eval/rtf"} <= run.data.metrics.keys(), run.data.tags["family"]
         assert run.data.tags["wavefoundry.pipeline.status"] == "SUCCEEDED"
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert champion.run_id in {r.info.run_id for r in trained}
-    family = champion.tags["family"]
-    assert f"champion: {MODEL} v{champion.version} ({family}, run {champion.run_id})" in done.stdout
-    assert f"Bento {champion.tags['bento_tag']}" in done.stdout
-    assert f"bentoml serve {champion.tags['bento_tag']}" in done.stdout
+    # A vocoder champion and a TTS champion, each with its Bento and the command to serve it.
+    champions = {
+        name: client.get_model_version_by_alias(name, "champion") for name in (MODEL, VOICE)
+    }
+    for name, champion in champions.items():
+        assert champion.run_id in {r.info.run_id for r in trained}
+        family = champion.tags["family"]
+        assert f"champion: {name} v{champion.version} ({family}, run {champion.run_id})" in (
+            done.stdout
+        )
+        assert f"Bento {champion.tags['bento_tag']}" in done.stdout
+        assert f"bentoml serve {champion.tags['bento_tag']}" in done.stdout
+    assert champions[VOICE].tags["family"] == "tacotron2"
     assert "uv run mlflow ui --backend-store-uri sqlite:///" in done.stdout
+    # The run ends with a curl that speaks a sentence through the voice Bento.
+    lines = done.stdout.splitlines()
+    serve = next(i for i, line in enumerate(lines) if line.startswith(f"serve {VOICE}:"))
+    port = lines[serve].rsplit("--port ", 1)[1]
+    assert lines[serve + 1].startswith(
+        f"  then:  curl -s -X POST http://localhost:{port}/synthesize -H 'Content-Type: "
+        "application/json' -d '{\"text\": "
+    ), lines[serve + 1]
     # The exit handler's record of the run: an MLflow run with the state and the summary.
     [outcome] = [r for r in runs if r.info.run_name.startswith("pipeline wavefoundry-training-")]
     assert outcome.data.tags["wavefoundry.pipeline.status"] == "SUCCEEDED"
     summary = json.loads(
         Path(client.download_artifacts(outcome.info.run_id, "pipeline/summary.json")).read_text()
     )
-    assert summary["champions"][0]["version"] == str(champion.version)
+    assert {(c["registered_model"], c["version"]) for c in summary["champions"]} == {
+        (name, str(champion.version)) for name, champion in champions.items()
+    }
     record = run_record(done)
     assert record["state"] == "SUCCEEDED"
     assert set(states(record).values()) == {"SUCCEEDED"}
@@ -113,7 +143,7 @@ def test_a_run_trains_every_family_scores_promotes_and_builds_the_bento(project)
         assert " s left" in done.stdout
 
 
-def test_the_bento_it_built_answers_http(project):
+def test_the_vocoder_bento_it_built_answers_http(project):
     root, _, _ = project
     champion = mlflow_client(root).get_model_version_by_alias(MODEL, "champion")
     server = BentoServer(champion.tags["bento_tag"], root / "bentoml")
@@ -133,6 +163,36 @@ def test_the_bento_it_built_answers_http(project):
         server.stop()
 
 
+def test_the_voice_bento_it_built_speaks_with_both_champions(project):
+    """The voice Bento the run built: the TTS champion and the vocoder champion of the same
+    run, both named in /info, and a sentence spoken as 16-bit WAV at LJ Speech's rate."""
+    root, _, _ = project
+    client = mlflow_client(root)
+    voice = client.get_model_version_by_alias(VOICE, "champion")
+    vocoder = client.get_model_version_by_alias(MODEL, "champion")
+    server = BentoServer(voice.tags["bento_tag"], root / "bentoml")
+    try:
+        info = requests.get(f"{server.url}/info", timeout=30).json()
+        assert (info["registered_model"], info["version"]) == (VOICE, str(voice.version))
+        assert (info["vocoder"]["registered_model"], info["vocoder"]["version"]) == (
+            MODEL,
+            str(vocoder.version),
+        )
+        answer = requests.post(
+            f"{server.url}/synthesize",
+            json={"text": "The quick brown fox jumps over the lazy dog."},
+            timeout=300,
+        )
+        assert answer.status_code == 200, answer.text
+        audio, rate = sf.read(io.BytesIO(answer.content), dtype="int16")
+        wav = sf.info(io.BytesIO(answer.content))
+        assert (wav.format, wav.subtype, rate) == ("WAV", "PCM_16", 22050)
+        assert len(audio) / rate > 0.5  # speech, not a click: 30 decoder steps give 1.4 s
+        assert np.abs(audio).max() > 0
+    finally:
+        server.stop()
+
+
 def test_a_second_run_on_unchanged_data_reuses_ingest_and_validate(project):
     root, env, _ = project
     done = wavefoundry(root, "pipeline", "run", env=env)
@@ -141,12 +201,11 @@ def test_a_second_run_on_unchanged_data_reuses_ingest_and_validate(project):
     assert seen["resolve-data-revision"] == "SUCCEEDED"  # it looks every time
     assert seen["ingest"] == seen["validate"] == "CACHED"
     # Same data version, same settings: the trainings are reused too.
-    assert [seen[f"for-loop-2-iteration-{i}/train"] for i in range(len(FAMILIES))] == [
-        "CACHED",
-        "CACHED",
-    ]
+    trainings = [seen[f"for-loop-2-iteration-{i}/train"] for i in range(len(FAMILIES))]
+    assert trainings == ["CACHED"] * len(FAMILIES)
     assert seen["promote"] == seen["build-bento"] == "SUCCEEDED"
-    assert "= train [hifigan] cached (made by wavefoundry-training-" in done.stdout
+    for family in FAMILIES:
+        assert f"= train [{family}] cached (made by wavefoundry-training-" in done.stdout
 
 
 def test_a_run_whose_validation_fails_stops_before_training(project):
@@ -198,17 +257,23 @@ def test_dvc_repro_on_a_fresh_clone_reaches_the_same_champion(project, tmp_path)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     promotion = json.loads((clone / "runs" / "promotion.json").read_text())
-    assert promotion["registered_models"] == [MODEL]
-    by_dvc = mlflow_client(clone).get_model_version_by_alias(MODEL, "champion")
-    by_pipeline = mlflow_client(root).get_model_version_by_alias(MODEL, "champion")
-    assert by_dvc.tags["family"] == by_pipeline.tags["family"]
-    assert by_dvc.tags["data_version"] == by_pipeline.tags["data_version"]
-    assert by_dvc.tags["config_hash"] == by_pipeline.tags["config_hash"]
-    for key, value in by_pipeline.tags.items():
-        if key.startswith("eval.") and key not in ("eval.rtf", "eval.rtf_wall"):  # timings
-            assert float(by_dvc.tags[key]) == pytest.approx(float(value), rel=1e-4, abs=1e-6), key
+    assert sorted(promotion["registered_models"]) == sorted([MODEL, VOICE])
+    bento_tags = []
+    for name in (MODEL, VOICE):
+        by_dvc = mlflow_client(clone).get_model_version_by_alias(name, "champion")
+        by_pipeline = mlflow_client(root).get_model_version_by_alias(name, "champion")
+        assert by_dvc.tags["family"] == by_pipeline.tags["family"], name
+        assert by_dvc.tags["data_version"] == by_pipeline.tags["data_version"], name
+        assert by_dvc.tags["config_hash"] == by_pipeline.tags["config_hash"], name
+        for key, value in by_pipeline.tags.items():
+            if key.startswith("eval.") and key not in ("eval.rtf", "eval.rtf_wall"):  # timings
+                assert float(by_dvc.tags[key]) == pytest.approx(float(value), rel=1e-4, abs=1e-6), (
+                    name,
+                    key,
+                )
+        bento_tags.append(by_dvc.tags["bento_tag"])
     bento = json.loads((clone / "runs" / "bento.json").read_text())
-    assert bento["tags"] == [by_dvc.tags["bento_tag"]]
+    assert sorted(bento["tags"]) == sorted(bento_tags)
     with sqlite3.connect(clone / ".wavefoundry" / "mlflow.db") as db:
         families = sorted(
             row[0] for row in db.execute("select value from tags where key = 'family'")
