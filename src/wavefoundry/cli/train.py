@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wavefoundry.cli.common import Command, err, metric_table, out, write_json
-from wavefoundry.config import FAMILIES, Config
+from wavefoundry.config import DATASETS, FAMILIES, Config
 from wavefoundry.errors import UserError
 
 
@@ -20,9 +20,7 @@ def add_commands(commands: Any, command: Command) -> None:
         "train a model family on a stored dataset, logged to MLflow (several GPUs: torchrun)",
     )
     sub.add_argument("--model", "-m", required=True, metavar="NAME", help=", ".join(FAMILIES))
-    sub.add_argument(
-        "--dataset", "-d", required=True, metavar="NAME", help="ljspeech, vctk or nsynth"
-    )
+    sub.add_argument("--dataset", "-d", required=True, metavar="NAME", help=", ".join(DATASETS))
     sub.add_argument(
         "--resume",
         action="store_true",
@@ -37,7 +35,8 @@ def add_commands(commands: Any, command: Command) -> None:
     sub.epilog = (
         "Run length, batch and schedule: training.* in params.yaml, with "
         "training.per_family.NAME overriding any of them for one family (the tiny recipe "
-        "gives vocos 2000 steps of 16); `wavefoundry config -m NAME` shows what NAME will use. "
+        "gives vocos and tacotron2 their own); `wavefoundry config -m NAME` shows what NAME "
+        "will use. "
         "Sizes: models.NAME in params.yaml (tiny, CPU) or a recipe, e.g. "
         "--config configs/ljspeech-hifigan-v1.yaml. Several GPUs on one node: "
         "torchrun --nproc-per-node 8 -m wavefoundry.cli train -m hifigan -d ljspeech ..."
@@ -56,7 +55,7 @@ def add_commands(commands: Any, command: Command) -> None:
         help="instead of --run-id: the run `train --out FILE` wrote (dvc.yaml hands it on)",
     )
     sub.add_argument("--model", "-m", metavar="NAME", help=", ".join(FAMILIES))
-    sub.add_argument("--dataset", "-d", metavar="NAME", help="ljspeech, vctk or nsynth")
+    sub.add_argument("--dataset", "-d", metavar="NAME", help=", ".join(DATASETS))
     sub.add_argument(
         "--out", type=Path, help="also write the candidate (version, family, metrics) as JSON"
     )
