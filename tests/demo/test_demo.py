@@ -1,8 +1,9 @@
 """`make demo`'s run at its own settings (params.yaml, configs/tiny.yaml), in a scratch project:
 the champion it promotes beats Griffin-Lim from the same mel on the floor's metrics, on the
-same held-out clips, and its audio examples are in MLflow.
+same held-out clips, and its audio examples are in MLflow; the tiny Tacotron 2 becomes the
+voice champion, and the run ends with the curl that speaks a sentence through its Bento.
 
-About 10 minutes on 2 cores (mostly Vocos's 4,000 steps), so it runs apart: `make test-demo`
+About 10 minutes on 2 cores (mostly Vocos's 4,000 steps; then Tacotron 2's), so it runs apart: `make test-demo`
 (.ci/run runs it after `make test`)."""
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from servers import wavefoundry
 from wavefoundry import tracking
 from wavefoundry.evaluation.baseline import find_baseline
 from wavefoundry.evaluation.metrics import METRICS
+from wavefoundry.tracking import registered_model_name
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = "wavefoundry-ljspeech-vocoder"
+MODEL = registered_model_name("ljspeech", "vocoder")
+VOICE = registered_model_name("ljspeech", "acoustic")  # wavefoundry-ljspeech-tts
 
 pytestmark = [pytest.mark.demo, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -68,3 +71,17 @@ def test_the_demo_s_champion_beats_griffin_lim_on_the_floor_s_metrics(tmp_path: 
     assert any(p.endswith("-generated.wav") for p in examples), examples
     assert any(p.endswith("-spectrogram.png") for p in examples), examples
     assert f"champion: {MODEL} v{champion.version} (" in done.stdout
+
+    # The voice: the tiny Tacotron 2 passed its gate (a first champion: every score finite),
+    # and the run's last lines say how to hear it (the e2e test asks its Bento over HTTP).
+    voice = client.get_model_version_by_alias(VOICE, "champion")
+    assert voice.tags["family"] == "tacotron2"
+    assert f"champion: {VOICE} v{voice.version} (tacotron2, run {voice.run_id})" in done.stdout
+    lines = done.stdout.splitlines()
+    print("\n".join(lines[-8:]))
+    serve = next(i for i, line in enumerate(lines) if line.startswith(f"serve {VOICE}:"))
+    assert f"bentoml serve {voice.tags['bento_tag']} --port " in lines[serve]
+    port = lines[serve].rsplit("--port ", 1)[1]
+    assert lines[serve + 1].startswith(
+        f"  then:  curl -s -X POST http://localhost:{port}/synthesize "
+    ), lines[serve + 1]
