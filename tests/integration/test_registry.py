@@ -94,7 +94,7 @@ def snapshot(client: MlflowClient, name: str) -> dict:
 
 
 def run_cli(
-    registry: Registry, *args: str, overrides: list[str] | None = None
+    registry: Registry, *args: str, overrides: list[str] | None = None, columns: int = 220
 ) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
@@ -107,7 +107,7 @@ def run_cli(
     for override in overrides if overrides is not None else registry.overrides:
         command += ["--set", override]
     # A wide console, as on a terminal: rich fits tables to 80 columns when output is a pipe.
-    env = {**os.environ, "COLUMNS": "220"}
+    env = {**os.environ, "COLUMNS": str(columns)}
     return subprocess.run(
         command, cwd=registry.root, env=env, capture_output=True, text=True, timeout=300
     )
@@ -363,6 +363,20 @@ def test_compare_prints_the_candidates_and_logs_a_chart(registry: Registry) -> N
     run_id = done.stdout.split("logged to MLflow run ")[1].split()[0]
     logged = {a.path for a in registry.client.list_artifacts(run_id)}
     assert {"compare.png", "comparison.json"} <= logged
+
+
+def test_compare_on_a_narrow_terminal_gives_each_candidate_a_column(registry: Registry) -> None:
+    """A dozen metrics do not fit 80 columns as a row per candidate: the table turns, a row
+    per metric and a column per candidate, and every line fits."""
+    done = run_cli(registry, "compare", "--model-name", NAME, columns=80)
+    assert done.returncode == 0, done.stderr
+    table = [line for line in done.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table), done.stdout
+    header = " ".join(line for line in table if line.startswith("┃"))
+    for candidate in (registry.weak, registry.strong, registry.worse):
+        assert candidate.label.split()[0] in header, header
+    metrics = [line.strip("│").split("│")[0].strip() for line in table if line.startswith("│")]
+    assert {"aliases", "mel_l1", "mrstft", "pesq"} <= set(metrics), metrics
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.measure import Measurement
 from rich.table import Table
 
 from wavefoundry.cli.common import Command, out, write_json
@@ -173,20 +174,34 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
     from wavefoundry.registry.compare import compare
 
     result = compare(cfg, args.model_name, args.out)
-    table = Table(title=f"{args.model_name}: {len(result.candidates)} candidates")
-    for column in ("candidate", "aliases", "data version", *result.metrics):
-        table.add_column(column, justify="right" if column in result.metrics else "left")
     best = {}
     for metric in result.metrics:
         values = result.table[metric].dropna()
         if not values.empty and metric in METRICS:
             best[metric] = values.max() if METRICS[metric].higher_is_better else values.min()
-    for _, row in result.table.iterrows():
-        cells = []
-        for metric in result.metrics:
-            text = f"{row[metric]:.4g}" if pd.notna(row[metric]) else "-"
-            cells.append(f"[bold]{text}[/]" if row[metric] == best.get(metric) else text)
+
+    def cell(row: pd.Series, metric: str) -> str:
+        text = f"{row[metric]:.4g}" if pd.notna(row[metric]) else "-"
+        return f"[bold]{text}[/]" if row[metric] == best.get(metric) else text
+
+    rows = [row for _, row in result.table.iterrows()]
+    title = f"{args.model_name}: {len(result.candidates)} candidates"
+    table = Table(title=title)
+    for column in ("candidate", "aliases", "data version", *result.metrics):
+        table.add_column(column, justify="right" if column in result.metrics else "left")
+    for row in rows:
+        cells = [cell(row, metric) for metric in result.metrics]
         table.add_row(row["candidate"], row["aliases"], row["data_version"], *cells)
+    if Measurement.get(out, out.options.update_width(10**6), table).maximum > out.width:
+        # Too wide for this terminal (a dozen metrics): a column per candidate instead.
+        table = Table(title=title)
+        table.add_column("")
+        for row in rows:
+            table.add_column(row["candidate"], justify="right")
+        table.add_row("aliases", *(row["aliases"] for row in rows))
+        table.add_row("data version", *(row["data_version"] for row in rows))
+        for metric in result.metrics:
+            table.add_row(metric, *(cell(row, metric) for row in rows))
     out.print(table)
     if result.primary:
         secondary = ", ".join(result.secondary) or "none"

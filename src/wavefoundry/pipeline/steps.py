@@ -321,6 +321,9 @@ def evaluate(
     from wavefoundry.stages import evaluate as score_run
 
     cfg = task_config(config, data=data.path, tracking_uri=tracking_uri)
+    # The judges take seconds per clip on a CPU and a pipeline log has no progress bar.
+    print(f"scoring run {run_id} on the held-out clips (PESQ, STOI, WORLD, DNSMOS...)", flush=True)
+    started = time.perf_counter()
     done = score_run(cfg, run_id=run_id)
     if data_version and done.score.data_version != data_version:
         raise UserError(
@@ -330,7 +333,10 @@ def evaluate(
     # A KFP metric is a number; the NaN stays on the MLflow run.
     log_metrics(metrics, {k: v for k, v in done.score.metrics.items() if math.isfinite(v)})
     record = done.candidate.as_record()
-    print(f"{record['family']}: {record['registered_model']} v{record['version']}")
+    print(
+        f"{record['family']}: {record['registered_model']} v{record['version']}, "
+        f"scored in {time.perf_counter() - started:.0f} s"
+    )
     print(f"  scores: {metric_line(record['metrics'])}")
     if done.baseline is not None:
         floor = {k: done.baseline.metrics.get(k) for k in record["metrics"]}
