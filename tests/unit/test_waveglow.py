@@ -118,6 +118,22 @@ def test_infer_makes_audio_of_the_mels_length_and_the_seed_fixes_it() -> None:
     assert a.abs().sum() > quiet.abs().sum()  # sigma scales the noise that becomes audio
 
 
+def test_vocode_mel_speaks_an_acoustic_model_s_frames_as_synthesize_speaks_a_clip_s() -> None:
+    """A voice's frames through a WaveGlow champion (evaluation/voice.py takes any vocoder
+    with `vocode_mel`; without one a TTS was voiced by Griffin-Lim): one hop of audio per
+    frame, the same samples as resynthesizing the clip those frames came from."""
+    from wavefoundry.audio import log_mel
+    from wavefoundry.families.base import whole_frames
+
+    family = WaveGlowFamily(TINY, DataSpec(dataset="ljspeech", sample_rate=22050))
+    net = trained_looking(TINY).eval()
+    clip = 0.3 * torch.sin(2 * torch.pi * 220 * torch.arange(1000) / 22050)
+    mel = log_mel(whole_frames(clip, family.mel), family.mel)
+    spoken = family.vocode_mel(net, mel)
+    assert spoken.shape == (mel.shape[-1] * TINY.hop_length,) and spoken.abs().max() <= 1.0
+    assert torch.equal(spoken[: len(clip)], family.synthesize(net, clip, {}))
+
+
 def test_folding_weight_norm_keeps_the_outputs() -> None:
     model = trained_looking(TINY).eval()
     audio, mel = 0.2 * torch.randn(1, 4 * TINY.hop_length), torch.randn(1, TINY.n_mels, 4)

@@ -86,6 +86,14 @@ class WaveGlowFamily(Family):
         return net
 
     @torch.no_grad()
+    def vocode_mel(self, net: nn.Module, mel: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """(n_mels, frames) log-mel frames (an acoustic model's) to (frames * hop,) audio in
+        [-1, 1], the flow's noise drawn from `seed`: how a voice speaks through a WaveGlow
+        champion (evaluation/voice.py, serving/voice.py)."""
+        device = next(unwrap(net).parameters()).device
+        return self._infer(net, mel.to(device, torch.float32).unsqueeze(0), seed).reshape(-1)
+
+    @torch.no_grad()
     def synthesize(
         self, net: nn.Module, audio: torch.Tensor | None, conditions: dict[str, Any]
     ) -> torch.Tensor:
@@ -93,7 +101,5 @@ class WaveGlowFamily(Family):
             raise ValueError("WaveGlow is a vocoder: it resynthesizes `audio`, which is required")
         device = next(unwrap(net).parameters()).device
         padded = whole_frames(audio.to(device, torch.float32), self.mel)
-        generated = self._infer(
-            net, log_mel(padded, self.mel).unsqueeze(0), conditions.get("seed") or 0
-        )
-        return generated.reshape(-1)[: len(audio)]
+        mel = log_mel(padded, self.mel)
+        return self.vocode_mel(net, mel, conditions.get("seed") or 0)[: len(audio)]
