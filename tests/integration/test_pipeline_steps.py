@@ -242,3 +242,9 @@ def test_a_run_where_no_candidate_passes_is_an_outcome_not_a_failure(in_project,
     assert f"{model} v{second['version']} (hifigan): refused: primary mel_l1:" in stdout
     assert f"the champion stays {model}:{first['version']}" in stdout
     assert f"Bento {bento} kept" in stdout
+
+    # A rerun's candidate that already is the champion: said once, as its verdict, and not
+    # as "no candidate passed".
+    result, stdout = promote_and_build(in_project, stored_samples, uri, config, [first])
+    assert f"{model} v{first['version']} (hifigan): already champion" in stdout
+    assert "no candidate passed" not in stdout

@@ -387,7 +387,11 @@ def promote(
     for name in sorted({c.name for c in contests}):
         if name not in held:
             print(f"{name}: no candidate passed the gate and there is no champion yet")
-        elif not any(c["registered_model"] == name and c["promoted"] for c in champions):
+        elif not any(
+            c["registered_model"] == name and c["promoted"] for c in champions
+        ) and not any(
+            f"{c.name}:{c.version}" == held[name] for c in contests
+        ):  # a rerun's candidate that is already the champion says so in its own line
             print(f"{name}: no candidate passed the gate; the champion stays {held[name]}")
     Path(decisions.path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return champions
