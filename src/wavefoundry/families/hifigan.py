@@ -117,8 +117,6 @@ class HiFiGANFamily(Family):
     ) -> torch.Tensor:
         if audio is None:
             raise ValueError("HiFi-GAN is a vocoder: it resynthesizes `audio`, which is required")
-        generator = unwrap(net)
-        device = next(generator.parameters()).device
+        device = next(unwrap(net).parameters()).device
         mel = whole_frame_log_mel(audio.to(device, torch.float32), self.mel)
-        generated = generator(mel.unsqueeze(0))
-        return generated.reshape(-1)[: len(audio)].clamp(-1.0, 1.0)
+        return self.vocode_mel(net, mel)[: len(audio)]

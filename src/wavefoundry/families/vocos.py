@@ -90,7 +90,6 @@ class VocosFamily(Family):
     ) -> torch.Tensor:
         if audio is None:
             raise ValueError("Vocos is a vocoder: it resynthesizes `audio`, which is required")
-        generator = unwrap(net)
-        device = next(generator.parameters()).device
+        device = next(unwrap(net).parameters()).device
         mel = whole_frame_log_mel(audio.to(device, torch.float32), self.mel)
-        return generator.infer(mel)[: len(audio)]
+        return self.vocode_mel(net, mel)[: len(audio)]
