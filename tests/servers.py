@@ -450,6 +450,17 @@ def wavefoundry(
     )
 
 
+def serve_and_try_it(stdout: str, registered_model: str) -> tuple[str, str]:
+    """The run's closing lines for one champion's Bento: its `serve NAME: ... --port N` line and
+    the `then:  curl ...` line after it, as a user reads them; the curl must use that port."""
+    lines = stdout.splitlines()
+    serve = next(i for i, line in enumerate(lines) if line.startswith(f"serve {registered_model}:"))
+    port = lines[serve].rsplit("--port ", 1)[1]
+    try_it = lines[serve + 1]
+    assert try_it.startswith(f"  then:  curl -s -X POST http://localhost:{port}/"), try_it
+    return lines[serve], try_it
+
+
 def kill_after_checkpoint(process: subprocess.Popen, checkpoints: Path, step: int) -> None:
     """Kill a `wavefoundry train` process once its checkpoint of `step` is on disk, as a
     preempted node would, and drop any later checkpoint the kill came too late for."""

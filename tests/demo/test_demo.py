@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from servers import wavefoundry
+from servers import serve_and_try_it, wavefoundry
 
 from wavefoundry import tracking
 from wavefoundry.evaluation.baseline import find_baseline
@@ -77,11 +77,6 @@ def test_the_demo_s_champion_beats_griffin_lim_on_the_floor_s_metrics(tmp_path: 
     voice = client.get_model_version_by_alias(VOICE, "champion")
     assert voice.tags["family"] == "tacotron2"
     assert f"champion: {VOICE} v{voice.version} (tacotron2, run {voice.run_id})" in done.stdout
-    lines = done.stdout.splitlines()
-    print("\n".join(lines[-8:]))
-    serve = next(i for i, line in enumerate(lines) if line.startswith(f"serve {VOICE}:"))
-    assert f"bentoml serve {voice.tags['bento_tag']} --port " in lines[serve]
-    port = lines[serve].rsplit("--port ", 1)[1]
-    assert lines[serve + 1].startswith(
-        f"  then:  curl -s -X POST http://localhost:{port}/synthesize "
-    ), lines[serve + 1]
+    serve, try_it = serve_and_try_it(done.stdout, VOICE)
+    assert f"bentoml serve {voice.tags['bento_tag']} --port " in serve
+    assert "/synthesize " in try_it, try_it

@@ -18,7 +18,7 @@ import pytest
 import requests
 import soundfile as sf
 import yaml
-from servers import BentoServer, wavefoundry
+from servers import BentoServer, serve_and_try_it, wavefoundry
 
 from wavefoundry.config import DEMO_FAMILIES
 from wavefoundry.families.registry import get_family
@@ -118,13 +118,8 @@ def test_a_run_trains_every_family_scores_promotes_and_builds_the_bentos(project
     assert champions[VOICE].tags["family"] == "tacotron2"
     assert "uv run mlflow ui --backend-store-uri sqlite:///" in done.stdout
     # The run ends with a curl that speaks a sentence through the voice Bento.
-    lines = done.stdout.splitlines()
-    serve = next(i for i, line in enumerate(lines) if line.startswith(f"serve {VOICE}:"))
-    port = lines[serve].rsplit("--port ", 1)[1]
-    assert lines[serve + 1].startswith(
-        f"  then:  curl -s -X POST http://localhost:{port}/synthesize -H 'Content-Type: "
-        "application/json' -d '{\"text\": "
-    ), lines[serve + 1]
+    _, try_it = serve_and_try_it(done.stdout, VOICE)
+    assert "/synthesize -H 'Content-Type: application/json' -d '{\"text\": " in try_it, try_it
     # The exit handler's record of the run: an MLflow run with the state and the summary.
     [outcome] = [r for r in runs if r.info.run_name.startswith("pipeline wavefoundry-training-")]
     assert outcome.data.tags["wavefoundry.pipeline.status"] == "SUCCEEDED"
