@@ -7,6 +7,7 @@ module-scoped fixture) and several tests read what that one run wrote.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from importlib.metadata import version
@@ -184,6 +185,17 @@ LJ_UNUSABLE = {
     80: (schema.MISSING_AUDIO, "listed in metadata.csv, no wavs/LJ001-0081.wav"),
     90: (schema.UNLISTED, "wavs/LJ001-0091.wav is not in metadata.csv"),
 }
+
+
+def test_validation_logs_nothing_of_great_expectations_internals(tmp_path, caplog):
+    """A pipeline task logs at INFO: the task's output is the suite's summary, not GX's
+    context set-up (one of whose records printed a stray `[]` line in every run)."""
+    with caplog.at_level(logging.INFO):
+        result = validate_manifest(
+            manifest("ljspeech", good_rows("ljspeech", 3)), "ljspeech", RULES.ljspeech, tmp_path
+        )
+    assert result.success
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("great_expectations")] == []
 
 
 @pytest.fixture(scope="module")

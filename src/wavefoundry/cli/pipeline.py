@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -309,7 +310,8 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
             f"{champion['bento_tag']} --port {port}",
             markup=False,
         )
-        out.print(f"  then:  {_try_it(champion['family'], port)}", markup=False)
+        clip = _example_clip(arguments["source"])
+        out.print(f"  then:  {_try_it(champion['family'], port, clip)}", markup=False)
     if result.state != "SUCCEEDED":
         err.print(f"[bold red]pipeline failed[/] at {result.error}")
         return 1
@@ -332,9 +334,34 @@ def _champion_lines(facts: dict) -> list[str]:
     ]
 
 
-def _try_it(family: str, port: int) -> str:
+def _example_clip(sources: list[str]) -> str:
+    """A recording to send a served vocoder or codec: the first WAV or FLAC file (by name) in
+    the run's first local source folder that has one, relative to the working folder when it is
+    inside it (the demo's `data/sample/LJSpeech-1.1/wavs/...`); `clip.wav`, standing for one
+    of the user's own, when every source is remote or an archive."""
+    for source in sources:
+        folder = Path(source)
+        if "://" in source or not folder.is_dir():
+            continue
+        found = min(
+            (
+                p
+                for p in folder.rglob("*")
+                if p.suffix.lower() in (".wav", ".flac")
+                and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            ),
+            default=None,
+        )
+        if found is not None:
+            here = Path.cwd().resolve()
+            found = found.resolve()
+            return str(found.relative_to(here) if here in found.parents else found)
+    return "clip.wav"
+
+
+def _try_it(family: str, port: int, clip: str = "clip.wav") -> str:
     """A curl that asks a served champion of `family` for audio, by its task: a sentence
-    spoken (acoustic: the voice), a note generated (generator), a clip resynthesized (vocoder,
+    spoken (acoustic: the voice), a note generated (generator), `clip` resynthesized (vocoder,
     codec)."""
     from wavefoundry.families.registry import get_family
 
@@ -347,7 +374,7 @@ def _try_it(family: str, port: int) -> str:
         )
     if task == "generator":
         return f"curl -s -X POST {url}/generate -H 'Content-Type: application/json' -d '{{}}' -o note.wav"
-    return f"curl -s -X POST {url}/vocode -F audio=@clip.wav -o resynthesized.wav"
+    return f"curl -s -X POST {url}/vocode -F audio=@{shlex.quote(clip)} -o resynthesized.wav"
 
 
 class _Labels:

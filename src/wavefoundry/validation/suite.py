@@ -15,6 +15,7 @@ Great Expectations is slow to import, so it is imported inside `build_suite` onl
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -314,10 +315,15 @@ def required_columns(rules: ValidationRules) -> list[str]:
 
 
 def import_gx() -> Any:
-    """Import Great Expectations with analytics off (it must never reach the network)."""
+    """Import Great Expectations with analytics off (it must never reach the network) and its
+    logger at WARNING: at INFO (a pipeline task's level) it logs its context's internals, one
+    record spilling a bare `[]` line into the task's output."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
+    for name in [*logging.root.manager.loggerDict, "great_expectations"]:
+        if name.split(".")[0] == "great_expectations":  # some of its modules set INFO themselves
+            logging.getLogger(name).setLevel(logging.WARNING)
     return gx
 
 
