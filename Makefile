@@ -18,7 +18,9 @@ setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@# Bytecode compiled once at install: every CLI, torchrun and server process the tests
 	@# start would otherwise compile mlflow and torch from source again (~5 s each).
-	UV_COMPILE_BYTECODE=1 $(UV) sync --locked
+	@# Quiet: a fresh environment would list its ~280 packages ahead of the demo's output.
+	@echo "uv sync --locked (the locked environment in .venv; about a minute the first time)"
+	@UV_COMPILE_BYTECODE=1 $(UV) sync --locked --quiet
 
 demo: setup
 	$(UV) run --locked wavefoundry pipeline run
