@@ -21,6 +21,7 @@ from pydantic import (
     create_model,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
@@ -106,6 +107,23 @@ class SplitConfig(Section):
     test_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     valid_speakers: list[str] = []
     test_speakers: list[str] = []
+
+    @model_validator(mode="after")
+    def _whole_speakers(self) -> SplitConfig:
+        """A split by speaker names the speakers of both held-out splits, each in one: with
+        none named, that split would be empty and training or scoring would have no data."""
+        if self.by != "speaker":
+            return self
+        missing = [k for k in ("valid_speakers", "test_speakers") if not getattr(self, k)]
+        if missing:
+            raise ValueError(
+                f"a split by speaker holds out whole speakers: name {' and '.join(missing)} "
+                "(e.g. valid_speakers: [p226], test_speakers: [p225]), or that split is empty"
+            )
+        both = sorted(set(self.valid_speakers) & set(self.test_speakers))
+        if both:
+            raise ValueError(f"{', '.join(both)} in both valid_speakers and test_speakers")
+        return self
 
 
 class DatasetConfig(Section):

@@ -50,6 +50,12 @@ def test_a_single_source_string_becomes_a_list():
             "bad value for 'training.per_family.vocos.steps'",
         ),
         ("training.per_family={vocoss: {steps: 5}}", "training.per_family.vocoss"),
+        # A split by speaker with no valid speakers left the valid split silently empty.
+        ("datasets.vctk.split={by: speaker, test_speakers: [p225]}", "name valid_speakers"),
+        (
+            "datasets.vctk.split={by: speaker, valid_speakers: [p225], test_speakers: [p225]}",
+            "p225 in both valid_speakers and test_speakers",
+        ),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):

@@ -11,8 +11,9 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from wavefoundry.cli.common import Command, out, write_json
-from wavefoundry.config import Config
+from wavefoundry.config import TASKS, Config
 from wavefoundry.errors import UserError
+from wavefoundry.tracking import REGISTERED_TASK_NAMES
 
 
 def model_name(sub: argparse.ArgumentParser, required: bool = True) -> None:
@@ -21,7 +22,9 @@ def model_name(sub: argparse.ArgumentParser, required: bool = True) -> None:
         "--model-name",
         required=required,
         metavar="NAME",
-        help="registered model, wavefoundry-DATASET-TASK (TASK: vocoder, codec, generator)",
+        help="registered model, wavefoundry-DATASET-TASK (TASK: "
+        + ", ".join(REGISTERED_TASK_NAMES.get(t, t) for t in TASKS)
+        + "), e.g. wavefoundry-ljspeech-vocoder or wavefoundry-ljspeech-tts",
     )
 
 
@@ -185,7 +188,8 @@ def cmd_compare(args: argparse.Namespace, cfg: Config) -> int:
         return f"[bold]{text}[/]" if row[metric] == best.get(metric) else text
 
     rows = [row for _, row in result.table.iterrows()]
-    title = f"{args.model_name}: {len(result.candidates)} candidates"
+    count = len(result.candidates)
+    title = f"{args.model_name}: {count} candidate{'' if count == 1 else 's'}"
     table = Table(title=title)
     for column in ("candidate", "aliases", "data version", *result.metrics):
         table.add_column(column, justify="right" if column in result.metrics else "left")

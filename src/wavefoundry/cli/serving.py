@@ -22,8 +22,10 @@ def add_commands(commands: Any, command: Command) -> None:
         "build",
         help="fetch a registered version from MLflow and build a Bento serving it",
         description="Fetch the version an alias points at from the MLflow registry, import its "
-        "weights (safetensors) and config into the BentoML model store, and build a Bento of "
-        "serving/service.py with pinned dependencies. Then: bentoml serve TAG, or "
+        "weights (safetensors) and config into the BentoML model store, and build a Bento "
+        "with pinned dependencies: serving/service.py for a vocoder, codec or generator; "
+        "serving/voice.py for a TTS model, with the vocoder champion of its dataset beside it. "
+        "Then: bentoml serve TAG, or "
         "wavefoundry bento containerize TAG (podman). BENTOML_HOME says where the stores are.",
     )
     common(sub)
