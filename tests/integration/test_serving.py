@@ -262,6 +262,12 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
             ),
             "/generate",
         ),
+        (
+            "no such endpoint",
+            post(vocoder + "/synthesize", json={"text": "hello"}, timeout=30),
+            "no endpoint /synthesize on this service: it answers POST /convert, POST /generate, "
+            "POST /vocode",
+        ),
     ]
 
 
@@ -272,6 +278,10 @@ def test_client_errors_are_4xx_with_a_reason_and_the_service_keeps_answering(
     for what, response, reason in client_errors(vocoder, generator):
         assert 400 <= response.status_code < 500, (what, response.status_code, response.text)
         assert reason in response.text, (what, response.text)
+        assert isinstance(response.json(), dict) and "error" in response.json(), (
+            what,
+            response.text,
+        )
     ok = requests.post(
         vocoder + "/vocode",
         files={"audio": ("a.wav", wav_bytes(speech_like(0.5, 22050), 22050))},

@@ -151,6 +151,8 @@ def test_bad_text_is_a_4xx_with_the_reason_and_the_voice_keeps_speaking(
     response = requests.post(url + "/synthesize", json=body, timeout=60)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
     assert reason in response.text, response.text
+    # One shape for every client error, whichever layer refused the request.
+    assert isinstance(response.json(), dict) and "error" in response.json(), response.text
     good = requests.post(url + "/synthesize", json={"text": "Good morning."}, timeout=300)
     assert good.status_code == 200, good.text
 
@@ -160,8 +162,20 @@ def test_characters_without_a_symbol_are_dropped_and_named(voice: dict) -> None:
     response = requests.post(url + "/synthesize", json={"text": "Good [morning] #1."}, timeout=300)
     assert response.status_code == 200, response.text
     assert response.headers["X-Dropped-Characters"] == "#[]"
+    # A symbol ASCII folding cannot spell is named too, escaped (a header is Latin-1 at most).
+    snowman = requests.post(url + "/synthesize", json={"text": "Good \u2603 morning."}, timeout=300)
+    assert snowman.status_code == 200, snowman.text
+    assert snowman.headers["X-Dropped-Characters"] == "\\u2603"
     clean = requests.post(url + "/synthesize", json={"text": "Good morning."}, timeout=300)
     assert "X-Dropped-Characters" not in clean.headers
+
+
+def test_a_post_to_an_endpoint_the_voice_has_not_says_what_it_has(voice: dict) -> None:
+    url = voice["server"].url
+    response = requests.post(url + "/vocode", files={"audio": ("a.wav", b"RIFF")}, timeout=60)
+    assert response.status_code == 404, response.text
+    assert "no endpoint /vocode" in response.json()["error"]
+    assert "POST /synthesize" in response.json()["error"], response.text
 
 
 def test_long_text_is_spoken_sentence_by_sentence(voice: dict) -> None:

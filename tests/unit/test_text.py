@@ -62,6 +62,16 @@ def test_unknown_characters_are_dropped_and_reported() -> None:
     assert encoded.dropped == ('"', "#", "<", ">", "[", "]", "{", "}")
 
 
+def test_symbols_ascii_folding_cannot_spell_are_reported_not_lost() -> None:
+    """unidecode has no spelling for a snowman or an emoji: they vanished unreported. Letters
+    it folds (é, an accent as a combining mark) and a no-break space are spoken, not dropped."""
+    encoded = SymbolTable().encode("Caf\u00e9 \u2603 and cafe\u0301\u00a0now \U0001f600")
+    assert encoded.text == "cafe and cafe now"
+    assert encoded.dropped == ("\u2603", "\U0001f600")
+    with pytest.raises(TextError, match="dropped: \u2603"):
+        SymbolTable().encode("\u2603")
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [

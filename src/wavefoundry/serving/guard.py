@@ -7,7 +7,9 @@ would go and download, each ends in an exception it answers with 500. `RequestGu
 middleware (`Service.add_asgi_middleware`), checks the shape of each POST to an API route
 before BentoML sees it: the body's size (413 before reading more than the limit), its media
 type (415), a multipart body that parses, holding exactly the input's fields, each file field
-a file (400). BentoML then parses the same bytes, replayed.
+a file (400). BentoML then parses the same bytes, replayed. A POST to a path the service has
+no endpoint for is a 404 naming the endpoints it has, and every 4xx body is one JSON object,
+`{"error": ...}` (BentoML sends its own for an API's `InvalidArgument` as a one-item list).
 
 BentoML also logs every 4xx it raises with a traceback; `ClientErrorLog` turns those records
 into one line, so the server log shows tracebacks only for faults of ours.
@@ -95,7 +97,14 @@ class RequestGuard:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        path = scope.get("path", "")
+        route = self.routes.get(path) if scope["type"] == "http" else None
+        if scope["type"] == "http" and scope.get("method") == "POST" and route is None:
+            endpoints = ", ".join(f"POST {r}" for r in sorted(self.routes))
+            message = f"no endpoint {path} on this service: it answers {endpoints}"
+            logger.info("client error on %s [POST]: 404 %s", path, message)
+            await _answer(send, 404, message)
+            return
         if route is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
@@ -117,7 +126,44 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, _one_error_shape(send))
+
+
+def _one_error_shape(send: Send) -> Send:
+    """`send` for an API route's response, where BentoML's 4xx for an exception raised in the
+    API (`InvalidArgument`) comes as a list, `[{"error": ...}]`: sent as the object
+    `{"error": ...}` that every other 4xx of the service is. Other responses pass as they are."""
+    held: list[Message] = []
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            held.append(message)
+            return
+        if not held:
+            await send(message)
+            return
+        held.append(message)
+        if message.get("more_body", False):
+            return
+        start, *parts = held
+        body = b"".join(part.get("body", b"") for part in parts)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+            body = json.dumps(data[0]).encode()
+            start = {
+                **start,
+                "headers": [
+                    (k, str(len(body)).encode() if k.lower() == b"content-length" else v)
+                    for k, v in start.get("headers", [])
+                ],
+            }
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
 
 
 def _headers(scope: Scope) -> dict[str, str]:

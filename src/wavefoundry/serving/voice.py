@@ -59,6 +59,12 @@ def load_voice(acoustic_folder: Path, vocoder_folder: Path | None) -> tuple[Any,
     return family, net, lambda mel: vocoder_family.vocode_mel(vocoder, mel)
 
 
+def dropped_header(dropped: tuple[str, ...]) -> str:
+    """The dropped characters as one header value: ASCII as it is, anything else as a Python
+    escape (`\\u2603`), since an HTTP header carries Latin-1 at most."""
+    return "".join(c if c.isascii() else c.encode("unicode_escape").decode() for c in dropped)
+
+
 @bentoml.service(
     name="wavefoundry-voice",
     traffic={"timeout": arguments.timeout, "max_concurrency": arguments.max_concurrency},
@@ -96,7 +102,7 @@ class Voice:
         except (TextError, ValueError) as err:
             raise InvalidArgument(str(err)) from None
         if dropped:  # characters the voice has no symbol for: said, not hidden
-            context.response.headers[DROPPED_HEADER] = "".join(dropped)
+            context.response.headers[DROPPED_HEADER] = dropped_header(dropped)
         out = Path(context.temp_dir) / f"{time.monotonic_ns()}.wav"
         return write_wav(out, audio.numpy(), self.sample_rate)
 

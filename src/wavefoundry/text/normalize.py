@@ -11,6 +11,7 @@ pauses at.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import cache
 
 import inflect
@@ -107,6 +108,17 @@ def _decimal(match: re.Match[str]) -> str:
 
 def _ordinal(match: re.Match[str]) -> str:
     return _engine().number_to_words(_engine().ordinal(match.group(1))).replace(",", "")
+
+
+def folded_away(text: str) -> set[str]:
+    """The characters of `text` that ASCII folding drops without a trace: symbols `unidecode`
+    has no spelling for (e.g. "☃"), which `normalize` would make vanish unreported. Combining
+    marks, separators and format characters are not among them (their text keeps its sense)."""
+    return {
+        c
+        for c in set(text)
+        if not c.isascii() and unicodedata.category(c)[0] not in "MZC" and not unidecode(c).strip()
+    }
 
 
 def normalize(text: str) -> str:

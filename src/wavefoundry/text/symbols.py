@@ -12,7 +12,7 @@ import json
 import unicodedata
 from dataclasses import dataclass, field
 
-from wavefoundry.text.normalize import normalize
+from wavefoundry.text.normalize import folded_away, normalize
 
 PAD = "_"
 EOS = "~"
@@ -52,7 +52,8 @@ class SymbolTable:
     def encode(self, text: str) -> Encoded:
         """`text` normalized (normalize.py), then one id per character, EOS last.
 
-        Characters without a symbol are dropped and listed in `dropped`; control characters
+        Characters without a symbol are dropped and listed in `dropped` (with those that ASCII
+        folding drops, `folded_away`); control characters
         and text with no letter left raise TextError (one line saying why).
         """
         control = sorted({c for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r"})
@@ -60,7 +61,7 @@ class SymbolTable:
             shown = ", ".join(f"U+{ord(c):04X}" for c in control)
             raise TextError(f"text contains control characters ({shown})")
         normalized = normalize(text)
-        dropped = tuple(sorted({c for c in normalized if c not in self._ids}))
+        dropped = tuple(sorted({c for c in normalized if c not in self._ids} | folded_away(text)))
         kept = "".join(c for c in normalized if c in self._ids).strip()
         if not any(c.isalpha() for c in kept):
             raise TextError(
