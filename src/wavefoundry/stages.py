@@ -235,6 +235,7 @@ def evaluate(
         result.fingerprint,
         result.data_version,
         result.device,
+        result.vocoder,
     )
     return Evaluated(candidate, result, run.info.run_name, floor)
 
@@ -266,13 +267,23 @@ def rescore(
         }
         tags.update(
             candidates.score_tags(
-                result.metrics, result.fingerprint, result.data_version, result.device
+                result.metrics,
+                result.fingerprint,
+                result.data_version,
+                result.device,
+                result.vocoder,
             )
         )
         return dataclasses.replace(candidate, tags=tags)
     log_score(candidate.run_id, result, held_out.sample_rate)
     return candidates.update_scores(
-        client, candidate, result.metrics, result.fingerprint, result.data_version, result.device
+        client,
+        candidate,
+        result.metrics,
+        result.fingerprint,
+        result.data_version,
+        result.device,
+        result.vocoder,
     )
 
 

@@ -35,6 +35,7 @@ TAG_EVAL_PREFIX = "eval."  # eval.<metric> on a version: its score
 TAG_EVAL_FINGERPRINT = "eval_fingerprint"  # the held-out set it was scored on
 TAG_EVAL_DATA_VERSION = "eval_data_version"  # the data that held-out set came from
 TAG_EVAL_DEVICE = "eval_device"  # cpu, cuda, ...: where it was scored (and its rtf measured)
+TAG_EVAL_VOCODER = "eval_vocoder"  # an acoustic model's: what voiced the sentences it was scored on
 TAG_PREVIOUS_CHAMPION = "previous_champion"  # on a version and its registered model
 TAG_BENTO = "bento_tag"  # on a version: the Bento built from it
 TAG_AUDIT_PREFIX = "audit."  # audit.<time> on a registered model: a promotion record

@@ -125,6 +125,9 @@ def test_validation_audio_is_voiced_by_the_vocoder_champion(voice: dict) -> None
     tags = client.get_run(run_id).data.tags
     vocoder_name, vocoder_version, _ = voice["vocoder"]
     assert tags["validation_vocoder"] == f"{vocoder_name}/{vocoder_version}"
+    # Its score says what voiced the held-out sentences, on the run and on the version.
+    assert tags["eval_vocoder"] == f"{vocoder_name}/{vocoder_version}"
+    assert client.get_model_version(name, version).tags["eval_vocoder"] == tags["eval_vocoder"]
     samples = [a.path for a in client.list_artifacts(run_id, "samples")]
     assert samples, "no validation samples logged"
     logged = [a.path for a in client.list_artifacts(run_id, samples[-1])]

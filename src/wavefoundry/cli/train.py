@@ -112,7 +112,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     candidate, score = done.candidate, done.score
     out.print(
         metric_table(
-            f"{done.run_name}: {len(score.clips)} held-out clips (set {score.fingerprint})",
+            f"{done.run_name}: {len(score.clips)} held-out clips (set {score.fingerprint}"
+            + (f", voiced by {score.vocoder})" if score.vocoder else ")"),
             score.metrics,
             beside=None if done.baseline is None else (done.baseline.name, done.baseline.metrics),
         )

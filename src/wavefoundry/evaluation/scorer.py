@@ -133,6 +133,7 @@ class Score:
     clips: pd.DataFrame  # one row per held-out clip
     examples: list[Rendered] = field(default_factory=list)
     device: str = "cpu"  # where it was scored: the rtf is this device's
+    vocoder: str = ""  # an acoustic model's: what voiced its sentences (held_out_set's vocoder)
 
 
 def metric_mel(sample_rate: int) -> MelConfig:
@@ -203,6 +204,7 @@ def score(
         table,
         rendered[:audio_examples],
         device,
+        held_out.settings.get("vocoder", ""),
     )
 
 
@@ -488,6 +490,11 @@ def log_score(run_id: str, result: Score, sample_rate: int) -> None:
             mlflow.entities.RunTag(tracking.TAG_EVAL_FINGERPRINT, result.fingerprint),
             mlflow.entities.RunTag(tracking.TAG_EVAL_DATA_VERSION, result.data_version),
             mlflow.entities.RunTag(tracking.TAG_EVAL_DEVICE, result.device),
+            *(
+                [mlflow.entities.RunTag(tracking.TAG_EVAL_VOCODER, result.vocoder)]
+                if result.vocoder
+                else []
+            ),
         ],
     )
     client.log_table(run_id, result.clips, "eval/clips.json")

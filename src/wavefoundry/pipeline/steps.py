@@ -333,9 +333,10 @@ def evaluate(
     # A KFP metric is a number; the NaN stays on the MLflow run.
     log_metrics(metrics, {k: v for k, v in done.score.metrics.items() if math.isfinite(v)})
     record = done.candidate.as_record()
+    voiced = f", its sentences voiced by {done.score.vocoder}" if done.score.vocoder else ""
     print(
         f"{record['family']}: {record['registered_model']} v{record['version']}, "
-        f"scored in {time.perf_counter() - started:.0f} s"
+        f"scored in {time.perf_counter() - started:.0f} s{voiced}"
     )
     print(f"  scores: {metric_line(record['metrics'])}")
     if done.baseline is not None:

@@ -218,7 +218,11 @@ def by_alias(mlflow_client: Any, name: str, alias: str) -> Candidate | None:
 
 
 def score_tags(
-    metrics: dict[str, float], fingerprint: str, data_version: str, device: str = ""
+    metrics: dict[str, float],
+    fingerprint: str,
+    data_version: str,
+    device: str = "",
+    vocoder: str = "",
 ) -> dict[str, str]:
     tags = {
         f"{tracking.TAG_EVAL_PREFIX}{name}": repr(float(value)) for name, value in metrics.items()
@@ -228,6 +232,7 @@ def score_tags(
         tracking.TAG_EVAL_FINGERPRINT: fingerprint,
         tracking.TAG_EVAL_DATA_VERSION: data_version,
         **({tracking.TAG_EVAL_DEVICE: device} if device else {}),
+        **({tracking.TAG_EVAL_VOCODER: vocoder} if vocoder else {}),
     }
 
 
@@ -240,6 +245,7 @@ def register(
     fingerprint: str,
     data_version: str,
     device: str = "",
+    vocoder: str = "",
 ) -> Candidate:
     """The scored run as a version of its task's registered model (the run's existing version
     when it was registered before: its scores are replaced)."""
@@ -270,7 +276,7 @@ def register(
         tracking.TAG_CONFIG_HASH: config_hash(model_config),
         tracking.TAG_RUN_ID: run.info.run_id,
         **{key: run_tags[key] for key in tracking.UPSTREAM_TAGS if key in run_tags},
-        **score_tags(metrics, fingerprint, data_version, device),
+        **score_tags(metrics, fingerprint, data_version, device, vocoder),
     }
     existing = mlflow_client.search_model_versions(
         f"{name_filter(name)} and run_id='{run.info.run_id}'"
@@ -299,6 +305,7 @@ def update_scores(
     fingerprint: str,
     data_version: str,
     device: str = "",
+    vocoder: str = "",
 ) -> Candidate:
     """Replace a version's scores (a champion re-scored on newer data)."""
     stale = [
@@ -309,6 +316,6 @@ def update_scores(
     ]
     for key in stale:
         mlflow_client.delete_model_version_tag(candidate.name, candidate.version, key)
-    for key, value in score_tags(metrics, fingerprint, data_version, device).items():
+    for key, value in score_tags(metrics, fingerprint, data_version, device, vocoder).items():
         mlflow_client.set_model_version_tag(candidate.name, candidate.version, key, value)
     return _candidate(mlflow_client.get_model_version(candidate.name, candidate.version))
