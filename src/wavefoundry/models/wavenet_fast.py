@@ -22,7 +22,7 @@ numba-compiled function over float32 numpy views of the weights, laid out once p
   products waste less on the sums' final reduction across vector lanes;
 - the streams of a batch are independent, so they are split into up to
   `torch.get_num_threads()` groups run on threads at once (the compiled function releases the
-  GIL), along whole tiles of four streams, so that a stream's rounding, hence its samples, do
+  GIL), each with its own queues, along whole tiles of four streams, so that a stream's rounding, hence its samples, do
   not depend on the number of threads.
 
 Sampling is by inverse CDF of softmax(logits / temperature) on uniforms drawn up front with
@@ -140,8 +140,7 @@ def generate(
     classes = w.output2.shape[0]
     sizes = (k - 1) * w.dilations + 1  # each layer's ring of past inputs
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    queue = np.zeros((int(sizes.sum()), batch, residual), dtype=np.float32)
-    inputs = first_inputs.to(torch.int64).numpy().copy()
+    first = first_inputs.to(torch.int64).numpy()
     teacher = (
         np.ascontiguousarray(teacher_forcing[:, :n_samples].to(torch.int64).numpy())
         if teacher_forcing is not None
@@ -152,11 +151,16 @@ def generate(
     logits = np.empty((batch, classes, n_samples if return_logits else 0), dtype=np.float32)
     bounds = stream_groups(batch, torch.get_num_threads())
     groups = len(bounds)
+    # Each group of streams has its own queues and next inputs, in memory of its own: threads
+    # writing neighbouring streams of one array would share cache lines at every layer.
+    queues = [np.zeros((int(sizes.sum()), b1 - b0, residual), np.float32) for b0, b1 in bounds]
+    inputs = [first[b0:b1].copy() for b0, b1 in bounds]
 
-    def run(t: int, steps: int, bias: np.ndarray, b0: int, b1: int) -> None:
+    def run(t: int, steps: int, bias: np.ndarray, g: int) -> None:
+        b0, b1 = bounds[g]
         _generate_steps(
-            t, steps, bias, inputs, teacher, u, np.float32(temperature), samples, logits,
-            queue, offsets, sizes, w.dilations, w.embedding, w.taps, w.residual,
+            t, steps, bias, inputs[g], teacher, u, np.float32(temperature), samples, logits,
+            queues[g], offsets, sizes, w.dilations, w.embedding, w.taps, w.residual,
             w.residual_bias, w.skip, w.skip_bias, w.output1, w.output1_bias, w.output2,
             w.output2_bias, b0, b1,
         )  # fmt: skip
@@ -165,7 +169,7 @@ def generate(
         for t in range(0, n_samples, CHUNK):
             steps = min(CHUNK, n_samples - t)
             bias = np.ascontiguousarray(gate_bias(t, steps).float().numpy())
-            for done in [pool.submit(run, t, steps, bias, b0, b1) for b0, b1 in bounds]:
+            for done in [pool.submit(run, t, steps, bias, g) for g in range(groups)]:
                 done.result()
     return (
         torch.from_numpy(samples),
@@ -354,7 +358,8 @@ def _generate_steps(
     queue, offsets, sizes, dilations, embedding, taps, residual, residual_bias,
     skip, skip_bias, output1, output1_bias, output2, output2_bias, b0, b1,
 ):  # fmt: skip
-    """Steps t0 .. t0 + steps - 1 of streams b0 .. b1 - 1 (see `generate`)."""
+    """Steps t0 .. t0 + steps - 1 of streams b0 .. b1 - 1 (see `generate`): `inputs` and
+    `queue` are the group's own (index i is stream b0 + i), the other arrays the batch's."""
     n_layers, gate_channels, k_channels = taps.shape
     channels = embedding.shape[1]
     k = k_channels // channels
@@ -370,6 +375,7 @@ def _generate_steps(
     gates = np.empty((nb, n_layers * dc), dtype=np.float32)
     skips = np.empty((nb, n_skip), dtype=np.float32)
     hidden = np.empty((nb, n_skip), dtype=np.float32)
+    rectified = np.empty((nb, n_skip), dtype=np.float32)  # relu of skips, then of hidden
     logits = np.empty((nb, classes), dtype=np.float32)
     exps = np.empty(classes, dtype=np.float32)
     forced = teacher.shape[1] > 0
@@ -379,9 +385,9 @@ def _generate_steps(
         row = s if bias.shape[0] > 1 else 0
         # The first layer's input joins its queue: the embedding of the input class.
         here = offsets[0] + t % sizes[0]
-        for b in range(b0, b1):
-            c = teacher[b, t] if forced else inputs[b]
-            queue[here, b, :] = embedding[c]
+        for i in range(nb):
+            c = teacher[b0 + i, t] if forced else inputs[i]
+            queue[here, i, :] = embedding[c]
         for layer in range(n_layers):
             d = dilations[layer]
             size = sizes[layer]
@@ -390,7 +396,7 @@ def _generate_steps(
             for j in range(k):
                 slot = offsets[layer] + (t - (k - 1 - j) * d + size) % size
                 for i in range(nb):
-                    taps_in[i, j * channels : (j + 1) * channels] = queue[slot, b0 + i]
+                    taps_in[i, j * channels : (j + 1) * channels] = queue[slot, i]
             for i in range(nb):
                 z[i, :] = bias[row, layer, b0 + i]
             _add_matmul(z, taps_in, taps[layer])
@@ -405,8 +411,8 @@ def _generate_steps(
             if layer + 1 < n_layers:
                 following = offsets[layer + 1] + t % sizes[layer + 1]
                 for i in range(nb):
-                    queue[following, b0 + i, :] = queue[here, b0 + i, :] + residual_bias[layer]
-                _add_matmul(queue[following, b0:b1], gate, residual[layer])
+                    queue[following, i, :] = queue[here, i, :] + residual_bias[layer]
+                _add_matmul(queue[following], gate, residual[layer])
         # Skip connections, summed over layers: one product of every layer's gate outputs.
         for i in range(nb):
             skips[i, :] = skip_bias
@@ -415,8 +421,10 @@ def _generate_steps(
         for i in range(nb):
             hidden[i, :] = output1_bias
             logits[i, :] = output2_bias
-        _add_matmul(hidden, np.maximum(skips, zero), output1)
-        _add_matmul(logits, np.maximum(hidden, zero), output2)
+        np.maximum(skips, zero, rectified)
+        _add_matmul(hidden, rectified, output1)
+        np.maximum(hidden, zero, rectified)
+        _add_matmul(logits, rectified, output2)
         # Draw each stream's next sample by inverse CDF (as `inverse_cdf_sample`).
         for i in range(nb):
             b = b0 + i
@@ -439,7 +447,7 @@ def _generate_steps(
             else:
                 drawn = best
             samples[b, t] = drawn
-            inputs[b] = drawn
+            inputs[i] = drawn
             if keep_logits:
                 for o in range(classes):
                     logits_out[b, o, t] = li[o]
