@@ -22,8 +22,8 @@ numba-compiled function over float32 numpy views of the weights, laid out once p
   products waste less on the sums' final reduction across vector lanes;
 - the streams of a batch are independent, so they are split into up to
   `torch.get_num_threads()` groups run on threads at once (the compiled function releases the
-  GIL), each with its own queues, along whole tiles of four streams, so that a stream's rounding, hence its samples, do
-  not depend on the number of threads.
+  GIL), each with its own queues, along whole tiles of four streams, so that a stream's
+  rounding, hence its samples, do not depend on the number of threads.
 
 Sampling is by inverse CDF of softmax(logits / temperature) on uniforms drawn up front with
 torch (`draw_uniforms`), the same rule as `inverse_cdf_sample` on the torch paths, so a seeded
