@@ -138,22 +138,24 @@ def test_a_run_trains_every_family_scores_promotes_and_builds_the_bentos(project
         assert " s left" in done.stdout
 
 
-def test_the_vocoder_bento_it_built_answers_http(project):
-    root, _, _ = project
+def test_the_vocoder_bento_it_built_answers_the_curl_it_printed(project):
+    """The run's vocoder curl sends a recording the user has (a clip of the run's own corpus,
+    named from the folder the run was started in), and the Bento it built resynthesizes it."""
+    root, _, done = project
     champion = mlflow_client(root).get_model_version_by_alias(MODEL, "champion")
+    _, try_it = serve_and_try_it(done.stdout, MODEL)
+    clip = root / try_it.split("-F audio=@", 1)[1].split(" ", 1)[0]
+    assert clip.is_file(), try_it
     server = BentoServer(champion.tags["bento_tag"], root / "bentoml")
     try:
         info = requests.get(f"{server.url}/info", timeout=30).json()
         assert (info["registered_model"], info["version"]) == (MODEL, str(champion.version))
-        clip = 0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050).astype(np.float32)
-        upload = io.BytesIO()
-        sf.write(upload, clip, 22050, format="WAV", subtype="PCM_16")
         answer = requests.post(
-            f"{server.url}/vocode", files={"audio": ("a.wav", upload.getvalue())}, timeout=120
+            f"{server.url}/vocode", files={"audio": (clip.name, clip.read_bytes())}, timeout=120
         )
         assert answer.status_code == 200, answer.text
         audio, rate = sf.read(io.BytesIO(answer.content))
-        assert rate == 22050 and len(audio) > 0
+        assert rate == 22050 and len(audio) == sf.info(clip).frames
     finally:
         server.stop()
 
