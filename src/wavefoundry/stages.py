@@ -231,11 +231,7 @@ def evaluate(
         run,
         family.task,
         dataclasses.asdict(family.config),
-        result.metrics,
-        result.fingerprint,
-        result.data_version,
-        result.device,
-        result.vocoder,
+        result,
     )
     return Evaluated(candidate, result, run.info.run_name, floor)
 
@@ -265,26 +261,10 @@ def rescore(
         tags = {
             k: v for k, v in candidate.tags.items() if not k.startswith(tracking.TAG_EVAL_PREFIX)
         }
-        tags.update(
-            candidates.score_tags(
-                result.metrics,
-                result.fingerprint,
-                result.data_version,
-                result.device,
-                result.vocoder,
-            )
-        )
+        tags.update(candidates.tags_of(result))
         return dataclasses.replace(candidate, tags=tags)
     log_score(candidate.run_id, result, held_out.sample_rate)
-    return candidates.update_scores(
-        client,
-        candidate,
-        result.metrics,
-        result.fingerprint,
-        result.data_version,
-        result.device,
-        result.vocoder,
-    )
+    return candidates.update_scores(client, candidate, result)
 
 
 def _rescorer(cfg: Config) -> Any:

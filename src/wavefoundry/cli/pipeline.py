@@ -304,13 +304,13 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
     out.print(f"browse the runs:  uv run mlflow ui --backend-store-uri {uri}")
     home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
     served = [c for c in facts.get("champions", []) if c.get("bento_tag")]
+    clip = _example_clip(arguments["source"]) if served else "clip.wav"  # one walk of the source
     for port, champion in enumerate(served, start=3000):
         out.print(
             f"serve {champion['registered_model']}:  {home}uv run bentoml serve "
             f"{champion['bento_tag']} --port {port}",
             markup=False,
         )
-        clip = _example_clip(arguments["source"])
         out.print(f"  then:  {_try_it(champion['family'], port, clip)}", markup=False)
     if result.state != "SUCCEEDED":
         err.print(f"[bold red]pipeline failed[/] at {result.error}")

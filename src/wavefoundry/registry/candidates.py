@@ -12,12 +12,15 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wavefoundry import tracking
 from wavefoundry.config import TrackingConfig
 from wavefoundry.errors import UserError
 from wavefoundry.tracking import registered_model_name
+
+if TYPE_CHECKING:  # the registry imports no torch at run time
+    from wavefoundry.evaluation.scorer import Score
 
 
 def config_hash(model_config: dict[str, Any]) -> str:
@@ -236,16 +239,19 @@ def score_tags(
     }
 
 
+def tags_of(score: Score) -> dict[str, str]:
+    """A score's tags on its version (`score_tags` of its metrics and where it was made)."""
+    return score_tags(
+        score.metrics, score.fingerprint, score.data_version, score.device, score.vocoder
+    )
+
+
 def register(
     mlflow_client: Any,
     run: Any,
     task: str,
     model_config: dict[str, Any],
-    metrics: dict[str, float],
-    fingerprint: str,
-    data_version: str,
-    device: str = "",
-    vocoder: str = "",
+    score: Score,
 ) -> Candidate:
     """The scored run as a version of its task's registered model (the run's existing version
     when it was registered before: its scores are replaced)."""
@@ -276,7 +282,7 @@ def register(
         tracking.TAG_CONFIG_HASH: config_hash(model_config),
         tracking.TAG_RUN_ID: run.info.run_id,
         **{key: run_tags[key] for key in tracking.UPSTREAM_TAGS if key in run_tags},
-        **score_tags(metrics, fingerprint, data_version, device, vocoder),
+        **tags_of(score),
     }
     existing = mlflow_client.search_model_versions(
         f"{name_filter(name)} and run_id='{run.info.run_id}'"
@@ -301,21 +307,17 @@ def register(
 def update_scores(
     mlflow_client: Any,
     candidate: Candidate,
-    metrics: dict[str, float],
-    fingerprint: str,
-    data_version: str,
-    device: str = "",
-    vocoder: str = "",
+    score: Score,
 ) -> Candidate:
     """Replace a version's scores (a champion re-scored on newer data)."""
     stale = [
         k
         for k in candidate.tags
         if k.startswith(tracking.TAG_EVAL_PREFIX)
-        and k[len(tracking.TAG_EVAL_PREFIX) :] not in metrics
+        and k[len(tracking.TAG_EVAL_PREFIX) :] not in score.metrics
     ]
     for key in stale:
         mlflow_client.delete_model_version_tag(candidate.name, candidate.version, key)
-    for key, value in score_tags(metrics, fingerprint, data_version, device, vocoder).items():
+    for key, value in tags_of(score).items():
         mlflow_client.set_model_version_tag(candidate.name, candidate.version, key, value)
     return _candidate(mlflow_client.get_model_version(candidate.name, candidate.version))
