@@ -53,8 +53,8 @@ class SymbolTable:
         """`text` normalized (normalize.py), then one id per character, EOS last.
 
         Characters without a symbol are dropped and listed in `dropped` (with those that ASCII
-        folding drops, `folded_away`); control characters
-        and text with no letter left raise TextError (one line saying why).
+        folding drops, `folded_away`); control characters and text with no letter left raise
+        TextError (one line saying why).
         """
         control = sorted({c for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r"})
         if control:
