@@ -242,8 +242,7 @@ def rescore(
     """`candidate` scored again on the local held-out set, which must be the one `fingerprint`
     names (the challenger's); with `save`, the new score replaces the old on the run and the
     version."""
-    from wavefoundry.evaluation.scorer import held_out_set, log_score
-    from wavefoundry.registry import candidates
+    from wavefoundry.evaluation.scorer import held_out_set
     from wavefoundry.tracking import load_logged_model
 
     dataset = candidate.tags.get(tracking.TAG_DATASET, "")
@@ -256,6 +255,47 @@ def rescore(
             f"here gives {held_out.fingerprint} (data version {held_out.data_version[:12]}): "
             "evaluate the challenger again on this data, then promote"
         )
+    return _scored_again(cfg, client, candidate, family, net, held_out, save)
+
+
+def revoice(cfg: Config, client: Any, candidate: Candidate, save: bool) -> Candidate:
+    """`candidate` as it is, unless it is an acoustic model whose sentences were voiced by
+    another vocoder than its dataset's vocoder champion now: then it is scored again on the
+    same data, voiced by that champion (with `save`, the new score replaces the old on the
+    run and the version). A pipeline scores its voice before it promotes the vocoder trained
+    beside it, so without this its first voice is judged through Griffin-Lim and served
+    through the vocoder. A candidate scored on other data than the local is left as it is."""
+    from wavefoundry.evaluation.scorer import held_out_set
+    from wavefoundry.evaluation.voice import GRIFFIN_LIM
+    from wavefoundry.tracking import load_logged_model
+
+    if candidate.task != "acoustic":
+        return candidate
+    voiced_by = candidate.tags.get(tracking.TAG_EVAL_VOCODER, "")
+    name = tracking.registered_model_name(candidate.dataset, "vocoder")
+    champion = tracking.version_by_alias(client, name, cfg.promotion.alias)
+    if voiced_by == (f"{name}/{champion.version}" if champion else GRIFFIN_LIM):
+        return candidate  # already voiced by the champion, or there is none to voice it
+    family, net = load_logged_model(candidate.model_uri, device(cfg))
+    held_out = held_out_for(cfg, client, family)
+    as_scored = held_out_set(cfg, candidate.dataset, whole_clips=True, vocoder=voiced_by)
+    if held_out.settings["vocoder"] == voiced_by or as_scored.fingerprint != candidate.fingerprint:
+        return candidate  # the champion cannot voice it (other mel), or the data differs
+    return _scored_again(cfg, client, candidate, family, net, held_out, save)
+
+
+def _scored_again(
+    cfg: Config,
+    client: Any,
+    candidate: Candidate,
+    family: Family,
+    net: torch.nn.Module,
+    held_out: HeldOutSet,
+    save: bool,
+) -> Candidate:
+    from wavefoundry.evaluation.scorer import log_score
+    from wavefoundry.registry import candidates
+
     result = score_model(cfg, family, net, held_out)
     if not save:
         tags = {
@@ -267,15 +307,17 @@ def rescore(
     return candidates.update_scores(client, candidate, result)
 
 
-def _rescorer(cfg: Config) -> Any:
-    """`rescore` as promotion takes it: the champion, the challenger's fingerprint, save."""
+def _scorers(cfg: Config) -> dict[str, Any]:
+    """`rescore` and `revoice` as promotion takes them (registry.promotion.Rescore, Revoice)."""
+    from wavefoundry.registry import candidates
 
     def again(champion: Candidate, fingerprint: str, save: bool) -> Candidate:
-        from wavefoundry.registry import candidates
-
         return rescore(cfg, candidates.client(cfg.tracking), champion, fingerprint, save)
 
-    return again
+    def voiced(challenger: Candidate, save: bool) -> Candidate:
+        return revoice(cfg, candidates.client(cfg.tracking), challenger, save)
+
+    return {"rescore": again, "revoice": voiced}
 
 
 def promote(
@@ -289,7 +331,7 @@ def promote(
     champion scored on other held-out data is scored again here first."""
     from wavefoundry.registry import promotion
 
-    return promotion.promote(cfg, name, version, run_id, dry_run, rescore=_rescorer(cfg))
+    return promotion.promote(cfg, name, version, run_id, dry_run, **_scorers(cfg))
 
 
 def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contest]:
@@ -297,4 +339,4 @@ def promote_best(cfg: Config, challengers: list[tuple[str, str]]) -> list[Contes
     promote_best), a stale champion scored again here."""
     from wavefoundry.registry import promotion
 
-    return promotion.promote_best(cfg, challengers, rescore=_rescorer(cfg))
+    return promotion.promote_best(cfg, challengers, **_scorers(cfg))

@@ -162,7 +162,8 @@ def test_the_vocoder_bento_it_built_answers_the_curl_it_printed(project):
 
 def test_the_voice_bento_it_built_speaks_with_both_champions(project):
     """The voice Bento the run built: the TTS champion and the vocoder champion of the same
-    run, both named in /info, and a sentence spoken as 16-bit WAV at LJ Speech's rate."""
+    run, both named in /info, the voice scored through that vocoder, and a sentence spoken as
+    16-bit WAV at LJ Speech's rate."""
     root, _, _ = project
     client = mlflow_client(root)
     voice = client.get_model_version_by_alias(VOICE, "champion")
@@ -175,6 +176,8 @@ def test_the_voice_bento_it_built_speaks_with_both_champions(project):
             MODEL,
             str(vocoder.version),
         )
+        # Scored as it is served: promotion voiced it again with the vocoder it decided.
+        assert voice.tags["eval_vocoder"] == f"{MODEL}/{vocoder.version}"
         answer = requests.post(
             f"{server.url}/synthesize",
             json={"text": "The quick brown fox jumps over the lazy dog."},

@@ -190,3 +190,38 @@ def test_long_text_is_spoken_sentence_by_sentence(voice: dict) -> None:
     b, _ = sf.read(io.BytesIO(two.content), dtype="int16")
     # Piece 0 is spoken exactly as the single sentence; piece 1 follows it.
     assert len(b) > len(a) and np.array_equal(b[: len(a)], a)
+
+
+def test_promotion_scores_a_voice_again_with_the_vocoder_champion_it_just_decided(
+    voice: dict,
+) -> None:
+    """A pipeline scores its voice before it promotes the vocoder trained beside it (no
+    champion yet: Griffin-Lim). Promoting the run's candidates decides the vocoder first and
+    scores the voice again through it, so the voice is judged as it will be served."""
+    import mlflow
+
+    from wavefoundry.registry import candidates
+    from wavefoundry.stages import promote_best
+
+    # Under an alias of its own, no vocoder champion exists yet: a first run.
+    cfg = voice["cfg"].model_copy(deep=True)
+    cfg.promotion.alias = "first-run"
+    cfg.training.steps = 4
+    scored = evaluate(cfg, run_id=train(cfg, "tacotron2", "ljspeech").run_id)
+    assert scored.score.vocoder == "griffin-lim"
+    vocoder_name, vocoder_version, _ = voice["vocoder"]
+    before = scored.candidate.metrics
+
+    # Voice first in the list, as a pipeline may hand them: the order does not decide.
+    contests = promote_best(
+        cfg, [(scored.candidate.name, scored.candidate.version), (vocoder_name, vocoder_version)]
+    )
+    assert [c.name for c in contests] == [vocoder_name, scored.candidate.name]
+    assert all(c.promoted for c in contests), [c.verdict for c in contests]
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    after = candidates.find(client, scored.candidate.name, scored.candidate.version)
+    voiced_by = f"{vocoder_name}/{vocoder_version}"
+    assert after.tags["eval_vocoder"] == voiced_by
+    assert client.get_run(after.run_id).data.tags["eval_vocoder"] == voiced_by
+    assert after.fingerprint != scored.candidate.fingerprint
+    assert after.metrics["mcd_dtw"] != before["mcd_dtw"]

@@ -407,6 +407,10 @@ def speed_rules(rules: PromotionConfig, challenger: Candidate) -> tuple[Promotio
 # `save`, the new score replaces the old on the run and the version. The promote stage hands
 # it in (stages.rescore): scoring is a layer above the registry.
 Rescore = Callable[[Candidate, str, bool], Candidate]
+# Scores an acoustic challenger again when the vocoder that voiced its sentences is no longer
+# its dataset's vocoder champion (with `save`, the new score replaces the old); any other
+# candidate comes back as it is (stages.revoice).
+Revoice = Callable[[Candidate, bool], Candidate]
 
 
 def promote(
@@ -417,14 +421,18 @@ def promote(
     dry_run: bool = False,
     *,
     rescore: Rescore,
+    revoice: Revoice,
 ) -> Outcome:
     """Face the challenger (a version, the version of a run, else the newest) with the current
     champion through the gate; with a pass, move the alias. A dry run changes nothing. A
     champion scored on other held-out data, or with no score for a gate metric the challenger
-    has (`unscored`), is scored again with `rescore` first."""
+    has (`unscored`), is scored again with `rescore` first; an acoustic challenger voiced
+    by another vocoder than its dataset's champion now, with `revoice`."""
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
+    if challenger.metrics:
+        challenger = revoice(challenger, not dry_run)
     if not challenger.metrics:
         raise UserError(
             f"'{name}' v{challenger.version} (run {challenger.run_id}) has no eval metrics: "
@@ -521,12 +529,14 @@ def notes(contests: list[Contest]) -> list[str]:
 
 
 def promote_best(
-    cfg: Config, challengers: list[tuple[str, str]], *, rescore: Rescore
+    cfg: Config, challengers: list[tuple[str, str]], *, rescore: Rescore, revoice: Revoice
 ) -> list[Contest]:
     """Promote several challengers (registered model, version): per registered model, best
     primary metric first, each through the gate. The best one that passes takes the alias and
-    the rest face it, so the order of training does not decide the champion. The decision is
-    in the contests: `champions(contests)` is what each registered model's alias was left on."""
+    the rest face it, so the order of training does not decide the champion. Acoustic models
+    go last, voiced again (`revoice`) by the vocoder champion the others have just decided.
+    The decision is in the contests: `champions(contests)` is what each registered model's
+    alias was left on."""
     from wavefoundry.evaluation.metrics import METRICS
 
     client = candidates.client(cfg.tracking)
@@ -541,14 +551,24 @@ def promote_best(
         sign = -1.0 if METRICS[metric].higher_is_better else 1.0
         return (not math.isfinite(value), sign * value if math.isfinite(value) else 0.0)
 
-    contests = []
-    for challenger in sorted(found, key=lambda c: (c.name, best_first(c))):
-        champion = candidates.by_alias(client, challenger.name, cfg.promotion.alias)
-        if champion is not None and champion.version == challenger.version:
-            contests.append(Contest(challenger.name, challenger.version, None))
-            continue
-        outcome = promote(cfg, challenger.name, challenger.version, rescore=rescore)
-        contests.append(Contest(challenger.name, challenger.version, outcome))
+    def face(group: list[Candidate]) -> list[Contest]:
+        contests = []
+        for challenger in sorted(group, key=lambda c: (c.name, best_first(c))):
+            champion = candidates.by_alias(client, challenger.name, cfg.promotion.alias)
+            if champion is not None and champion.version == challenger.version:
+                contests.append(Contest(challenger.name, challenger.version, None))
+                continue
+            outcome = promote(
+                cfg, challenger.name, challenger.version, rescore=rescore, revoice=revoice
+            )
+            contests.append(Contest(challenger.name, challenger.version, outcome))
+        return contests
+
+    contests = face([c for c in found if c.task != "acoustic"])
+    voices = [c for c in found if c.task == "acoustic"]
+    for c in voices:
+        candidates.check_run(client, c, "the challenger")
+    contests += face([revoice(c, True) if c.metrics else c for c in voices])
     return contests
 
 
