@@ -164,7 +164,7 @@ def test_the_voice_bento_it_built_speaks_with_both_champions(project):
     """The voice Bento the run built: the TTS champion and the vocoder champion of the same
     run, both named in /info, the voice scored through that vocoder, and a sentence spoken as
     16-bit WAV at LJ Speech's rate."""
-    root, _, _ = project
+    root, _, done = project
     client = mlflow_client(root)
     voice = client.get_model_version_by_alias(VOICE, "champion")
     vocoder = client.get_model_version_by_alias(MODEL, "champion")
@@ -178,6 +178,8 @@ def test_the_voice_bento_it_built_speaks_with_both_champions(project):
         )
         # Scored as it is served: promotion voiced it again with the vocoder it decided.
         assert voice.tags["eval_vocoder"] == f"{MODEL}/{vocoder.version}"
+        again = f"{VOICE} v{voice.version} (tacotron2): scored again, its sentences voiced by "
+        assert again + f"{MODEL}/{vocoder.version}" in done.stdout
         answer = requests.post(
             f"{server.url}/synthesize",
             json={"text": "The quick brown fox jumps over the lazy dog."},

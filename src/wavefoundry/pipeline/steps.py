@@ -359,6 +359,7 @@ def promote(
     Returns what was decided, per registered model: `{registered_model, version, promoted}`
     (the version the alias was left on; a model with no champion at all is left out). A run
     where no candidate passes is an outcome, not a failure: the champion stays as it was."""
+    from wavefoundry.evaluation.metrics import metric_line
     from wavefoundry.registry import candidates as registry
     from wavefoundry.registry.promotion import champions as decided
     from wavefoundry.registry.promotion import notes
@@ -370,6 +371,17 @@ def promote(
     held = {c["registered_model"]: f"{c['registered_model']}:{c['version']}" for c in champions}
     client = registry.client(cfg.tracking)
     runs = {(r["registered_model"], r["version"]): r for r in records}
+    for record in records:  # a voice scored again through the vocoder just decided
+        now = registry.find(client, record["registered_model"], record["version"])
+        finite = {k: v for k, v in now.metrics.items() if math.isfinite(v)}
+        if record["task"] == "acoustic" and finite != {
+            k: v for k, v in record["metrics"].items() if v is not None
+        }:
+            print(
+                f"{now.name} v{now.version} ({record['family']}): scored again, its sentences "
+                f"voiced by {now.tags.get(tracking.TAG_EVAL_VOCODER, '?')}\n"
+                f"  scores: {metric_line(now.metrics)}"
+            )
     lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
     for contest in contests:
         record = runs[(contest.name, contest.version)]
