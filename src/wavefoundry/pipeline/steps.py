@@ -372,11 +372,11 @@ def promote(
     client = registry.client(cfg.tracking)
     runs = {(r["registered_model"], r["version"]): r for r in records}
     for record in records:  # a voice scored again through the vocoder just decided
+        if record["task"] != "acoustic":
+            continue
         now = registry.find(client, record["registered_model"], record["version"])
         finite = {k: v for k, v in now.metrics.items() if math.isfinite(v)}
-        if record["task"] == "acoustic" and finite != {
-            k: v for k, v in record["metrics"].items() if v is not None
-        }:
+        if finite != {k: v for k, v in record["metrics"].items() if v is not None}:
             print(
                 f"{now.name} v{now.version} ({record['family']}): scored again, its sentences "
                 f"voiced by {now.tags.get(tracking.TAG_EVAL_VOCODER, '?')}\n"
@@ -397,14 +397,13 @@ def promote(
         print(f"{contest.name} v{contest.version} ({record['family']}): {contest.verdict}")
     for note in notes(contests):
         print(f"note: {note}")
+    promoted = {c["registered_model"] for c in champions if c["promoted"]}
+    candidates_here = {f"{c.name}:{c.version}" for c in contests}
     for name in sorted({c.name for c in contests}):
         if name not in held:
             print(f"{name}: no candidate passed the gate and there is no champion yet")
-        elif not any(
-            c["registered_model"] == name and c["promoted"] for c in champions
-        ) and not any(
-            f"{c.name}:{c.version}" == held[name] for c in contests
-        ):  # a rerun's candidate that is already the champion says so in its own line
+        elif name not in promoted and held[name] not in candidates_here:
+            # (a rerun's candidate that is already the champion says so in its own line)
             print(f"{name}: no candidate passed the gate; the champion stays {held[name]}")
     Path(decisions.path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return champions
