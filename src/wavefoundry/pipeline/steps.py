@@ -371,20 +371,18 @@ def promote(
     held = {c["registered_model"]: f"{c['registered_model']}:{c['version']}" for c in champions}
     client = registry.client(cfg.tracking)
     runs = {(r["registered_model"], r["version"]): r for r in records}
-    for record in records:  # a voice scored again through the vocoder just decided
-        if record["task"] != "acoustic":
-            continue
-        now = registry.find(client, record["registered_model"], record["version"])
-        finite = {k: v for k, v in now.metrics.items() if math.isfinite(v)}
-        if finite != {k: v for k, v in record["metrics"].items() if v is not None}:
-            print(
-                f"{now.name} v{now.version} ({record['family']}): scored again, its sentences "
-                f"voiced by {now.tags.get(tracking.TAG_EVAL_VOCODER, '?')}\n"
-                f"  scores: {metric_line(now.metrics)}"
-            )
     lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
-    for contest in contests:
+    for contest in contests:  # the vocoders' first: a voice is scored through their champion
         record = runs[(contest.name, contest.version)]
+        if record["task"] == "acoustic":
+            now = registry.find(client, contest.name, contest.version)
+            finite = {k: v for k, v in now.metrics.items() if math.isfinite(v)}
+            if finite != {k: v for k, v in record["metrics"].items() if v is not None}:
+                print(
+                    f"{now.name} v{now.version} ({record['family']}): scored again, its "
+                    f"sentences voiced by {now.tags.get(tracking.TAG_EVAL_VOCODER, '?')}\n"
+                    f"  scores: {metric_line(now.metrics)}"
+                )
         client.set_tag(record["run_id"], tracking.TAG_PIPELINE_JOB, job_id)
         client.set_tag(record["run_id"], tracking.TAG_PIPELINE_DECISION, contest.verdict[:4000])
         client.set_tag(
