@@ -36,6 +36,8 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) ->
     ("args", "fragments"),
     [
         (["-m", "wavernn", "-d", "ljspeech"], ["unknown model 'wavernn'", "wavenet"]),
+        # --steps writes training.per_family.NAME: the name is checked before (a traceback was)
+        (["-m", "tacotron3", "-d", "ljspeech", "--steps", "1"], ["unknown model 'tacotron3'"]),
         (["-m", "wavenet", "-d", "librispeech"], ["unknown dataset 'librispeech'"]),
         (["-m", "wavegan", "-d", "ljspeech"], ["wavegan does not train on ljspeech", "nsynth"]),
         (
@@ -55,6 +57,32 @@ def test_bad_names_and_configs_are_one_line(
     stored_samples: Path, tmp_path: Path, args: list[str], fragments: list[str]
 ) -> None:
     assert_one_line_error(run_train(tmp_path, stored_samples, *args), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        # Not "no finished tacotron3 run ...: train one first" with a command that fails too.
+        (["evaluate", "-m", "tacotron3", "-d", "ljspeech"], ["unknown model 'tacotron3'"]),
+        (["evaluate", "-m", "hifigan", "-d", "librispeech"], ["unknown dataset 'librispeech'"]),
+        # A params file named on the command line must exist: the code's defaults (paper-sized
+        # models) were used instead, silently.
+        (["config", "--params", "nope.yaml"], ["params file not found: nope.yaml"]),
+        (["train", "--params", "nope.yaml", "-m", "hifigan", "-d", "ljspeech"], ["nope.yaml"]),
+        # `config` printed its whole dump, then the error.
+        (
+            ["config", "--params", str(PARAMS), "--set", "models.tacotron2.nope=1"],
+            ["unknown key 'models.tacotron2.nope'"],
+        ),
+    ],
+)
+def test_bad_names_and_files_on_other_commands_are_one_line(
+    tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    command = [sys.executable, "-m", "wavefoundry.cli", *args]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(done, *fragments)
+    assert not done.stdout  # nothing printed before the error
 
 
 def test_a_dataset_that_was_never_stored_is_one_line(tmp_path: Path) -> None:

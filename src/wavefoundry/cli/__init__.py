@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from wavefoundry import __version__
 from wavefoundry.cli import data, image, pipeline, registry, serving, train
-from wavefoundry.cli.common import Handler, common, err, out
+from wavefoundry.cli.common import Handler, common, err, out, params_file
 from wavefoundry.config import FAMILIES, Config, load_config, model_config, model_sources
 from wavefoundry.errors import UserError, disk_error
 
@@ -103,10 +103,15 @@ def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
     sources = model_sources(params, args.config, args.overrides)
     settings = cfg.model_dump(mode="json")
     settings.pop("models")
+    families = args.model or list(FAMILIES)
+    # Every model config resolved before anything is printed: a bad key is one line, alone.
+    resolved_by_family = {
+        family: model_config(cfg, family, get_family(family).config_class) for family in families
+    }
     out.print(yaml.safe_dump(settings, sort_keys=False), markup=False)
-    for family in args.model or list(FAMILIES):
+    for family in families:
         config_class = get_family(family).config_class
-        resolved = dataclasses.asdict(model_config(cfg, family, config_class))
+        resolved = dataclasses.asdict(resolved_by_family[family])
         table = Table(
             title=f"models.{family}",
             caption=f"default: the dataclass in {config_class.__module__.replace('.', '/')}.py",
@@ -144,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        args.params = params_file(args.params)
         cfg = load_config(args.params, args.config, args.overrides)
         return args.handler(args, cfg)
     except UserError as error:

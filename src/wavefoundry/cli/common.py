@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wavefoundry.config import DATASETS, Config
+from wavefoundry.errors import UserError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -27,13 +28,27 @@ def command_group(commands: Any, name: str, help: str, description: str) -> Any:
     return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def params_file(given: Path | None) -> Path:
+    """The params file to read: `given` (UserError when there is no such file), else
+    params.yaml, which a folder may lack (the code's defaults then)."""
+    if given is None:
+        return DEFAULT_PARAMS
+    if not given.is_file():
+        raise UserError(f"params file not found: {given}")
+    return given
+
+
 def common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration")
     group.add_argument(
         "--params",
         type=Path,
-        default=Path("params.yaml"),
-        help="params file (default: %(default)s)",
+        default=None,
+        help=f"params file (default: {DEFAULT_PARAMS} when the folder has one; a file named "
+        "here must exist)",
     )
     group.add_argument("--config", type=Path, help="a recipe from configs/, merged over the params")
     group.add_argument(

@@ -66,8 +66,15 @@ def add_commands(commands: Any, command: Command) -> None:
 
 
 def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.training.trainer import PREEMPTED_EXIT_CODE, Distributed, Preempted, train
+    from wavefoundry.training.trainer import (
+        PREEMPTED_EXIT_CODE,
+        Distributed,
+        Preempted,
+        resolve_family,
+        train,
+    )
 
+    resolve_family(cfg, args.model, args.dataset)  # a bad name or pairing: one line, first
     if args.steps is not None:
         if args.steps <= 0:
             raise UserError(f"--steps must be positive, got {args.steps}")
@@ -100,6 +107,10 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
 
     started = time.perf_counter()
     run_id = args.run_id
+    if args.model and args.dataset:  # a bad name or pairing: one line, not "train one first"
+        from wavefoundry.training.trainer import resolve_family
+
+        resolve_family(cfg, args.model, args.dataset)
     if args.trained:
         if run_id:
             raise UserError("give --run-id or --trained, not both")
