@@ -208,6 +208,8 @@ def test_a_second_run_on_unchanged_data_reuses_ingest_and_validate(project):
     assert seen["promote"] == seen["build-bento"] == "SUCCEEDED"
     for family in FAMILIES:
         assert f"= train [{family}] cached (made by wavefoundry-training-" in done.stdout
+    # Its cached evaluation holds the first scores; the voice is not said to be scored again.
+    assert "scored again" not in done.stdout
 
 
 def test_a_run_whose_validation_fails_stops_before_training(project):

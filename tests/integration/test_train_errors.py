@@ -1,4 +1,5 @@
-"""`wavefoundry train` given bad input: one clear line on stderr, exit 2, no traceback."""
+"""`wavefoundry train`, and the other commands, given bad input: one clear line on stderr, exit 2,
+no traceback."""
 
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ def test_bad_names_and_configs_are_one_line(
         # models) were used instead, silently.
         (["config", "--params", "nope.yaml"], ["params file not found: nope.yaml"]),
         (["train", "--params", "nope.yaml", "-m", "hifigan", "-d", "ljspeech"], ["nope.yaml"]),
+        # A typo in a local source: not a pipeline run started and recorded as FAILED.
+        (
+            ["pipeline", "run", "--params", str(PARAMS), "--source", "/no/such/corpus"],
+            ["source not found: /no/such/corpus"],
+        ),
         # `config` printed its whole dump, then the error.
         (
             ["config", "--params", str(PARAMS), "--set", "models.tacotron2.nope=1"],
@@ -83,6 +89,7 @@ def test_bad_names_and_files_on_other_commands_are_one_line(
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert_one_line_error(done, *fragments)
     assert not done.stdout  # nothing printed before the error
+    assert not (tmp_path / ".wavefoundry" / "kfp" / "runs").exists()  # no pipeline run began
 
 
 def test_a_dataset_that_was_never_stored_is_one_line(tmp_path: Path) -> None:

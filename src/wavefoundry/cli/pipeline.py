@@ -222,6 +222,9 @@ def _local_sources(cfg: Config, dataset: str, given: list[str] | None) -> list[s
     if not given and all("://" not in s and samples in Path(s).resolve().parents for s in sources):
         for name, path in stages.sample_data(cfg, [dataset]).items():
             out.print(f"[bold]{name}[/] sample corpus: {path}")
+    for source in sources:  # before a run starts: not a failed run recorded for a typo
+        if "://" not in source and not Path(source).exists():
+            raise UserError(f"source not found: {source}")
     return [s if "://" in s else str(Path(s).resolve()) for s in sources]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from rich.measure import Measurement
 from rich.table import Table
 
+from wavefoundry import tracking
 from wavefoundry.cli.common import Command, out, write_json
 from wavefoundry.config import TASKS, Config
 from wavefoundry.errors import UserError
@@ -99,6 +100,11 @@ def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
         raise UserError("give --model-name (or --candidates)")
     outcome = promote(cfg, args.model_name, args.version, args.run_id, dry_run=args.dry_run)
     decision = outcome.decision
+    if outcome.revoiced:
+        out.print(
+            "the challenger was scored again, its sentences voiced by the vocoder champion: "
+            + outcome.decision.challenger.tags.get(tracking.TAG_EVAL_VOCODER, "?")
+        )
     if outcome.rescored:
         out.print("the champion was scored again on the challenger's held-out set")
     if outcome.note:

@@ -374,15 +374,13 @@ def promote(
     lines = ["| registered model | version | family | verdict |", "|---|---|---|---|"]
     for contest in contests:  # the vocoders' first: a voice is scored through their champion
         record = runs[(contest.name, contest.version)]
-        if record["task"] == "acoustic":
+        if contest.revoiced:
             now = registry.find(client, contest.name, contest.version)
-            finite = {k: v for k, v in now.metrics.items() if math.isfinite(v)}
-            if finite != {k: v for k, v in record["metrics"].items() if v is not None}:
-                print(
-                    f"{now.name} v{now.version} ({record['family']}): scored again, its "
-                    f"sentences voiced by {now.tags.get(tracking.TAG_EVAL_VOCODER, '?')}\n"
-                    f"  scores: {metric_line(now.metrics)}"
-                )
+            print(
+                f"{now.name} v{now.version} ({record['family']}): scored again, its "
+                f"sentences voiced by {now.tags.get(tracking.TAG_EVAL_VOCODER, '?')}\n"
+                f"  scores: {metric_line(now.metrics)}"
+            )
         client.set_tag(record["run_id"], tracking.TAG_PIPELINE_JOB, job_id)
         client.set_tag(record["run_id"], tracking.TAG_PIPELINE_DECISION, contest.verdict[:4000])
         client.set_tag(

@@ -386,6 +386,8 @@ class Outcome:
     record: dict[str, Any] | None  # the audit record; None for a dry run
     rescored: bool  # the champion was scored again on the challenger's held-out set
     note: str = ""  # e.g. the speed target was not applied: scored on another device
+    # The challenger (a voice) was scored again, voiced by its dataset's vocoder champion now.
+    revoiced: bool = False
 
 
 def speed_rules(rules: PromotionConfig, challenger: Candidate) -> tuple[PromotionConfig, str]:
@@ -431,8 +433,10 @@ def promote(
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
+    revoiced = False
     if challenger.metrics:
-        challenger = revoice(challenger, not dry_run)
+        voiced = revoice(challenger, not dry_run)
+        revoiced, challenger = voiced.fingerprint != challenger.fingerprint, voiced
     if not challenger.metrics:
         raise UserError(
             f"'{name}' v{challenger.version} (run {challenger.run_id}) has no eval metrics: "
@@ -453,7 +457,7 @@ def promote(
         rules, note = speed_rules(cfg.promotion, challenger)
         decision = gate(challenger, champion, rules, floor_scores(cfg, challenger))
         entry = None if dry_run else apply(client, decision, alias)
-    return Outcome(decision, entry, rescored, note)
+    return Outcome(decision, entry, rescored, note, revoiced)
 
 
 def unscored(rules: PromotionConfig, challenger: Candidate, champion: Candidate) -> list[str]:
@@ -495,6 +499,7 @@ class Contest:
     name: str
     version: str
     outcome: Outcome | None  # None: it already held the alias, so it was not faced with itself
+    revoiced: bool = False  # a voice scored again through the vocoder champion just decided
 
     @property
     def champion(self) -> str | None:
@@ -551,25 +556,31 @@ def promote_best(
         sign = -1.0 if METRICS[metric].higher_is_better else 1.0
         return (not math.isfinite(value), sign * value if math.isfinite(value) else 0.0)
 
+    revoiced: set[tuple[str, str]] = set()
+
     def face(group: list[Candidate]) -> list[Contest]:
         contests = []
         for challenger in sorted(group, key=lambda c: (c.name, best_first(c))):
+            which = (challenger.name, challenger.version)
             champion = candidates.by_alias(client, challenger.name, cfg.promotion.alias)
             if champion is not None and champion.version == challenger.version:
-                contests.append(Contest(challenger.name, challenger.version, None))
+                contests.append(Contest(*which, None, which in revoiced))
                 continue
             outcome = promote(
                 cfg, challenger.name, challenger.version, rescore=rescore, revoice=revoice
             )
-            contests.append(Contest(challenger.name, challenger.version, outcome))
+            contests.append(Contest(*which, outcome, which in revoiced or outcome.revoiced))
         return contests
 
     contests = face([c for c in found if c.task != "acoustic"])
-    voices = [c for c in found if c.task == "acoustic"]
-    for c in voices:
-        candidates.check_run(client, c, "the challenger")
-    contests += face([revoice(c, True) if c.metrics else c for c in voices])
-    return contests
+    voices = []
+    for voice in (c for c in found if c.task == "acoustic"):
+        candidates.check_run(client, voice, "the challenger")
+        voiced = revoice(voice, True) if voice.metrics else voice
+        if voiced.fingerprint != voice.fingerprint:
+            revoiced.add((voice.name, voice.version))
+        voices.append(voiced)
+    return contests + face(voices)
 
 
 def champions(contests: list[Contest]) -> list[dict[str, Any]]:
