@@ -122,6 +122,15 @@ def test_a_new_family_is_scored_registered_promotable_and_compared(
         assert number(rows[new.label][own_metric]) > 0 and rows[old.label][own_metric] == "-"
     assert f"gate: promotion.tasks.{task}: primary mel_l1 (lower is better)" in printed
 
+    if dataset == "ljspeech":  # evaluate's last line: what to do next, or that it is done
+        again = cli(tmp_path, stored_samples, "evaluate", "--run-id", new.run_id)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "it is the champion already" in again.stdout
+        assert "promote it with" not in again.stdout
+        other = cli(tmp_path, stored_samples, "evaluate", "--run-id", old.run_id)
+        said = " ".join(other.stdout.split())
+        assert f"promote it with: wavefoundry promote --model-name {name} --version" in said
+
     if dataset == "vctk":  # the code prior needs a VQ-VAE of this registry: the incumbent's
         generators_compete_on_speech(tmp_path, stored_samples, old)
 

@@ -143,8 +143,10 @@ def test_validation_audio_is_voiced_by_the_vocoder_champion(voice: dict) -> None
         ({"text": "x" * 301}, "at most 300"),
         ({"text": "hello\x07 there"}, "control characters"),
         ({"text": "hello there", "speaker": "p999"}, "unknown speaker"),
-        ({"speaker": "p225"}, "text"),
-        ({"text": 42}, "text"),
+        # The field and its fault, not "1 validation error for Input".
+        ({"speaker": "p225"}, "text: Field required"),
+        ({"text": 42}, "text: Input should be a valid string"),
+        ({"txt": "hello"}, "text: Field required"),
     ],
 )
 def test_bad_text_is_a_4xx_with_the_reason_and_the_voice_keeps_speaking(
@@ -153,9 +155,9 @@ def test_bad_text_is_a_4xx_with_the_reason_and_the_voice_keeps_speaking(
     url = voice["server"].url
     response = requests.post(url + "/synthesize", json=body, timeout=60)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
-    assert reason in response.text, response.text
-    # One shape for every client error, whichever layer refused the request.
+    # One shape for every client error, whichever layer refused the request, with the reason.
     assert isinstance(response.json(), dict) and "error" in response.json(), response.text
+    assert reason in response.json()["error"], response.text
     good = requests.post(url + "/synthesize", json={"text": "Good morning."}, timeout=300)
     assert good.status_code == 200, good.text
 
@@ -218,6 +220,7 @@ def test_promotion_scores_a_voice_again_with_the_vocoder_champion_it_just_decide
     )
     assert [c.name for c in contests] == [vocoder_name, scored.candidate.name]
     assert all(c.promoted for c in contests), [c.verdict for c in contests]
+    assert [c.revoiced for c in contests] == [False, True]  # what the pipeline's log says
     client = mlflow.MlflowClient(cfg.tracking.uri)
     after = candidates.find(client, scored.candidate.name, scored.candidate.version)
     voiced_by = f"{vocoder_name}/{vocoder_version}"
@@ -225,3 +228,22 @@ def test_promotion_scores_a_voice_again_with_the_vocoder_champion_it_just_decide
     assert client.get_run(after.run_id).data.tags["eval_vocoder"] == voiced_by
     assert after.fingerprint != scored.candidate.fingerprint
     assert after.metrics["mcd_dtw"] != before["mcd_dtw"]
+
+    # The same candidates again (a pipeline rerun from its cache): nothing is scored again.
+    again = promote_best(
+        cfg, [(scored.candidate.name, scored.candidate.version), (vocoder_name, vocoder_version)]
+    )
+    assert [(c.verdict, c.revoiced) for c in again] == [("already champion", False)] * 2
+    unchanged = candidates.find(client, scored.candidate.name, scored.candidate.version)
+    assert unchanged.metrics == after.metrics
+
+
+def test_a_body_that_is_not_json_is_a_4xx_that_says_so(voice: dict) -> None:
+    response = requests.post(
+        voice["server"].url + "/synthesize",
+        data=b"not json",
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert "JSON" in response.json()["error"], response.text

@@ -129,10 +129,15 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
             beside=None if done.baseline is None else (done.baseline.name, done.baseline.metrics),
         )
     )
+    then = (
+        f"it is the {cfg.promotion.alias} already"
+        if cfg.promotion.alias in candidate.aliases
+        else "promote it with: wavefoundry promote --model-name "
+        f"{candidate.name} --version {candidate.version}"
+    )
     out.print(
         f"registered as [bold]{candidate.name}[/] version {candidate.version} "
-        f"(run {candidate.run_id}); promote it with: wavefoundry promote --model-name "
-        f"{candidate.name} --version {candidate.version}"
+        f"(run {candidate.run_id}); {then}"
     )
     if args.out:
         write_json(args.out, candidate.as_record())

@@ -152,7 +152,10 @@ def _one_error_shape(send: Send) -> Send:
         except ValueError:
             data = None
         if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
-            body = json.dumps(data[0]).encode()
+            data = data[0]
+        readable = _readable(data)
+        if readable is not None:
+            body = json.dumps(readable).encode()
             start = {
                 **start,
                 "headers": [
@@ -164,6 +167,23 @@ def _one_error_shape(send: Send) -> Send:
         await send({"type": "http.response.body", "body": body})
 
     return wrapped
+
+
+def _readable(data: Any) -> dict[str, Any] | None:
+    """A 4xx body as `{"error": ...}` whose sentence names what is wrong, or None when `data`
+    is not one BentoML sends. Pydantic's (`{"error": "1 validation error for Input",
+    "detail": [...]}`) names each field and its fault (`text: Field required`), keeping
+    `detail` for programs."""
+    if not isinstance(data, dict) or "error" not in data:
+        return None
+    detail = data.get("detail")
+    if not isinstance(detail, list) or not all(isinstance(d, dict) for d in detail) or not detail:
+        return data
+    reasons = []
+    for item in detail:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        reasons.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
+    return {**data, "error": "bad request: " + "; ".join(reasons)}
 
 
 def _headers(scope: Scope) -> dict[str, str]:
