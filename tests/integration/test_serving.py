@@ -63,7 +63,12 @@ def build(overrides: list[str], registered_model: str, home: Path, cwd: Path) ->
     env = {**os.environ, "BENTOML_HOME": str(home)}
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
+    tag = done.stdout.strip().splitlines()[-1]
+    # What it prints is what serves it here: this environment, this BentoML store.
+    said = " ".join(done.stdout.split())
+    assert f"serve it: BENTOML_HOME={home} uv run bentoml serve {tag} --port 3000" in said
+    assert "not supported by bento v2" not in done.stdout + done.stderr  # its v1 build is ours
+    return tag
 
 
 @pytest.fixture(scope="module")

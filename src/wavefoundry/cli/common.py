@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ def command_group(commands: Any, name: str, help: str, description: str) -> Any:
 
 
 DEFAULT_PARAMS = Path("params.yaml")
+
+
+def serve_command(tag: str, port: int = 3000) -> str:
+    """The command that serves Bento `tag` from this project's environment and BentoML store."""
+    home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
+    return f"{home}uv run bentoml serve {tag} --port {port}"
 
 
 def params_file(given: Path | None) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from wavefoundry.cli.common import Command, command_group, common, err, out
+from wavefoundry.cli.common import Command, command_group, common, err, out, serve_command
 from wavefoundry.config import DATASETS, FAMILIES, Config, read_layer, split_layer
 from wavefoundry.errors import UserError
 from wavefoundry.locks import file_lock
@@ -305,13 +305,11 @@ def _run_here(args: argparse.Namespace, cfg: Config) -> int:
         )
     uri = arguments["tracking_uri"]
     out.print(f"browse the runs:  uv run mlflow ui --backend-store-uri {uri}")
-    home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
     served = [c for c in facts.get("champions", []) if c.get("bento_tag")]
     clip = _example_clip(arguments["source"]) if served else "clip.wav"  # one walk of the source
     for port, champion in enumerate(served, start=3000):
         out.print(
-            f"serve {champion['registered_model']}:  {home}uv run bentoml serve "
-            f"{champion['bento_tag']} --port {port}",
+            f"serve {champion['registered_model']}:  {serve_command(champion['bento_tag'], port)}",
             markup=False,
         )
         out.print(f"  then:  {_try_it(champion['family'], port, clip)}", markup=False)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wavefoundry.cli.common import Command, command_group, common, out, write_json
+from wavefoundry.cli.common import Command, command_group, common, out, serve_command, write_json
 from wavefoundry.cli.registry import model_name
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
@@ -87,7 +87,7 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
             f"{built.version} (BentoML {models}) in "
             f"{time.perf_counter() - started:.1f} s"
         )
-        out.print(f"serve it:       bentoml serve {built.tag} --port 3000")
+        out.print(f"serve it:       {serve_command(built.tag)}", markup=False)
         out.print(f"containerize:   wavefoundry bento containerize {built.tag}")
         tags.append(built.tag)
     if args.out:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import tempfile
 import unicodedata
@@ -169,8 +170,10 @@ def build(
         codec = codec_model(cfg, client, version)
         if codec is not None:
             model_args["codec_tag"] = codec[0]
-    # BentoML reads a Dockerfile template only from under the working directory.
-    with contextlib.chdir(SOURCE):
+    # BentoML reads a Dockerfile template only from under the working directory, and builds a
+    # Bento with one in its v1 layout, by design here: its warning says so at every build.
+    build_log = logging.getLogger("bentoml.build")  # where _bentoml_sdk/images.py warns
+    with contextlib.chdir(SOURCE), _without(build_log, "dockerfile_template is not supported"):
         bento = bentoml.bentos.build(
             service,
             name=bento_model_name(f"wavefoundry-{registered_model.removeprefix('wavefoundry-')}"),
@@ -221,3 +224,19 @@ def export(tag: str, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     return Path(bentoml.export_bento(tag, str(folder / f"{tag.replace(':', '-')}.bento")))
+
+
+@contextlib.contextmanager
+def _without(logger: logging.Logger, text: str) -> Any:
+    """`logger` drops the records whose message contains `text` while in the block."""
+
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return text not in record.getMessage()
+
+    drop = Drop()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
