@@ -54,8 +54,10 @@ def add_commands(commands: Any, command: Command) -> None:
     sub.epilog = (
         "The gate (params promotion.*): every metric finite; rtf <= max_real_time_factor; the "
         "primary metric (promotion.datasets.DATASET.TASK where set, else promotion.tasks.TASK) "
-        "better by min_relative_improvement; secondaries worse by at most secondary_tolerance. "
-        "A champion scored on other data is scored again first."
+        "better by min_relative_improvement; secondaries worse by at most secondary_tolerance; "
+        "a vocoder or codec beats the floor (promotion.floor: griffin_lim) on floor_metrics. "
+        "A champion scored on other data is scored again first, and a voice voiced by another "
+        "vocoder than its dataset's champion now is scored again through it."
     )
 
     sub = command("rollback", cmd_rollback, "give the alias back to the previous champion")
