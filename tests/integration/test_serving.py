@@ -267,11 +267,16 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
             ),
             "/generate",
         ),
+        # A 404 names the routes that serve this Bento's model, not every route the class has.
         (
             "no such endpoint",
             post(vocoder + "/synthesize", json={"text": "hello"}, timeout=30),
-            "no endpoint /synthesize on this service: it answers POST /convert, POST /generate, "
-            "POST /vocode",
+            "no endpoint /synthesize on this service: it answers POST /vocode\"",
+        ),
+        (
+            "no such endpoint on a generator",
+            post(generator + "/synthesize", json={"text": "hello"}, timeout=30),
+            "no endpoint /synthesize on this service: it answers POST /generate\"",
         ),
     ]
 

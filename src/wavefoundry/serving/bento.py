@@ -166,7 +166,7 @@ def build(
         service = VOICE_SERVICE
     else:
         model_tag, version = import_model(cfg, client, registered_model, version, alias)
-        model_args, service = {"model_tag": model_tag}, SERVICE
+        model_args, service = {"model_tag": model_tag, "task": version.task}, SERVICE
         codec = codec_model(cfg, client, version)
         if codec is not None:
             model_args["codec_tag"] = codec[0]

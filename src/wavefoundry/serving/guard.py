@@ -92,15 +92,19 @@ class RequestGuard:
     """ASGI middleware: malformed POSTs to `routes` are answered here with a 4xx (JSON
     `{"error": ...}`); well-formed ones go on to the app with their body replayed."""
 
-    def __init__(self, app: ASGIApp, routes: dict[str, Route]) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: dict[str, Route], answers: tuple[str, ...] = ()
+    ) -> None:
+        """`answers`: the routes this Bento's model serves, named in a 404 (default: all)."""
         self.app = app
         self.routes = routes
+        self.answers = tuple(sorted(answers or routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         route = self.routes.get(path) if scope["type"] == "http" else None
         if scope["type"] == "http" and scope.get("method") == "POST" and route is None:
-            endpoints = ", ".join(f"POST {r}" for r in sorted(self.routes))
+            endpoints = ", ".join(f"POST {r}" for r in self.answers)
             message = f"no endpoint {path} on this service: it answers {endpoints}"
             logger.info("client error on %s [POST]: 404 %s", path, message)
             await _answer(send, 404, message)

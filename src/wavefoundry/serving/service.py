@@ -44,6 +44,7 @@ class BuildArguments(BaseModel):
     max_concurrency: int = 32
     timeout: float = 120.0
     max_upload_bytes: int = 16 * 2**20  # RequestGuard refuses larger bodies before reading them
+    task: str = ""  # the model's (vocoder, codec, generator): a 404 names its routes; "": all
 
 
 class TooLarge(BentoMLException):
@@ -222,6 +223,15 @@ class Wavefoundry:
         return write_wav(out, audio.detach().float().cpu().numpy(), self.sample_rate)
 
 
+# The routes that serve each task's model; the others answer it with a 4xx saying so.
+TASK_ROUTES = {
+    "vocoder": ("/vocode",),
+    "codec": ("/vocode", "/convert"),
+    "generator": ("/generate",),
+}
+
 Wavefoundry.add_asgi_middleware(
-    guard.RequestGuard, routes=guard.routes_of(Wavefoundry, arguments.max_upload_bytes)
+    guard.RequestGuard,
+    routes=guard.routes_of(Wavefoundry, arguments.max_upload_bytes),
+    answers=TASK_ROUTES.get(arguments.task, ()),
 )
