@@ -271,12 +271,12 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
         (
             "no such endpoint",
             post(vocoder + "/synthesize", json={"text": "hello"}, timeout=30),
-            "no endpoint /synthesize on this service: it answers POST /vocode\"",
+            'no endpoint /synthesize on this service: it answers POST /vocode"',
         ),
         (
             "no such endpoint on a generator",
             post(generator + "/synthesize", json={"text": "hello"}, timeout=30),
-            "no endpoint /synthesize on this service: it answers POST /generate\"",
+            'no endpoint /synthesize on this service: it answers POST /generate"',
         ),
     ]
 
