@@ -92,8 +92,6 @@ def run(*args):
     return main(
         [
             *args,
-            "--params",
-            "none.yaml",
             "--set",
             f"datasets.ljspeech.source={os.getcwd()}/LJSpeech-1.1",
         ]
@@ -170,7 +168,7 @@ def test_hostile_archives_are_refused_and_nothing_escapes(tmp_path, monkeypatch,
     archive = hostile_tar(outside / "LJSpeech-1.1.tar.gz", kind)
     monkeypatch.chdir(work)
     listing = sorted(p for p in tmp_path.rglob("*"))
-    code = main(["ingest", "-d", "ljspeech", "--params", "none.yaml", "--source", str(archive)])
+    code = main(["ingest", "-d", "ljspeech", "--source", str(archive)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error:") and "LJSpeech-1.1.tar.gz" in err and "Traceback" not in err

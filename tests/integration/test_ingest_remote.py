@@ -21,14 +21,14 @@ SMALL = [
 @pytest.fixture
 def nsynth_archives(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["sample-data", "-d", "nsynth", "--archives", "--params", "none.yaml", *SMALL]) == 0
+    assert main(["sample-data", "-d", "nsynth", "--archives", *SMALL]) == 0
     archives = sorted((tmp_path / "data" / "sample").glob("nsynth-*.jsonwav.tar.gz"))
     assert [a.name for a in archives] == [
         "nsynth-test.jsonwav.tar.gz",
         "nsynth-train.jsonwav.tar.gz",
         "nsynth-valid.jsonwav.tar.gz",
     ]
-    assert main(["ingest", "-d", "nsynth", "--params", "none.yaml"]) == 0
+    assert main(["ingest", "-d", "nsynth"]) == 0
     reference = pd.read_parquet("data/manifest/nsynth.parquet")[COLUMNS]
     served = tmp_path / "served"
     served.mkdir()
@@ -39,7 +39,7 @@ def nsynth_archives(tmp_path, monkeypatch):
 
 
 def ingest(*sources, extra=()):
-    args = ["ingest", "-d", "nsynth", "--params", "none.yaml", *extra]
+    args = ["ingest", "-d", "nsynth", *extra]
     for source in sources:
         args += ["--source", source]
     return main(args)
