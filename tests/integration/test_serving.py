@@ -258,6 +258,7 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
             post(generator + "/generate", json={"pitch": 200}, timeout=30),
             "127",
         ),
+        ("GET on a POST endpoint", requests.get(vocoder + "/vocode", timeout=30), "takes POST"),
         (
             "wrong endpoint",
             post(

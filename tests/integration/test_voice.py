@@ -181,6 +181,10 @@ def test_a_post_to_an_endpoint_the_voice_has_not_says_what_it_has(voice: dict) -
     assert response.status_code == 404, response.text
     assert "no endpoint /vocode" in response.json()["error"]
     assert "POST /synthesize" in response.json()["error"], response.text
+    # A GET where a POST goes: 405 in the same shape, saying what to send.
+    got = requests.get(url + "/synthesize", timeout=60)
+    assert got.status_code == 405 and got.headers["Allow"] == "POST", got.text
+    assert "/synthesize takes POST, not GET" in got.json()["error"]
 
 
 def test_long_text_is_spoken_sentence_by_sentence(voice: dict) -> None:

@@ -88,7 +88,7 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
             f"{time.perf_counter() - started:.1f} s"
         )
         out.print(f"serve it:       {serve_command(built.tag)}", markup=False)
-        out.print(f"containerize:   wavefoundry bento containerize {built.tag}")
+        out.print(f"containerize:   uv run wavefoundry bento containerize {built.tag}")
         tags.append(built.tag)
     if args.out:
         write_json(args.out, {"tags": tags})

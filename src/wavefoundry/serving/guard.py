@@ -109,7 +109,12 @@ class RequestGuard:
             logger.info("client error on %s [POST]: 404 %s", path, message)
             await _answer(send, 404, message)
             return
-        if route is None or scope.get("method") != "POST":
+        if route is not None and scope.get("method") != "POST":
+            message = f"{route.path} takes POST, not {scope.get('method')}: {route.how}"
+            logger.info("client error on %s [%s]: 405 %s", path, scope.get("method"), message)
+            await _answer(send, 405, message, {"allow": "POST"})
+            return
+        if route is None:
             await self.app(scope, receive, send)
             return
         try:
@@ -288,8 +293,11 @@ async def _check_form(scope: Scope, body: bytes, route: Route) -> None:
         await form.close()
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
+async def _answer(
+    send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
     data = json.dumps({"error": message}).encode()
+    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -297,6 +305,7 @@ async def _answer(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
+                *extra,
             ],
         }
     )
