@@ -265,8 +265,7 @@ def revoice(cfg: Config, client: Any, candidate: Candidate, save: bool) -> Candi
     run and the version). A pipeline scores its voice before it promotes the vocoder trained
     beside it, so without this its first voice is judged through Griffin-Lim and served
     through the vocoder. A candidate scored on other data than the local is left as it is."""
-    from wavefoundry.evaluation.scorer import held_out_set
-    from wavefoundry.evaluation.voice import GRIFFIN_LIM
+    from wavefoundry.evaluation.voice import GRIFFIN_LIM, vocoder_label
     from wavefoundry.tracking import load_logged_model
 
     if candidate.task != "acoustic":
@@ -274,11 +273,12 @@ def revoice(cfg: Config, client: Any, candidate: Candidate, save: bool) -> Candi
     voiced_by = candidate.tags.get(tracking.TAG_EVAL_VOCODER, "")
     name = tracking.registered_model_name(candidate.dataset, "vocoder")
     champion = tracking.version_by_alias(client, name, cfg.promotion.alias)
-    if voiced_by == (f"{name}/{champion.version}" if champion else GRIFFIN_LIM):
+    if voiced_by == (vocoder_label(name, str(champion.version)) if champion else GRIFFIN_LIM):
         return candidate  # already voiced by the champion, or there is none to voice it
     family, net = load_logged_model(candidate.model_uri, device(cfg))
     held_out = held_out_for(cfg, client, family)
-    as_scored = held_out_set(cfg, candidate.dataset, whole_clips=True, vocoder=voiced_by)
+    # The same clips voiced as it was scored: its fingerprint tells whether the data is the same.
+    as_scored = dataclasses.replace(held_out, settings={**held_out.settings, "vocoder": voiced_by})
     if held_out.settings["vocoder"] == voiced_by or as_scored.fingerprint != candidate.fingerprint:
         return candidate  # the champion cannot voice it (other mel), or the data differs
     return _scored_again(cfg, client, candidate, family, net, held_out, save)

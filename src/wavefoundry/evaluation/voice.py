@@ -15,6 +15,11 @@ from wavefoundry.tracking import load_logged_model
 GRIFFIN_LIM = "griffin-lim"
 
 
+def vocoder_label(name: str, version: str) -> str:
+    """How a registered vocoder version is named where it voiced a score (NAME/VERSION)."""
+    return f"{name}/{version}"
+
+
 @dataclass
 class Voice:
     """What voices an acoustic model's mel frames: the dataset's vocoder champion when its
@@ -49,7 +54,7 @@ def voice_for(
     if not same_mel or not hasattr(vocoder_family, "vocode_mel"):
         return Voice(GRIFFIN_LIM, champion=version)
     return Voice(
-        f"{name}/{version}",
+        vocoder_label(name, version),
         lambda mel: vocoder_family.vocode_mel(vocoder, mel),
         name,
         version,

@@ -433,15 +433,13 @@ def promote(
     client = candidates.client(cfg.tracking)
     challenger = candidates.find(client, name, version, run_id)
     candidates.check_run(client, challenger, "the challenger")
-    revoiced = False
-    if challenger.metrics:
-        voiced = revoice(challenger, not dry_run)
-        revoiced, challenger = voiced.fingerprint != challenger.fingerprint, voiced
     if not challenger.metrics:
         raise UserError(
             f"'{name}' v{challenger.version} (run {challenger.run_id}) has no eval metrics: "
             f"score it first with: wavefoundry evaluate --run-id {challenger.run_id}"
         )
+    voiced = revoice(challenger, not dry_run)
+    revoiced, challenger = voiced.fingerprint != challenger.fingerprint, voiced
     alias = cfg.promotion.alias
     lock = nullcontext() if dry_run else exclusive(client, name, cfg.promotion.lock_timeout)
     with lock:
@@ -569,7 +567,7 @@ def promote_best(
             outcome = promote(
                 cfg, challenger.name, challenger.version, rescore=rescore, revoice=revoice
             )
-            contests.append(Contest(*which, outcome, which in revoiced or outcome.revoiced))
+            contests.append(Contest(*which, outcome, which in revoiced))
         return contests
 
     contests = face([c for c in found if c.task != "acoustic"])
