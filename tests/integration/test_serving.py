@@ -254,6 +254,11 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
         ),
         ("wrong type", post(generator + "/generate", json={"pitch": "high"}, timeout=30), "pitch"),
         (
+            "misspelt field",
+            post(generator + "/generate", json={"pitch": 60, "velocty": 90}, timeout=30),
+            "unexpected field 'velocty'",
+        ),
+        (
             "pitch out of range",
             post(generator + "/generate", json={"pitch": 200}, timeout=30),
             "127",

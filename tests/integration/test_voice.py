@@ -146,7 +146,10 @@ def test_validation_audio_is_voiced_by_the_vocoder_champion(voice: dict) -> None
         # The field and its fault, not "1 validation error for Input".
         ({"speaker": "p225"}, "text: Field required"),
         ({"text": 42}, "text: Input should be a valid string"),
-        ({"txt": "hello"}, "text: Field required"),
+        # A misspelt field is refused, not dropped (the voice would speak with its default),
+        # and the fields it takes are named.
+        ({"txt": "hello"}, "unexpected field 'txt': send the parameters as a JSON object"),
+        ({"text": "hello there", "speakr": "p225"}, "unexpected field 'speakr'"),
     ],
 )
 def test_bad_text_is_a_4xx_with_the_reason_and_the_voice_keeps_speaking(

@@ -6,8 +6,8 @@ a form without a boundary or with a broken body, a text value where a file belon
 would go and download, each ends in an exception it answers with 500. `RequestGuard`, an ASGI
 middleware (`Service.add_asgi_middleware`), checks the shape of each POST to an API route
 before BentoML sees it: the body's size (413 before reading more than the limit), its media
-type (415), a multipart body that parses, holding exactly the input's fields, each file field
-a file (400). BentoML then parses the same bytes, replayed. A POST to a path the service has
+type (415), a multipart body that parses, or a JSON object, holding only the input's fields,
+each file field a file (400). BentoML then parses the same bytes, replayed. A POST to a path the service has
 no endpoint for is a 404 naming the endpoints it has, and every 4xx body is one JSON object,
 `{"error": ...}` (BentoML sends its own for an API's `InvalidArgument` as a one-item list).
 
@@ -244,6 +244,12 @@ async def _check(scope: Scope, body: bytes, route: Route) -> None:
     if not route.files:
         if media not in ("", "application/json"):
             raise ClientError(415, f"{route.path} takes JSON, not {media}: {route.how}")
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            return  # BentoML's parser says what is wrong with it
+        if isinstance(data, dict):
+            _refuse_unexpected(data, route)
         return
     if not body and not content_type:
         raise ClientError(400, f"the request has no body: {route.how}")
@@ -254,6 +260,16 @@ async def _check(scope: Scope, body: bytes, route: Route) -> None:
     if not params.get("boundary"):
         raise ClientError(400, f"the multipart/form-data body has no boundary: {route.how}")
     await _check_form(scope, body, route)
+
+
+def _refuse_unexpected(names: Any, route: Route) -> None:
+    """400 for a field the route does not take (a misspelt `speaker` would otherwise be
+    dropped without a word, and the request answered as if it had not been sent)."""
+    unknown = sorted(set(names) - set(route.fields))
+    if unknown:
+        raise ClientError(
+            400, f"unexpected field {', '.join(repr(n) for n in unknown)}: {route.how}"
+        )
 
 
 async def _check_form(scope: Scope, body: bytes, route: Route) -> None:
@@ -273,11 +289,7 @@ async def _check_form(scope: Scope, body: bytes, route: Route) -> None:
         ) from None
     try:
         names = list(form.keys())
-        unknown = sorted(set(names) - set(route.fields))
-        if unknown:
-            raise ClientError(
-                400, f"unexpected field {', '.join(repr(n) for n in unknown)}: {route.how}"
-            )
+        _refuse_unexpected(names, route)
         for name in route.files:
             values = form.getlist(name)
             if not values:
