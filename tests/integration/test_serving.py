@@ -280,6 +280,12 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
             'no endpoint /synthesize on this service: it answers POST /vocode"',
         ),
         (
+            "GET on a path the service has not",
+            requests.get(vocoder + "/vocoder", timeout=30),
+            'no endpoint /vocoder on this service: it answers POST /vocode"',
+        ),
+        ("POST on GET /info", post(vocoder + "/info", json={}, timeout=30), "takes GET, not POST"),
+        (
             "no such endpoint on a generator",
             post(generator + "/synthesize", json={"text": "hello"}, timeout=30),
             'no endpoint /synthesize on this service: it answers POST /generate"',
@@ -298,6 +304,9 @@ def test_client_errors_are_4xx_with_a_reason_and_the_service_keeps_answering(
             what,
             response.text,
         )
+    info = requests.post(vocoder + "/info", json={}, timeout=30)
+    assert (info.status_code, info.headers.get("allow")) == (405, "GET"), info.headers
+    assert requests.get(vocoder + "/info", timeout=30).json()["task"] == "vocoder"
     ok = requests.post(
         vocoder + "/vocode",
         files={"audio": ("a.wav", wav_bytes(speech_like(0.5, 22050), 22050))},

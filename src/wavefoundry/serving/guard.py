@@ -7,8 +7,9 @@ would go and download, each ends in an exception it answers with 500. `RequestGu
 middleware (`Service.add_asgi_middleware`), checks the shape of each POST to an API route
 before BentoML sees it: the body's size (413 before reading more than the limit), its media
 type (415), a multipart body that parses, or a JSON object, holding only the input's fields,
-each file field a file (400). BentoML then parses the same bytes, replayed. A POST to a path the service has
-no endpoint for is a 404 naming the endpoints it has, and every 4xx body is one JSON object,
+each file field a file (400). BentoML then parses the same bytes, replayed. A request to a
+path the service has no endpoint for is a 404 naming the endpoints it has (a wrong method on
+one of BentoML's own routes, a 405), and every 4xx body is one JSON object,
 `{"error": ...}` (BentoML sends its own for an API's `InvalidArgument` as a one-item list).
 
 BentoML also logs every 4xx it raises with a traceback; `ClientErrorLog` turns those records
@@ -103,11 +104,10 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         route = self.routes.get(path) if scope["type"] == "http" else None
-        if scope["type"] == "http" and scope.get("method") == "POST" and route is None:
-            endpoints = ", ".join(f"POST {r}" for r in self.answers)
-            message = f"no endpoint {path} on this service: it answers {endpoints}"
-            logger.info("client error on %s [POST]: 404 %s", path, message)
-            await _answer(send, 404, message)
+        if scope["type"] == "http" and route is None:
+            # BentoML's own routes (GET /info, /healthz, ...) answer as they are; its plain-text
+            # 404 and 405 for a path or method it has not are sent in the one shape.
+            await self.app(scope, receive, self._unknown_in_one_shape(scope, send))
             return
         if route is not None and scope.get("method") != "POST":
             message = f"{route.path} takes POST, not {scope.get('method')}: {route.how}"
@@ -136,6 +136,32 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, _one_error_shape(send))
+
+    def _unknown_in_one_shape(self, scope: Scope, send: Send) -> Send:
+        """`send` for a request to a path that is no API route: the app's 404 becomes
+        `{"error": "no endpoint ... it answers POST /route"}`, its 405 (a POST to GET /info)
+        `{"error": "/info takes GET, not POST"}` with the app's Allow header."""
+        path, method = scope.get("path", ""), scope.get("method", "")
+        replaced = False
+
+        async def wrapped(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] in (404, 405):
+                replaced, status = True, message["status"]
+                headers = {k.decode("latin-1").lower(): v for k, v in message.get("headers", [])}
+                allow = headers.get("allow", b"GET").decode("latin-1")
+                if status == 404:
+                    endpoints = ", ".join(f"POST {r}" for r in self.answers)
+                    text = f"no endpoint {path} on this service: it answers {endpoints}"
+                else:
+                    text = f"{path} takes {allow}, not {method}"
+                logger.info("client error on %s [%s]: %d %s", path, method, status, text)
+                await _answer(send, status, text, {"allow": allow} if status == 405 else None)
+                return
+            if not replaced:  # the app's own body of a replaced answer is dropped
+                await send(message)
+
+        return wrapped
 
 
 def _one_error_shape(send: Send) -> Send:
