@@ -92,6 +92,47 @@ def test_bad_names_and_files_on_other_commands_are_one_line(
     assert not (tmp_path / ".wavefoundry" / "kfp" / "runs").exists()  # no pipeline run began
 
 
+# Files a user hands a command, broken or of another kind: each was a traceback (exit 1), or
+# for a promotion file without champions, "no Bento to build" (exit 0).
+BROKEN_FILES = {
+    "not-json.json": b"{bad",
+    "empty.json": b"",
+    "list.json": b"[]",
+    "trained.json": b'{"run_id": "0123abcd", "steps": 40}',  # train --out's, not promote's
+    "champions.json": b'{"champions": [1]}',
+    "utf16.yaml": "training:\n  steps: 3\n".encode("utf-16"),  # Notepad's "Unicode"
+    "latin1.yaml": b"training:\n  seed: 1  # caf\xe9\n",
+    "broken.yaml": b"training:\n  steps: [1, 2\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["bento", "build", "--promotion", "not-json.json"], ["is not a promotion file: not JSON"]),
+        (["bento", "build", "--promotion", "trained.json"], ["promote --out writes", "champions"]),
+        (["bento", "build", "--promotion", "champions.json"], ["its 'champions' are not a list"]),
+        (["evaluate", "--trained", "empty.json"], ["is not a training record: not JSON"]),
+        (
+            ["evaluate", "--trained", "list.json"],
+            ["train --out writes a JSON object with 'run_id'"],
+        ),
+        (["promote", "--candidates", "trained.json"], ["is not a candidate file", "'version'"]),
+        (["config", "--params", "utf16.yaml"], ["not UTF-8 text (byte 0xff at offset 0)"]),
+        (["config", "--params", str(PARAMS), "--config", "latin1.yaml"], ["not UTF-8 text"]),
+        (["config", "--params", "broken.yaml"], ["not valid YAML", "at line 3, column 1"]),
+    ],
+)
+def test_broken_files_and_files_of_another_kind_are_one_line(
+    tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    for name, content in BROKEN_FILES.items():
+        (tmp_path / name).write_bytes(content)
+    command = [sys.executable, "-m", "wavefoundry.cli", *args]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(done, *fragments)
+
+
 def test_a_dataset_that_was_never_stored_is_one_line(tmp_path: Path) -> None:
     done = run_train(tmp_path, tmp_path / "empty", "-m", "hifigan", "-d", "ljspeech")
     assert_one_line_error(done, "no stored ljspeech dataset", "wavefoundry prepare -d ljspeech")

@@ -93,6 +93,27 @@ def metric_table(
     return table
 
 
+def read_json(path: Path, what: str, keys: tuple[str, ...], written_by: str) -> dict[str, Any]:
+    """The JSON object in `path` that `written_by` (a command) wrote, holding `keys`.
+
+    Raises UserError (one line, exit 2) for a missing file, one that is not UTF-8 JSON, or
+    one of another kind: a list, or an object without `keys` (a trained.json given where a
+    promotion file goes)."""
+    if not path.is_file():
+        raise UserError(f"no {what} {path}: write it with {written_by}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a {what}: not JSON ({reason})") from None
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        raise UserError(
+            f"{path} is not a {what}: {written_by} writes a JSON object with "
+            + ", ".join(repr(key) for key in keys)
+        )
+    return data
+
+
 def write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from wavefoundry import tracking
-from wavefoundry.cli.common import Command, out, write_json
+from wavefoundry.cli.common import Command, out, read_json, write_json
 from wavefoundry.config import TASKS, Config
 from wavefoundry.errors import UserError
 from wavefoundry.tracking import REGISTERED_TASK_NAMES
@@ -142,7 +141,10 @@ def _promote_candidates(args: argparse.Namespace, cfg: Config) -> int:
 
     if args.dry_run:
         raise UserError("--dry-run takes one challenger: give --model-name and --version")
-    records = [json.loads(f.read_text()) for f in _candidate_files(args.candidates, cfg)]
+    records = [
+        read_json(f, "candidate file", ("registered_model", "version"), "evaluate --out")
+        for f in _candidate_files(args.candidates, cfg)
+    ]
     contests = promote_best(cfg, [(r["registered_model"], r["version"]) for r in records])
     for contest in contests:
         if contest.outcome is not None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from wavefoundry.cli.common import Command, command_group, common, out, serve_command, write_json
+from wavefoundry.cli.common import (
+    Command,
+    command_group,
+    common,
+    out,
+    read_json,
+    serve_command,
+    write_json,
+)
 from wavefoundry.cli.registry import model_name
 from wavefoundry.config import Config
 from wavefoundry.errors import UserError
@@ -69,10 +76,14 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
         raise UserError("--version goes with --model-name; --promotion names its versions")
     chosen: list[tuple[str, str | None]] = [(args.model_name, args.version)]
     if args.promotion:
-        if not args.promotion.is_file():
-            raise UserError(f"no promotion file {args.promotion}: write it with promote --out")
-        decided = json.loads(args.promotion.read_text()).get("champions", [])
-        chosen = [(c["registered_model"], c["version"]) for c in decided]
+        record = read_json(args.promotion, "promotion file", ("champions",), "promote --out")
+        try:
+            chosen = [(str(c["registered_model"]), str(c["version"])) for c in record["champions"]]
+        except (TypeError, KeyError):
+            raise UserError(
+                f"{args.promotion} is not a promotion file: its 'champions' are not a list of "
+                "{'registered_model', 'version'} objects, as promote --out writes"
+            ) from None
         if not chosen:
             out.print(f"{args.promotion}: no registered model has a champion; no Bento to build")
     tags = []

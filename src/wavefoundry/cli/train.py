@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from wavefoundry.cli.common import Command, err, metric_table, out, write_json
+from wavefoundry.cli.common import Command, err, metric_table, out, read_json, write_json
 from wavefoundry.config import DATASETS, FAMILIES, Config
 from wavefoundry.errors import UserError
 
@@ -114,9 +113,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> int:
     if args.trained:
         if run_id:
             raise UserError("give --run-id or --trained, not both")
-        if not args.trained.is_file():
-            raise UserError(f"no file {args.trained}: write it with train --out")
-        run_id = json.loads(args.trained.read_text(encoding="utf-8")).get("run_id")
+        run_id = read_json(args.trained, "training record", ("run_id",), "train --out")["run_id"]
         if not run_id:
             raise UserError(f"{args.trained} names no MLflow run: the training was not tracked")
     done = evaluate(cfg, run_id, args.model, args.dataset)
