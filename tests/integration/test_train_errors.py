@@ -148,6 +148,25 @@ def test_a_split_with_no_clips_is_one_line(stored_samples: Path, tmp_path: Path)
     assert_one_line_error(done, "no clips in its valid split", "valid_fraction")
 
 
+def test_a_resume_with_nothing_to_train_is_refused(stored_samples: Path, tmp_path: Path) -> None:
+    # It printed an empty table, exit 0, and logged one more model into the finished run.
+    trained = run_train(tmp_path, stored_samples, "-m", "wavenet", "-d", "ljspeech", "--steps", "2")
+    assert trained.returncode == 0, trained.stderr
+    past = run_train(
+        tmp_path, stored_samples, "-m", "wavenet", "-d", "ljspeech", "--steps", "1", "--resume"
+    )
+    assert_one_line_error(past, "is at step 2, past training.steps 1", "--steps above 2")
+    done = run_train(
+        tmp_path, stored_samples, "-m", "wavenet", "-d", "ljspeech", "--steps", "2", "--resume"
+    )
+    assert_one_line_error(done, "finished at step 2 already", "--steps above 2")
+    more = run_train(
+        tmp_path, stored_samples, "-m", "wavenet", "-d", "ljspeech", "--steps", "3", "--resume"
+    )
+    assert more.returncode == 0, more.stderr
+    assert "3 steps" in more.stdout
+
+
 def test_a_checkpoint_from_another_model_is_refused(stored_samples: Path, tmp_path: Path) -> None:
     trained = run_train(tmp_path, stored_samples, "-m", "wavenet", "-d", "ljspeech", "--steps", "1")
     assert trained.returncode == 0, trained.stderr

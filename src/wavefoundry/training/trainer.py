@@ -204,6 +204,7 @@ class Trainer:
         latest = checkpoint.checkpoints(self.run_dir / "checkpoints")
         if resume and latest:
             state.restore(latest[-1], self.family.name, self.device)
+            self._check_resume(state, latest[-1])
         elif latest and self.dist.main:
             for old in latest:  # a fresh run replaces old checkpoints rather than mixing with them
                 shutil.rmtree(old)
@@ -260,6 +261,25 @@ class Trainer:
             self.run_dir, model_dir, state.stepper.step, metrics, validation, state.run_id,
             model_uri, seconds,
         )  # fmt: skip
+
+    def _check_resume(self, state: TrainingState, folder: Path) -> None:
+        """Raises UserError when resuming from `folder` has nothing to train: its step is past
+        `training.steps`, or is that step and its MLflow run finished (a resume then logged one
+        more model into a finished run, perhaps a champion's). At that step with the run not
+        finished (stopped while exporting), the resume exports the model."""
+        step, steps = state.stepper.step, self.training.steps
+        again = f"give --steps above {step} to train on from it, or leave out --resume"
+        if step > steps:
+            raise UserError(f"{folder} is at step {step}, past training.steps {steps}: {again}")
+        if step == steps and state.run_id:
+            import mlflow
+
+            tracking.connect(self.cfg.tracking)
+            if mlflow.get_run(state.run_id).info.status == "FINISHED":
+                raise UserError(
+                    f"MLflow run {state.run_id} finished at step {step} already ({folder}): "
+                    + again
+                )
 
     def _fresh_state(self) -> TrainingState:
         torch.manual_seed(self.training.seed)
