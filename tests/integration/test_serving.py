@@ -264,6 +264,16 @@ def client_errors(vocoder: str, generator: str) -> list[tuple[str, requests.Resp
             "127",
         ),
         ("GET on a POST endpoint", requests.get(vocoder + "/vocode", timeout=30), "takes POST"),
+        # A cut-off upload was resynthesized as far as it went, as ingest would not take it.
+        (
+            "truncated WAV",
+            post(
+                vocoder + "/vocode",
+                files={"audio": ("a.wav", wav_bytes(speech_like(0.5, 22050), 22050)[:5000])},
+                timeout=30,
+            ),
+            "the WAV upload is truncated: data chunk declares 22050 bytes, file holds 4956",
+        ),
         (
             "wrong endpoint",
             post(
@@ -521,6 +531,12 @@ def test_nothing_a_client_sends_is_a_5xx_and_client_errors_are_logged_without_tr
         (
             "a header and no samples",
             vocode(files={"audio": ("a.wav", clip[:44])}),
+            "file holds 0",
+            "",
+        ),
+        (
+            "a header saying no samples",
+            vocode(files={"audio": ("a.wav", wav_bytes(np.zeros(0, np.float32), 22050))}),
             "no samples",
             "",
         ),
@@ -542,9 +558,16 @@ def test_nothing_a_client_sends_is_a_5xx_and_client_errors_are_logged_without_tr
         assert 400 <= response.status_code < 500, (what, response.status_code, response.text)
         for reason in reasons:
             assert reason in response.text, (what, response.text)
-    # A WAV cut after some of its samples is read as the samples present, as libsndfile does.
+    # A WAV cut after some of its samples is refused, as ingest quarantines one: it was read as
+    # the samples present (libsndfile's way), a shorter answer than the client asked for.
     cut = vocode(files={"audio": ("a.wav", clip[:1000])})
-    assert cut.status_code == 200 and len(sf.read(io.BytesIO(cut.content))[0]) == (1000 - 44) // 2
+    assert cut.status_code == 400 and "truncated" in cut.json()["error"], cut.text
+    # A WAV written to a pipe, with a placeholder data size, is whole: read to its end.
+    data = clip.index(b"data") + 4
+    piped = clip[:data] + struct.pack("<I", 0xFFFFFFFF) + clip[data + 4 :]
+    streamed = vocode(files={"audio": ("a.wav", piped)})
+    assert streamed.status_code == 200, streamed.text
+    assert len(sf.read(io.BytesIO(streamed.content))[0]) == (len(clip) - data - 4) // 2
 
     for key, before in log_before.items():
         logged = served[key].server.log(None)[len(before) :]

@@ -15,6 +15,7 @@ of an upload are bounded by its samples, whatever rate its header declares.
 from __future__ import annotations
 
 import json
+import mmap
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from wavefoundry.audio import resample, write_wav
 from wavefoundry.config import ServingConfig
+from wavefoundry.data.manifest import wav_data_chunk
 from wavefoundry.families.io import load_model
 from wavefoundry.serving import guard
 from wavefoundry.tracking import TAG_CODEC_VERSION
@@ -185,6 +187,10 @@ class Wavefoundry:
                 f"the upload is {size / 2**20:.1f} MiB; this service takes at most "
                 f"{limits.max_upload_bytes / 2**20:.1f} MiB"
             )
+        with open(path, "rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            cut = wav_data_chunk(view)  # type: ignore[arg-type]  # read as bytes, not copied
+        if isinstance(cut, str):  # libsndfile would quietly read what is there
+            raise InvalidArgument(f"the WAV upload is {cut}: send the whole file")
         try:
             with sf.SoundFile(str(path)) as f:
                 rate, channels = f.samplerate, f.channels
