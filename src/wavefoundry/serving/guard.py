@@ -50,6 +50,12 @@ class Route:
     max_body_bytes: int
 
     @property
+    def form_note(self) -> str:
+        """What a body limit is made of, for an upload route's 413."""
+        form = f"{FORM_OVERHEAD_BYTES // 2**20} MiB for the form"
+        return f" (serving.max_upload_bytes and {form})" if self.files else ""
+
+    @property
     def how(self) -> str:
         """What to send, as a client would type it."""
         if self.files:
@@ -85,8 +91,12 @@ class ClientError(Exception):
         self.status = status
 
 
-def _mib(size: int) -> str:
-    return f"{size / 2**20:.1f} MiB"
+def sizes(size: int, limit: int) -> tuple[str, str]:
+    """`size` and `limit` in MiB to one decimal, or in bytes where those read the same (a
+    16.02 MiB upload is not "16.0 MiB, more than the 16.0 MiB allowed")."""
+    if round(size / 2**20, 1) == round(limit / 2**20, 1):
+        return f"{size:,} bytes", f"{limit:,} bytes"
+    return f"{size / 2**20:.1f} MiB", f"{limit / 2**20:.1f} MiB"
 
 
 class RequestGuard:
@@ -234,8 +244,9 @@ async def _read_body(scope: Scope, receive: Receive, route: Route) -> bytes | No
         if int(declared) > route.max_body_bytes:
             raise ClientError(
                 413,
-                f"the request is {_mib(int(declared))}; this service takes at most "
-                f"{_mib(route.max_body_bytes)} on {route.path}",
+                "the request is {}; this service takes at most {} on {}{}".format(
+                    *sizes(int(declared), route.max_body_bytes), route.path, route.form_note
+                ),
             )
     chunks, size = [], 0
     while True:
@@ -247,8 +258,8 @@ async def _read_body(scope: Scope, receive: Receive, route: Route) -> bytes | No
         if size > route.max_body_bytes:
             raise ClientError(
                 413,
-                f"the request is over {_mib(route.max_body_bytes)}; this service takes at "
-                f"most that on {route.path}",
+                f"the request is over {sizes(size, route.max_body_bytes)[1]}; this service "
+                f"takes at most that on {route.path}{route.form_note}",
             )
         chunks.append(chunk)
         if not message.get("more_body", False):

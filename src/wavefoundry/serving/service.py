@@ -183,10 +183,8 @@ class Wavefoundry:
         if size == 0:
             raise InvalidArgument("the upload is empty: send a WAV or FLAC file")
         if size > limits.max_upload_bytes:
-            raise TooLarge(
-                f"the upload is {size / 2**20:.1f} MiB; this service takes at most "
-                f"{limits.max_upload_bytes / 2**20:.1f} MiB"
-            )
+            given, most = guard.sizes(size, limits.max_upload_bytes)
+            raise TooLarge(f"the upload is {given}; this service takes at most {most}")
         with open(path, "rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as view:
             cut = wav_data_chunk(view)  # type: ignore[arg-type]  # read as bytes, not copied
         if isinstance(cut, str):  # libsndfile would quietly read what is there
