@@ -67,6 +67,7 @@ def build(overrides: list[str], registered_model: str, home: Path, cwd: Path) ->
     # What it prints is what serves it here: this environment, this BentoML store.
     said = " ".join(done.stdout.split())
     assert f"serve it: BENTOML_HOME={home} uv run bentoml serve {tag} --port 3000" in said
+    assert f"containerize: BENTOML_HOME={home} uv run wavefoundry bento containerize {tag}" in said
     assert "not supported by bento v2" not in done.stdout + done.stderr  # its v1 build is ours
     return tag
 

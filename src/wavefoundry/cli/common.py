@@ -32,10 +32,16 @@ def command_group(commands: Any, name: str, help: str, description: str) -> Any:
 DEFAULT_PARAMS = Path("params.yaml")
 
 
+def in_this_store(command: str) -> str:
+    """`command` as a user pastes it: run from this project's environment (uv run), with
+    BENTOML_HOME set as it is here, so it finds the Bentos this process built."""
+    home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
+    return f"{home}uv run {command}"
+
+
 def serve_command(tag: str, port: int = 3000) -> str:
     """The command that serves Bento `tag` from this project's environment and BentoML store."""
-    home = f"BENTOML_HOME={os.environ['BENTOML_HOME']} " if "BENTOML_HOME" in os.environ else ""
-    return f"{home}uv run bentoml serve {tag} --port {port}"
+    return in_this_store(f"bentoml serve {tag} --port {port}")
 
 
 def params_file(given: Path | None) -> Path:

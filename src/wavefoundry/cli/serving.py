@@ -11,6 +11,7 @@ from wavefoundry.cli.common import (
     Command,
     command_group,
     common,
+    in_this_store,
     out,
     read_json,
     serve_command,
@@ -99,7 +100,8 @@ def cmd_bento_build(args: argparse.Namespace, cfg: Config) -> int:
             f"{time.perf_counter() - started:.1f} s"
         )
         out.print(f"serve it:       {serve_command(built.tag)}", markup=False)
-        out.print(f"containerize:   uv run wavefoundry bento containerize {built.tag}")
+        containerize = in_this_store(f"wavefoundry bento containerize {built.tag}")
+        out.print(f"containerize:   {containerize}", markup=False)
         tags.append(built.tag)
     if args.out:
         write_json(args.out, {"tags": tags})
