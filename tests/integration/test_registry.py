@@ -347,6 +347,10 @@ def test_dry_run_prints_the_decision_table_and_changes_nothing(registry: Registr
     assert done.returncode == 0, done.stderr
     for text in ("primary mel_l1", "real-time factor", "finite metrics", "REFUSED", "dry run"):
         assert text in done.stdout, done.stdout
+    # Scored on this CPU, not the serving device: said once, under the verdict (as README says).
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "dry run: nothing changed", lines[-3:]
+    assert lines[-1].startswith("note: speed target off: scored on cpu"), lines[-3:]
     assert snapshot(registry.client, NAME) == before
 
 

@@ -108,8 +108,6 @@ def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
         )
     if outcome.rescored:
         out.print("the champion was scored again on the challenger's held-out set")
-    if outcome.note:
-        out.print(outcome.note)
     out.print(_decision_table(outcome))
     alias = cfg.promotion.alias
     if args.dry_run:
@@ -119,6 +117,8 @@ def cmd_promote(args: argparse.Namespace, cfg: Config) -> int:
     else:
         holder = f"version {decision.champion.version}" if decision.champion else "no version"
         out.print(f"refused: {alias} stays with {holder} ({'; '.join(decision.reasons)})")
+    if outcome.note:  # under the verdict, as for --candidates
+        out.print(f"note: {outcome.note}")
     return 0
 
 
