@@ -75,6 +75,11 @@ def test_bad_names_and_configs_are_one_line(
             ["pipeline", "run", "--params", str(PARAMS), "--source", "/no/such/corpus"],
             ["source not found: /no/such/corpus"],
         ),
+        # A misspelt --param: refused before the sample corpus was made; names in one order.
+        (
+            ["pipeline", "run", "--params", str(PARAMS), "--param", "nosuch=1"],
+            ["no parameter nosuch (it has: config, data_config, data_revision, dataset,"],
+        ),
         # `config` printed its whole dump, then the error.
         (
             ["config", "--params", str(PARAMS), "--set", "models.tacotron2.nope=1"],
@@ -90,6 +95,7 @@ def test_bad_names_and_files_on_other_commands_are_one_line(
     assert_one_line_error(done, *fragments)
     assert not done.stdout  # nothing printed before the error
     assert not (tmp_path / ".wavefoundry" / "kfp" / "runs").exists()  # no pipeline run began
+    assert not (tmp_path / "data").exists()  # no sample corpus made
 
 
 # Files a user hands a command, broken or of another kind: each was a traceback (exit 1), or

@@ -179,16 +179,21 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
         "data_config": data_config,
         "config": config,
     }
-    if here:
-        arguments["source"] = _local_sources(cfg, dataset, args.source)
-        arguments["tracking_uri"] = _absolute_uri(arguments["tracking_uri"])
-        arguments["gpu_count"] = _local_gpus()
+    given = {}
     for text in args.param:
         key, sep, value = text.partition("=")
         if not sep:
             raise UserError(f"--param {text!r}: expected KEY=VALUE")
-        arguments[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return arguments
+        given[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    if given and here:  # before the sample corpus is made or a run begins
+        from wavefoundry.pipeline.definition import check_arguments, load_spec
+
+        check_arguments(load_spec(), given)
+    if here:
+        arguments["source"] = _local_sources(cfg, dataset, args.source)
+        arguments["tracking_uri"] = _absolute_uri(arguments["tracking_uri"])
+        arguments["gpu_count"] = _local_gpus()
+    return {**arguments, **given}
 
 
 def _without_default_nulls(layer: dict[str, Any]) -> dict[str, Any]:
@@ -418,7 +423,7 @@ _ITERATION = re.compile(r"for-loop-\d+-iteration-(\d+)")
 
 
 def _host(args: argparse.Namespace, cfg: Config) -> tuple[Any, Path, dict[str, Any], str]:
-    from wavefoundry.pipeline.definition import COMPILED, load_spec, parameters
+    from wavefoundry.pipeline.definition import COMPILED, check_arguments, load_spec
     from wavefoundry.pipeline.kfp_host import Host
 
     url = args.host or cfg.pipeline.host
@@ -431,12 +436,7 @@ def _host(args: argparse.Namespace, cfg: Config) -> tuple[Any, Path, dict[str, A
             f"tracking URI {arguments['tracking_uri']} is a file on this machine: a run on a "
             "cluster needs a tracking server every pod reaches (--tracking-uri http://...)"
         )
-    known = parameters(load_spec(package))
-    unknown = sorted(set(arguments) - set(known))
-    if unknown:
-        raise UserError(
-            f"the pipeline has no parameter {', '.join(unknown)} (it has: {', '.join(known)})"
-        )
+    check_arguments(load_spec(package), arguments)
     token = args.token or os.environ.get("KF_PIPELINES_TOKEN")
     host = Host(url, args.namespace or cfg.pipeline.namespace, token)
     return host, package, arguments, args.experiment or cfg.pipeline.experiment

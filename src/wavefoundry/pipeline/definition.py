@@ -50,3 +50,14 @@ def parameters(spec: Any) -> dict[str, Any]:
         else None
         for name, p in spec.root.input_definitions.parameters.items()
     }
+
+
+def check_arguments(spec: Any, arguments: Any) -> None:
+    """UserError naming each of `arguments` (names) the pipeline has no parameter for, and the
+    parameters it has, sorted (the spec's own order changes from one load to the next)."""
+    known = parameters(spec)
+    unknown = sorted(set(arguments) - set(known))
+    if unknown:
+        raise UserError(
+            f"the pipeline has no parameter {', '.join(unknown)} (it has: {', '.join(sorted(known))})"
+        )

@@ -376,16 +376,11 @@ def run(
     from kfp import local
     from kfp.local import pipeline_orchestrator
 
-    from wavefoundry.pipeline.definition import load_spec, parameters
+    from wavefoundry.pipeline.definition import check_arguments, load_spec
     from wavefoundry.pipeline.steps import ERRORS_ENV
 
     spec = load_spec(package)
-    known = parameters(spec)
-    unknown = sorted(set(arguments) - set(known))
-    if unknown:
-        raise UserError(
-            f"the pipeline has no parameter {', '.join(unknown)} (it has: {', '.join(known)})"
-        )
+    check_arguments(spec, arguments)
     for_this_machine(spec, parallelism)
     root = Path(root).resolve()
     runs, cache_root = root / "runs", root / "cache"
