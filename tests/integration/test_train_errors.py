@@ -98,6 +98,30 @@ def test_bad_names_and_files_on_other_commands_are_one_line(
     assert not (tmp_path / "data").exists()  # no sample corpus made
 
 
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        # argparse's own mistakes: its usage and the message were 3-6 lines; an argument the
+        # command does not take was named against the top level ("wavefoundry: error: ...").
+        (
+            ["ingest", "-d", "nosuch"],
+            ["invalid choice: 'nosuch'", "(see wavefoundry ingest --help)"],
+        ),
+        (["pipeline", "run", "--runner", "docker"], ["(see wavefoundry pipeline run --help)"]),
+        (["prepare", "-d", "ljspeech", "--source", "x"], ["unrecognized arguments: --source x"]),
+        (["train"], ["required: --model/-m, --dataset/-d", "(see wavefoundry train --help)"]),
+        (["nosuch"], ["invalid choice: 'nosuch'", "(see wavefoundry --help)"]),
+    ],
+)
+def test_command_line_mistakes_are_one_line_naming_the_command(
+    tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    command = [sys.executable, "-m", "wavefoundry.cli", *args]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(done, *fragments)
+    assert not done.stdout
+
+
 # Files a user hands a command, broken or of another kind: each was a traceback (exit 1), or
 # for a promotion file without champions, "no Bento to build" (exit 0).
 BROKEN_FILES = {

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from wavefoundry import __version__
 from wavefoundry.cli import data, image, pipeline, registry, serving, train
-from wavefoundry.cli.common import Handler, common, err, out, params_file
+from wavefoundry.cli.common import Handler, Parser, common, err, out, params_file
 from wavefoundry.config import FAMILIES, Config, load_config, model_config, model_sources
 from wavefoundry.errors import UserError, disk_error
 
@@ -57,7 +57,7 @@ A wrong key or value stops before any work, naming the key (exit 2).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="wavefoundry",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -147,7 +147,11 @@ def _training_table(cfg: Config, family: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command they were given to, not the top level
+        getattr(args, "command_parser", parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     try:
         args.params = params_file(args.params)
         cfg = load_config(args.params, args.config, args.overrides)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +18,18 @@ from wavefoundry.errors import UserError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes are one line naming the command to ask for help,
+    `error: ... (see wavefoundry train --help)`, exit 2 (argparse prints its usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(message)} (see {self.prog} --help)")
+        sys.exit(2)
+
 
 Handler = Callable[[argparse.Namespace, Config], int]
 # command(name, handler, help) -> the subcommand's parser, with the configuration options
@@ -55,6 +68,9 @@ def params_file(given: Path | None) -> Path:
 
 
 def common(parser: argparse.ArgumentParser) -> None:
+    """The configuration options every command takes; `parser` is kept as the namespace's
+    `command_parser`, the one to name in an error about the command's arguments."""
+    parser.set_defaults(command_parser=parser)
     group = parser.add_argument_group("configuration")
     group.add_argument(
         "--params",
