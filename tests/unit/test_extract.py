@@ -183,11 +183,23 @@ def test_zip_lying_about_its_size_is_refused(tmp_path: Path, target: Path) -> No
 
 
 def test_not_an_archive_is_refused(tmp_path: Path, target: Path) -> None:
-    plain = tmp_path / "notes.tar.gz"
-    plain.write_bytes(b"just some text, whatever the name says\n" * 100)
+    plain = tmp_path / "notes.txt"
+    plain.write_bytes(b"just some text\n" * 100)
 
     with pytest.raises(UserError, match="not a supported archive"):
         extract(plain, target, max_bytes=10**6)
+    _assert_nothing_written(target)
+
+
+def test_a_file_named_as_an_archive_that_does_not_read_as_one_is_called_corrupt(
+    tmp_path: Path, target: Path
+) -> None:
+    # It was "not a supported archive (tar, tar.gz, ...)" for a .tar.gz.
+    junk = tmp_path / "LJSpeech-1.1.tar.gz"
+    junk.write_bytes(b"just some text, whatever the name says\n" * 100)
+
+    with pytest.raises(UserError, match=r"is named \.tar\.gz but does not read as one: corrupt"):
+        extract(junk, target, max_bytes=10**6)
     _assert_nothing_written(target)
 
 

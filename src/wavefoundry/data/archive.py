@@ -202,6 +202,12 @@ def _open_archive(archive: Path) -> Iterator[_TarReader | _ZipReader]:
         with zipfile.ZipFile(archive) as zf:
             yield _ZipReader(archive, zf)
     else:
+        named = next((k for k in ARCHIVE_SUFFIXES if archive.name.lower().endswith(k)), None)
+        if named:  # not "unsupported": the name says it is one we read
+            raise UserError(
+                f"{archive} is named {named} but does not read as one: corrupt or cut short? "
+                "fetch it again"
+            )
         raise UserError(f"not a supported archive (tar, tar.gz, tar.bz2, tar.xz, zip): {archive}")
 
 
