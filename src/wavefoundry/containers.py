@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -37,6 +38,25 @@ BASE_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_ULIMIT = "nofile=20000:20000"  # podman's default limits are refused here
+
+
+# An image reference (the OCI distribution spec's grammar, without its rarely used forms):
+# [registry[:port]/]path[:tag][@sha256:digest], the path lower case.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def check_image_reference(name: str) -> str:
+    """`name` when it is an image reference podman and Kubernetes take; else UserError."""
+    if not _REFERENCE.fullmatch(name):
+        raise UserError(
+            f"{name!r} is not an image reference: [registry[:port]/]name[:tag], the name in lower "
+            "case (e.g. ghcr.io/you/wavefoundry:1.0)"
+        )
+    return name
 
 
 def env() -> dict[str, str]:

@@ -182,3 +182,22 @@ def test_every_component_runs_in_the_one_image_which_the_environment_overrides(t
     pipeline, _ = yaml.safe_load_all(out.read_text())
     images = {e["container"]["image"] for e in pipeline["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example/wavefoundry:1.2"}
+
+
+@pytest.mark.parametrize("image", ["bad image name with spaces", "ghcr.io/You/WF:1", "wf:"])
+def test_compile_refuses_a_name_that_is_no_image_reference_before_writing(
+    tmp_path: Path, image: str
+) -> None:
+    from wavefoundry.errors import UserError
+
+    out = tmp_path / "pipeline.yaml"
+    out.write_text("the last compile\n")
+    with pytest.raises(UserError, match="is not an image reference"):
+        compile_pipeline(out, image)
+    assert out.read_text() == "the last compile\n"  # it overwrote the checked-in compile
+
+
+def test_compile_takes_an_image_reference_with_registry_port_tag_and_digest(tmp_path: Path) -> None:
+    image = "registry.example:5000/team/wavefoundry:1.2-rc1@sha256:" + "0f" * 32
+    out = compile_pipeline(tmp_path / "pipeline.yaml", image)
+    assert f"image: {image}\n" in out.read_text()

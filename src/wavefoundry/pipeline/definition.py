@@ -17,9 +17,12 @@ def compile_pipeline(out: Path = COMPILED, image: str | None = None) -> Path:
     """Compile the pipeline to `out`; `image` replaces the components' image (BASE_IMAGE)."""
     from kfp import compiler
 
+    from wavefoundry.containers import check_image_reference
     from wavefoundry.pipeline.components import BASE_IMAGE
     from wavefoundry.pipeline.dag import training_pipeline
 
+    if image:  # before the checked-in compile is overwritten
+        check_image_reference(image)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(training_pipeline, str(out))
     if image and image != BASE_IMAGE:
