@@ -16,12 +16,19 @@ PARAMS = REPO / "params.yaml"
 pytestmark = pytest.mark.slow
 
 
+def run_cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`wavefoundry ARGS` in `folder`, as a user types it there."""
+    command = [sys.executable, "-m", "wavefoundry.cli", *args]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+
+
 def run_train(tmp: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "wavefoundry.cli", "train", "--params", str(PARAMS)]
-    command += ["--set", f"paths.data={data}", "--set", f"paths.runs={tmp / 'runs'}"]
-    command += ["--set", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"]
-    command += ["--set", f"tracking.artifact_location={tmp / 'mlartifacts'}", *args]
-    return subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=300)
+    return run_cli(
+        tmp, "train", "--params", str(PARAMS),
+        "--set", f"paths.data={data}", "--set", f"paths.runs={tmp / 'runs'}",
+        "--set", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        "--set", f"tracking.artifact_location={tmp / 'mlartifacts'}", *args,
+    )  # fmt: skip
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -80,27 +87,6 @@ def test_bad_names_and_configs_are_one_line(
             ["pipeline", "run", "--params", str(PARAMS), "--param", "nosuch=1"],
             ["no parameter nosuch (it has: config, data_config, data_revision, dataset,"],
         ),
-        # `config` printed its whole dump, then the error.
-        (
-            ["config", "--params", str(PARAMS), "--set", "models.tacotron2.nope=1"],
-            ["unknown key 'models.tacotron2.nope'"],
-        ),
-    ],
-)
-def test_bad_names_and_files_on_other_commands_are_one_line(
-    tmp_path: Path, args: list[str], fragments: list[str]
-) -> None:
-    command = [sys.executable, "-m", "wavefoundry.cli", *args]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert_one_line_error(done, *fragments)
-    assert not done.stdout  # nothing printed before the error
-    assert not (tmp_path / ".wavefoundry" / "kfp" / "runs").exists()  # no pipeline run began
-    assert not (tmp_path / "data").exists()  # no sample corpus made
-
-
-@pytest.mark.parametrize(
-    ("args", "fragments"),
-    [
         # argparse's own mistakes: its usage and the message were 3-6 lines; an argument the
         # command does not take was named against the top level ("wavefoundry: error: ...").
         (
@@ -111,15 +97,21 @@ def test_bad_names_and_files_on_other_commands_are_one_line(
         (["prepare", "-d", "ljspeech", "--source", "x"], ["unrecognized arguments: --source x"]),
         (["train"], ["required: --model/-m, --dataset/-d", "(see wavefoundry train --help)"]),
         (["nosuch"], ["invalid choice: 'nosuch'", "(see wavefoundry --help)"]),
+        # `config` printed its whole dump, then the error.
+        (
+            ["config", "--params", str(PARAMS), "--set", "models.tacotron2.nope=1"],
+            ["unknown key 'models.tacotron2.nope'"],
+        ),
     ],
 )
-def test_command_line_mistakes_are_one_line_naming_the_command(
+def test_bad_names_and_files_on_other_commands_are_one_line(
     tmp_path: Path, args: list[str], fragments: list[str]
 ) -> None:
-    command = [sys.executable, "-m", "wavefoundry.cli", *args]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = run_cli(tmp_path, *args)
     assert_one_line_error(done, *fragments)
-    assert not done.stdout
+    assert not done.stdout  # nothing printed before the error
+    assert not (tmp_path / ".wavefoundry" / "kfp" / "runs").exists()  # no pipeline run began
+    assert not (tmp_path / "data").exists()  # no sample corpus made
 
 
 # Files a user hands a command, broken or of another kind: each was a traceback (exit 1), or
@@ -158,8 +150,7 @@ def test_broken_files_and_files_of_another_kind_are_one_line(
 ) -> None:
     for name, content in BROKEN_FILES.items():
         (tmp_path / name).write_bytes(content)
-    command = [sys.executable, "-m", "wavefoundry.cli", *args]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = run_cli(tmp_path, *args)
     assert_one_line_error(done, *fragments)
 
 
