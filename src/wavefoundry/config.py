@@ -71,6 +71,10 @@ class PathsConfig(Section):
     def samples(self) -> Path:
         return self.data / "sample"
 
+    def is_sample(self, source: str) -> bool:
+        """Whether `source` (a path or URL) lies in the sample corpora's folder."""
+        return "://" not in source and self.samples.resolve() in Path(source).resolve().parents
+
     @property
     def downloads(self) -> Path:
         return self.data / "downloads"

@@ -57,8 +57,16 @@ def ingest(cfg: Config, dataset: str, sources: list[str] | None = None) -> Inges
 
     adapter = get_adapter(dataset)
     dataset_cfg = cfg.datasets.for_dataset(dataset)
+    sources = sources or dataset_cfg.source
+    for source in sources:  # the default source on a fresh clone: say how to make it
+        if cfg.paths.is_sample(source) and not Path(source).exists():
+            raise UserError(
+                f"source not found: {source}, the sample corpus: make it with "
+                f"wavefoundry sample-data -d {dataset}, or point datasets.{dataset}.source at "
+                "the real corpus"
+            )
     dirs = resolve_sources(
-        sources or dataset_cfg.source,
+        sources,
         cfg.paths.raw(dataset),
         cfg.paths.downloads,
         sha256=dataset_cfg.sha256,

@@ -82,6 +82,8 @@ def test_bad_names_and_configs_are_one_line(
             ["pipeline", "run", "--params", str(PARAMS), "--source", "/no/such/corpus"],
             ["source not found: /no/such/corpus"],
         ),
+        # A fresh clone's default source, the sample corpus not made yet: say how to make it.
+        (["prepare", "-d", "ljspeech"], ["sample corpus: make it with wavefoundry sample-data"]),
         # A misspelt --param: refused before the sample corpus was made; names in one order.
         (
             ["pipeline", "run", "--params", str(PARAMS), "--param", "nosuch=1"],

@@ -223,8 +223,7 @@ def _local_sources(cfg: Config, dataset: str, given: list[str] | None) -> list[s
     from wavefoundry import stages
 
     sources = given or cfg.datasets.for_dataset(dataset).source
-    samples = cfg.paths.samples.resolve()
-    if not given and all("://" not in s and samples in Path(s).resolve().parents for s in sources):
+    if not given and all(cfg.paths.is_sample(s) for s in sources):
         for name, path in stages.sample_data(cfg, [dataset]).items():
             out.print(f"[bold]{name}[/] sample corpus: {path}")
     for source in sources:  # before a run starts: not a failed run recorded for a typo
