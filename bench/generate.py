@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
 
 from wavefoundry.models.code_prior import CodePrior, CodePriorConfig
 from wavefoundry.models.hifigan import PRESETS, Generator, HiFiGANConfig
@@ -269,11 +270,60 @@ def kan_bayashi_key(name: str) -> str:
     )
 
 
+def generator_flops(net: torch.nn.Module, mel: torch.Tensor) -> int:
+    """Floating-point operations (a multiply-add counts 2) of one pass of `net` on `mel`, as
+    torch.utils.flop_counter counts them: the convolutions, which are all of HiFi-GAN's
+    arithmetic but for the activations and sums."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(mel)
+    return counter.get_total_flops()
+
+
+def convolution_times(net: torch.nn.Module, mel: torch.Tensor, device: torch.device) -> dict:
+    """Each convolution of `net`, alone, on an input of the shape and memory layout it gets in
+    a pass on `mel`, the best of 3 runs: the seconds of all of them together and their GFLOP/s,
+    and the fastest layer's GFLOP/s. However the rest is fused or skipped, the generator cannot
+    take less time than its convolutions at these speeds."""
+    inputs: dict[torch.nn.Module, torch.Tensor] = {}
+
+    def keep_shape(module: torch.nn.Module, args: tuple) -> None:
+        # noise of the input's shape and strides: the convolution's speed is that of its layout
+        inputs[module] = torch.empty_like(args[0]).normal_()
+
+    hooks = [
+        m.register_forward_pre_hook(keep_shape)
+        for m in net.modules()
+        if isinstance(m, torch.nn.Conv1d | torch.nn.ConvTranspose1d)
+    ]
+    with torch.inference_mode():
+        net(mel)
+        for hook in hooks:
+            hook.remove()
+        total_seconds, total_flops, fastest = 0.0, 0, (0.0, "")
+        for module, x in inputs.items():
+            with FlopCounterMode(display=False) as counter:
+                module(x)
+            flops = counter.get_total_flops()
+            best = min(timed(lambda m=module, x=x: m(x), device) for _ in range(3))
+            total_seconds, total_flops = total_seconds + best, total_flops + flops
+            w = module.weight.shape
+            layer = f"{w[0]}x{w[1]}, kernel {module.kernel_size[0]}, dilation {module.dilation[0]}"
+            fastest = max(fastest, (flops / best / 1e9, layer))
+    return {
+        "convolutions": len(inputs),
+        "convolution_seconds": total_seconds,
+        "convolution_gflops_per_second": total_flops / total_seconds / 1e9,
+        "fastest_layer_gflops_per_second": fastest[0],
+        "fastest_layer": fastest[1],
+    }
+
+
 def measure_hifigan(implementation: str, preset: str, seconds: float, device: torch.device) -> dict:
-    """One measurement, in this process: `implementation` "wavefoundry" (models/hifigan.py)
-    or "kan-bayashi" (parallel_wavegan's HiFiGANGenerator with our generator's weights copied
-    in; it reports the largest difference of its output from ours) on a `seconds`-long mel,
-    the best of 3 runs after a warm-up, as multiples of real time."""
+    """One measurement, in this process: `implementation` "wavefoundry" (models/hifigan.py),
+    "kan-bayashi" (parallel_wavegan's HiFiGANGenerator with our generator's weights copied
+    in; it reports the largest difference of its output from ours) or "convolutions" (ours,
+    each convolution timed alone: `convolution_times`) on a `seconds`-long mel, the best of 3
+    runs after a warm-up, as multiples of real time, with the pass's GFLOP."""
     config = HiFiGANConfig(preset=preset)
     torch.manual_seed(0)
     ours = Generator(config).to(device).eval()
@@ -281,6 +331,18 @@ def measure_hifigan(implementation: str, preset: str, seconds: float, device: to
     frames = int(seconds * 22050 / config.hop_length)
     mel = torch.randn(1, config.n_mels, frames, device=device) - 5.0
     net, difference = ours, None
+    audio_seconds = frames * config.hop_length / 22050
+    gflop = generator_flops(ours, mel) / 1e9
+    if implementation == "convolutions":
+        times = convolution_times(ours, mel, device)
+        return {
+            "implementation": implementation,
+            "preset": preset,
+            "gflop": gflop,
+            **times,
+            # the multiple of real time the generator would reach if it were its convolutions
+            "times_real_time": audio_seconds / times["convolution_seconds"],
+        }
     with torch.inference_mode():
         if implementation == "kan-bayashi":
             net = kan_bayashi_generator(preset).to(device).eval()
@@ -288,13 +350,14 @@ def measure_hifigan(implementation: str, preset: str, seconds: float, device: to
             difference = float((net(mel) - ours(mel)).abs().max())
         net(mel[..., :32])  # warm-up
         best = min(timed(lambda: net(mel), device) for _ in range(3))
-    audio_seconds = frames * config.hop_length / 22050
     return {
         "implementation": implementation,
         "preset": preset,
         "parameters": sum(p.numel() for p in ours.parameters()),
         "audio_seconds": audio_seconds,
+        "gflop": gflop,
         "compute_seconds": best,
+        "gflops_per_second": gflop / best,
         "times_real_time": audio_seconds / best,
         "max_abs_difference_from_ours": difference,
     }
@@ -305,7 +368,8 @@ def hifigan_speed(
 ) -> list[dict]:
     """Each preset, ours and kan-bayashi's at the same weights, one process each, interleaved,
     --rounds times; per preset the medians and their ratio."""
-    implementations = ["wavefoundry"] + (["kan-bayashi"] if kan_bayashi.available else [])
+    implementations = ["wavefoundry", "convolutions"]
+    implementations += ["kan-bayashi"] if kan_bayashi.available else []
     plan = [(i, preset) for preset in PRESETS for i in implementations]
 
     def command(implementation, preset):
@@ -329,6 +393,25 @@ def hifigan_speed(
                           "package": kan_bayashi.describe()},
         }  # fmt: skip
         row["real_time_factor"] = 1 / row["times_real_time"]
+        # The arithmetic: what a pass costs, how fast ours does it, and how fast its
+        # convolutions go each on its own (the ceiling on the whole pass's speed).
+        convs = runs["convolutions", preset]
+        row["arithmetic"] = {
+            "gflop": ours[0]["gflop"],
+            "gflops_per_second": statistics.median(r["gflops_per_second"] for r in ours),
+            "convolutions_alone_times_real_time": statistics.median(
+                r["times_real_time"] for r in convs
+            ),
+            "convolutions_alone_gflops_per_second": statistics.median(
+                r["convolution_gflops_per_second"] for r in convs
+            ),
+            "fastest_layer_gflops_per_second": max(
+                r["fastest_layer_gflops_per_second"] for r in convs
+            ),
+            "fastest_layer": max(convs, key=lambda r: r["fastest_layer_gflops_per_second"])[
+                "fastest_layer"
+            ],
+        }
         if kan_bayashi.available:
             theirs = runs["kan-bayashi", preset]
             row["reference"] |= {
@@ -337,6 +420,13 @@ def hifigan_speed(
                 "max_abs_difference": max(r["max_abs_difference_from_ours"] for r in theirs),
             }
             row["over_reference"] = row["times_real_time"] / row["reference"]["times_real_time"]
+            # 2x the reference: a pass in half the reference's time, at this many GFLOP/s.
+            row["arithmetic"]["twice_reference_needs_gflops_per_second"] = (
+                2
+                * row["reference"]["times_real_time"]
+                * ours[0]["gflop"]
+                / ours[0]["audio_seconds"]
+            )
         rows.append(row)
     return rows
 
@@ -637,6 +727,25 @@ def hifigan_table(console: Console, device: torch.device, args: argparse.Namespa
         )
     console.print(table)
     console.print(f"reference: kan-bayashi's HiFiGANGenerator from {kan_bayashi.describe()}")
+    table = Table(
+        title="The arithmetic: GFLOP/s of ours, of its convolutions each timed alone (the most a "
+        "whole pass could reach), of the fastest one, and what 2x the reference needs"
+    )
+    columns = ("preset", "GFLOP", "ours", "convs alone", "convs alone, x rt", "fastest", "2x ref")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in hifigan:
+        a = r["arithmetic"]
+        table.add_row(
+            r["preset"],
+            f"{a['gflop']:.1f}",
+            f"{a['gflops_per_second']:.0f}",
+            f"{a['convolutions_alone_gflops_per_second']:.0f}",
+            f"{a['convolutions_alone_times_real_time']:.1f}",
+            f"{a['fastest_layer_gflops_per_second']:.0f}",
+            f"{a['twice_reference_needs_gflops_per_second']:.0f}" if kan_bayashi.available else "-",
+        )
+    console.print(table)
     return hifigan
 
 
