@@ -283,6 +283,10 @@ async def _check(scope: Scope, body: bytes, route: Route) -> None:
             raise ClientError(415, f"{route.path} takes JSON, not {media}: {route.how}")
         try:
             data = json.loads(body) if body.strip() else None
+        except RecursionError:
+            # Nested past Python's recursion limit: no route takes more than a flat object,
+            # and BentoML's parser, given it, fails the request with a 500.
+            raise ClientError(400, f"the JSON is nested too deeply to read: {route.how}") from None
         except ValueError:
             return  # BentoML's parser says what is wrong with it
         if isinstance(data, dict):

@@ -56,6 +56,8 @@ class TooLarge(BentoMLException):
 arguments = bentoml.use_arguments(BuildArguments)
 info_app = FastAPI(title="wavefoundry model info")
 WAV = Annotated[Path, ContentType("audio/wav")]
+# What an upload may be: what libsndfile (through soundfile) reads.
+READABLE = "WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF and the other formats libsndfile reads"
 
 
 @bentoml.service(
@@ -89,7 +91,8 @@ class Wavefoundry:
 
     @bentoml.api(route="/vocode")
     def vocode(self, audio: Path, context: bentoml.Context) -> WAV:
-        """An uploaded WAV or FLAC (any rate, any channels) resynthesized by the model."""
+        """An uploaded recording (WAV, FLAC, Ogg, MP3, ...; any rate, any channels) resynthesized
+        by the model."""
         if self.family.task == "generator":
             raise InvalidArgument(
                 f"this model ({self.family.name}) generates audio; use /generate, not /vocode"
@@ -100,9 +103,9 @@ class Wavefoundry:
 
     @bentoml.api(route="/convert")
     def convert(self, audio: Path, speaker: str, context: bentoml.Context) -> WAV:
-        """Voice conversion by a codec (VQ-VAE, VAE): an uploaded WAV or FLAC (any rate, any
-        channels) said again by `speaker`, one of the speakers the model was trained on
-        (e.g. VCTK's p225). The answer has the upload's length at the model's sample rate."""
+        """Voice conversion by a codec (VQ-VAE, VAE): an uploaded recording (WAV, FLAC, Ogg,
+        ...; any rate, any channels) said again by `speaker`, one of the speakers the model was
+        trained on (e.g. VCTK's p225). The answer has the upload's length at the model's sample rate."""
         if self.family.task != "codec":
             raise InvalidArgument(
                 f"this model ({self.family.name}) is a {self.family.task}; /convert takes a "
@@ -181,7 +184,7 @@ class Wavefoundry:
         limits = self.limits
         size = path.stat().st_size
         if size == 0:
-            raise InvalidArgument("the upload is empty: send a WAV or FLAC file")
+            raise InvalidArgument(f"the upload is empty: send an audio file ({READABLE})")
         if size > limits.max_upload_bytes:
             given, most = guard.sizes(size, limits.max_upload_bytes)
             raise TooLarge(f"the upload is {given}; this service takes at most {most}")
@@ -212,11 +215,11 @@ class Wavefoundry:
                     mixed.append(samples.mean(axis=1, dtype=np.float32))
         except sf.LibsndfileError as err:
             raise InvalidArgument(
-                f"the upload is not a WAV or FLAC file soundfile can read ({err.error_string})"
+                f"the upload is not audio soundfile can read ({READABLE}): {err.error_string}"
             ) from None
         except (RuntimeError, TypeError, ValueError):
             raise InvalidArgument(
-                "the upload is not a WAV or FLAC file soundfile can read"
+                f"the upload is not audio soundfile can read ({READABLE})"
             ) from None
         if frames == 0:
             raise InvalidArgument("the audio has no samples")
