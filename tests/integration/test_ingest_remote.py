@@ -58,7 +58,8 @@ def test_ingest_from_http_archives_with_checksums(nsynth_archives, http_server):
         == 0
     )
     assert pd.read_parquet("data/manifest/nsynth.parquet")[COLUMNS].equals(reference)
-    assert sorted(p.name for p in (served.parent / "data" / "downloads").iterdir()) == names
+    downloaded = sorted(p.name for p in (served.parent / "data" / "downloads").iterdir())
+    assert downloaded == sorted([*names, *(f"{n}.source" for n in names)])  # each, and its URL
 
 
 def test_ingest_from_s3_archives(nsynth_archives, moto_server, aws_credentials):

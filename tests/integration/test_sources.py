@@ -65,7 +65,26 @@ def test_http_download_is_byte_identical(http_server, payload: Path, tmp_path: P
 
     assert got == downloads / payload.name
     assert got.read_bytes() == payload.read_bytes()
-    assert sorted(p.name for p in downloads.iterdir()) == [payload.name]  # no .part left
+    # the file and where it came from; no .part left
+    assert sorted(p.name for p in downloads.iterdir()) == [payload.name, payload.name + ".source"]
+    assert (downloads / (payload.name + ".source")).read_text() == f"{server.url}/{payload.name}\n"
+
+
+def test_a_download_is_used_again_only_for_the_same_source(
+    http_server, payload: Path, tmp_path: Path
+) -> None:
+    server = http_server(payload.parent)
+    downloads = tmp_path / "downloads"
+    url = f"{server.url}/{payload.name}"
+    fetch(url, downloads, progress=False)
+    requests_made = len(server.requests)
+
+    assert fetch(url, downloads, progress=False).read_bytes() == payload.read_bytes()
+    assert len(server.requests) == requests_made  # the same URL: not fetched again
+    # Another URL with a file of the same name was answered with the earlier download.
+    elsewhere = f"http://127.0.0.1:{free_port()}/elsewhere/{payload.name}"
+    with pytest.raises(UserError, match=f"download of {elsewhere} failed"):
+        fetch(elsewhere, downloads, retries=0, progress=False)
 
 
 def test_dropped_connection_resumes_with_range(http_server, payload: Path, tmp_path: Path) -> None:
@@ -191,7 +210,7 @@ def test_s3_download_is_byte_identical(
 
     assert got == downloads / payload.name
     assert got.read_bytes() == payload.read_bytes()
-    assert sorted(p.name for p in downloads.iterdir()) == [payload.name]
+    assert sorted(p.name for p in downloads.iterdir()) == [payload.name, payload.name + ".source"]
 
 
 @pytest.mark.slow

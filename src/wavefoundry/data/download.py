@@ -76,8 +76,27 @@ def _verify(path: Path, expected: str, source: str, *, delete: bool) -> None:
         raise UserError(f"checksum mismatch for {source}: expected {expected}, got {actual}")
 
 
-def _already_there(final: Path, sha256: str | None) -> bool:
-    return final.is_file() and (sha256 is None or sha256_of(final) == sha256)
+def _source_record(final: Path) -> Path:
+    """Beside each download, the URL or URI it came from (`NAME.source`)."""
+    return final.with_name(final.name + ".source")
+
+
+def _already_there(final: Path, sha256: str | None, source: str) -> bool:
+    """A download to use again: it matches `sha256`, or, with no checksum known, it came from
+    this same `source` (a file of the same name from another URL is fetched over)."""
+    if not final.is_file():
+        return False
+    if sha256 is not None:
+        return sha256_of(final) == sha256
+    record = _source_record(final)
+    return record.is_file() and record.read_text(encoding="utf-8").strip() == source
+
+
+def _keep(part: Path, final: Path, source: str) -> Path:
+    """The finished `.part` becomes the download, with the record of where it came from."""
+    part.replace(final)
+    _source_record(final).write_text(source + "\n", encoding="utf-8")
+    return final
 
 
 # --------------------------------------------------------------------------- fetch
@@ -96,8 +115,9 @@ def fetch(
     """Make `source` available on local disk and return its path.
 
     Local paths are returned as they are (checked against `sha256` when it is given and the
-    path is a file). URLs and s3:// URIs are downloaded into `dest_dir`; a file already there
-    that matches `sha256` (or any file there, when no checksum is known) is not fetched again.
+    path is a file). URLs and s3:// URIs are downloaded into `dest_dir`, each with a
+    `NAME.source` file naming where it came from; a file already there that matches `sha256`
+    (or, when no checksum is known, that came from this same source) is not fetched again.
     """
     sha256 = _normalise_sha(sha256)
     scheme = urlparse(source).scheme.lower() if "://" in source else ""
@@ -150,7 +170,7 @@ def _fetch_http(
     progress: bool | None,
 ) -> Path:
     final = dest_dir / _file_name(url, urlparse(url).path)
-    if _already_there(final, sha256):
+    if _already_there(final, sha256, url):
         return final
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
@@ -171,8 +191,7 @@ def _fetch_http(
                 raise UserError(f"cannot download {url}: {err}") from None
     if sha256 is not None:
         _verify(part, sha256, url, delete=True)
-    part.replace(final)
-    return final
+    return _keep(part, final, url)
 
 
 def _http_attempt(
@@ -260,7 +279,7 @@ def _fetch_s3(
 ) -> Path:
     bucket, key = _s3_location(uri)
     final = dest_dir / _file_name(uri, key)
-    if _already_there(final, sha256):
+    if _already_there(final, sha256, uri):
         return final
     where = f"{uri} (endpoint {storage.s3_endpoint_url or 'AWS'})"
     client = _s3_client(storage, retries)
@@ -283,8 +302,7 @@ def _fetch_s3(
         raise UserError(f"cannot download {where}: {err}") from None
     if sha256 is not None:
         _verify(part, sha256, uri, delete=True)
-    part.replace(final)
-    return final
+    return _keep(part, final, uri)
 
 
 def _s3_client(storage: StorageConfig, retries: int = 5):
