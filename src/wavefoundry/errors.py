@@ -15,6 +15,19 @@ class UserError(Exception):
     exit_code = 2
 
 
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a preempted task
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, a shell's Ctrl-C
+
+
+class Preempted(Exception):
+    """Training was asked to stop (SIGTERM, or Ctrl-C) and saved a checkpoint first. The
+    message says where and how to resume; `exit_code` is 143 or 130."""
+
+    def __init__(self, message: str, exit_code: int = PREEMPTED_EXIT_CODE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 # What the operating system says when a write cannot happen, in words a user acts on.
 _DISK_ERRORS = {
     "ENOSPC": "no space left on the device",

@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 from servers import kill_after_checkpoint
 
 from wavefoundry.config import load_config
+from wavefoundry.errors import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE
 from wavefoundry.families.io import load_model
 from wavefoundry.training import checkpoint
-from wavefoundry.training.trainer import PREEMPTED_EXIT_CODE, train
+from wavefoundry.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / "params.yaml"
@@ -147,8 +148,16 @@ def test_resume_after_a_kill_gives_bitwise_identical_weights(
     assert any(not torch.equal(half_way[k], b[k]) for k in b)
 
 
-def test_sigterm_mid_run_saves_a_loadable_checkpoint_and_exits_cleanly(
-    stored_samples: Path, tmp_path: Path
+# Ctrl-C once ended training with no checkpoint of the steps since the last one.
+@pytest.mark.parametrize(
+    ("sent", "exit_code", "said"),
+    [
+        (signal.SIGTERM, PREEMPTED_EXIT_CODE, "SIGTERM"),
+        (signal.SIGINT, INTERRUPTED_EXIT_CODE, "Ctrl-C (SIGINT)"),
+    ],
+)
+def test_sigterm_or_ctrl_c_mid_run_saves_a_loadable_checkpoint_and_exits_cleanly(
+    stored_samples: Path, tmp_path: Path, sent: signal.Signals, exit_code: int, said: str
 ) -> None:
     process = cli(
         tmp_path,
@@ -171,13 +180,15 @@ def test_sigterm_mid_run_saves_a_loadable_checkpoint_and_exits_cleanly(
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sent)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == PREEMPTED_EXIT_CODE, stderr
+    assert process.returncode == exit_code, stderr
     assert "Traceback" not in stderr
-    assert "stopped by SIGTERM at step" in stderr and "--resume" in stderr
+    assert f"stopped by {said} at step" in stderr and "--resume" in stderr
+    # Output that is no terminal gets progress lines in place of the bar.
+    assert "step 1/100000" in stderr
     latest = checkpoint.checkpoints(checkpoints)[-1]
-    step = int(stderr.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    step = int(stderr.split(f"stopped by {said} at step ")[1].split(";")[0])
     assert latest.name == f"step-{step:08d}"
     description, tensors, state = checkpoint.read_checkpoint(latest, "hifigan")
     assert description["step"] == state["step"] == step

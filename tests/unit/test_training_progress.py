@@ -1,14 +1,16 @@
-"""A pipeline training task's progress lines: the time left follows the pace of the steps,
-not the first step's setup (which once made the first estimate read ~16,000 s for a 3-minute
-run)."""
+"""Training's progress lines (a pipeline task's, `train`'s when its output is no terminal):
+the time left follows the pace of the steps, not the first step's setup (which once made the
+first estimate read ~16,000 s for a 3-minute run)."""
 
-from wavefoundry.pipeline import steps
+import sys
+
+from wavefoundry import progress
 
 
 def test_time_left_follows_the_steps_pace_not_the_first_steps_setup(monkeypatch, capsys):
     clock = [0.0]
-    monkeypatch.setattr(steps.time, "monotonic", lambda: clock[0])
-    on_step = steps.progress_lines(total=100)
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    on_step = progress.progress_lines(total=100, file=sys.stdout)
     clock[0] = 60.0  # the first step: building the model, the first batch, warm-up
     on_step(1, {"loss": 1.0})
     for step in range(2, 101):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,24 +66,24 @@ def add_commands(commands: Any, command: Command) -> None:
 
 
 def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
-    from wavefoundry.training.trainer import (
-        PREEMPTED_EXIT_CODE,
-        Distributed,
-        Preempted,
-        resolve_family,
-        train,
-    )
+    from wavefoundry.errors import Preempted
+    from wavefoundry.progress import interactive, progress_lines
+    from wavefoundry.training.trainer import Distributed, resolve_family, train
 
     resolve_family(cfg, args.model, args.dataset)  # a bad name or pairing: one line, first
     if args.steps is not None:
         if args.steps <= 0:
             raise UserError(f"--steps must be positive, got {args.steps}")
         cfg.training.set_steps(args.model, args.steps)
+    # On a terminal the trainer draws a bar; into a pipe or a file, lines every 10 s instead.
+    total = cfg.training.for_family(args.model).steps
+    quiet = interactive() or not Distributed.from_environment().main
+    on_step = None if quiet else progress_lines(total, sys.stderr)
     try:
-        result = train(cfg, args.model, args.dataset, resume=args.resume)
+        result = train(cfg, args.model, args.dataset, resume=args.resume, on_step=on_step)
     except Preempted as stopped:
         err.print(str(stopped))
-        return PREEMPTED_EXIT_CODE
+        return stopped.exit_code
     if not Distributed.from_environment().main:
         return 0
     if args.out:

@@ -25,7 +25,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from wavefoundry import stages, tracking
 from wavefoundry.config import Config, load_config
-from wavefoundry.errors import UserError, disk_error
+from wavefoundry.errors import INTERRUPTED_EXIT_CODE, Preempted, UserError, disk_error
+from wavefoundry.progress import progress_lines
 
 # On a local run (pipeline/local_run.py), a file holding the failing task's error line for
 # the exit handler: kfp.local's PipelineTaskFinalStatus names only the DAG that failed.
@@ -48,8 +49,9 @@ R = TypeVar("R")
 def step(fn: Callable[P, R]) -> Callable[P, R]:
     """A user error (bad data, a bad setting, a failed suite, a server that does not answer,
     a full disk or a folder it may not write) ends the task with one `error:` line and exit
-    status 2, which the pipeline shows as the
-    task's failure; anything else keeps its traceback."""
+    status 2, which the pipeline shows as the task's failure; SIGTERM or Ctrl-C in training
+    ends it with the checkpoint's line (exit 143 or 130), Ctrl-C elsewhere with `interrupted`
+    (130); anything else keeps its traceback."""
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -64,6 +66,12 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
                 raise
             print(f"error: {user}", file=sys.stderr, flush=True)
             raise SystemExit(user.exit_code) from None
+        except Preempted as stopped:  # training saved a checkpoint on SIGTERM or Ctrl-C
+            print(str(stopped), file=sys.stderr, flush=True)
+            raise SystemExit(stopped.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C reaches every task of a local run
+            print("interrupted", file=sys.stderr, flush=True)
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
 
     return run
 
@@ -224,7 +232,10 @@ def train(
         from wavefoundry.training.trainer import train as run_training
 
         result = run_training(
-            cfg, family, dataset, on_step=progress_lines(cfg.training.for_family(family).steps)
+            cfg,
+            family,
+            dataset,
+            on_step=progress_lines(cfg.training.for_family(family).steps, sys.stdout),
         ).as_record()
     shutil.copytree(result["model_dir"], model.path, dirs_exist_ok=True)
     model.metadata.update(
@@ -235,34 +246,6 @@ def train(
         f"{family} on {dataset}: {result['steps']} steps in {result['seconds']:.1f} s, run {result['run_id']}"
     )
     return result["run_id"] or ""
-
-
-PROGRESS_EVERY = 10.0  # seconds between a training task's progress lines
-
-
-def progress_lines(total: int) -> Callable[[int, dict[str, float]], None]:
-    """`on_step` for the trainer: a line `step N/TOTAL  loss ...  ~S s left` on the first
-    step, then every PROGRESS_EVERY seconds and at the last step (a task's output is a pipe,
-    where the progress bar stays quiet). The time left is timed from the first step's end: the
-    first step also builds and warms up, so it says nothing of the pace."""
-    first_step, started, last = 0, 0.0, -math.inf  # first_step 0: no step seen yet
-
-    def on_step(step: int, losses: dict[str, float]) -> None:
-        nonlocal first_step, started, last
-        now = time.monotonic()
-        if not first_step:
-            first_step, started = step, now
-        elif step < total and now - last < PROGRESS_EVERY:
-            return
-        last = now
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
-        if step > first_step:
-            left = (now - started) / (step - first_step) * (total - step)
-            print(f"step {step}/{total}  {shown}  ~{left:.0f} s left", flush=True)
-        else:
-            print(f"step {step}/{total}  {shown}", flush=True)
-
-    return on_step
 
 
 def _processes(cfg: Config, gpu_type: str, gpu_count: int) -> int:

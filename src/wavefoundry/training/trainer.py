@@ -34,7 +34,12 @@ from wavefoundry.data.segments import (
     collate_utterances,
 )
 from wavefoundry.data.stored import split_dir, stored_dataset
-from wavefoundry.errors import UserError
+from wavefoundry.errors import (
+    INTERRUPTED_EXIT_CODE,
+    PREEMPTED_EXIT_CODE,
+    Preempted,
+    UserError,
+)
 from wavefoundry.evaluation.voice import Voice, voice_for
 from wavefoundry.families import io as model_io
 from wavefoundry.families.base import Family, unwrap
@@ -44,12 +49,6 @@ from wavefoundry.tracking import Tracker, flatten
 from wavefoundry.training import checkpoint
 from wavefoundry.training.data import ResumableSampler, loader
 from wavefoundry.training.step import Stepper, choose_device
-
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a preempted task
-
-
-class Preempted(Exception):
-    """SIGTERM arrived; a checkpoint was saved. Carries the message for the user."""
 
 
 @dataclass
@@ -131,22 +130,27 @@ def git_commit() -> str:
 
 
 @contextmanager
-def sigterm_requests_stop() -> Iterator[dict[str, bool]]:
-    """While inside, SIGTERM sets flag["stop"] instead of killing the process."""
-    flag = {"stop": False}
+def signals_request_stop() -> Iterator[dict[str, str]]:
+    """While inside, SIGTERM or a first SIGINT (Ctrl-C) sets flag["stop"] to the signal's
+    name instead of ending the process, so training saves a checkpoint at the end of the step
+    and stops; a second Ctrl-C stops at once (KeyboardInterrupt)."""
+    flag = {"stop": ""}
 
     def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
+        if signum == signal.SIGINT and flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = signal.Signals(signum).name
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signals alone
         yield flag
         return
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 class Trainer:
@@ -220,7 +224,7 @@ class Trainer:
         last_log = (time.perf_counter(), state.stepper.step)
         try:
             with (
-                sigterm_requests_stop() as stop,
+                signals_request_stop() as stop,
                 progress_bar(
                     f"training {self.family.name} on {self.data_spec.dataset}", training.steps
                 ) as advance,
@@ -244,9 +248,12 @@ class Trainer:
                         saved = self._checkpoint(state)
                     if stop["stop"]:
                         status = "KILLED"
+                        interrupted = stop["stop"] == "SIGINT"
                         raise Preempted(
-                            f"stopped by SIGTERM at step {step}; checkpoint {saved}; "
-                            "run again with --resume to continue"
+                            f"stopped by {'Ctrl-C (SIGINT)' if interrupted else 'SIGTERM'} at "
+                            f"step {step}; checkpoint {saved}; run again with --resume to "
+                            "continue",
+                            INTERRUPTED_EXIT_CODE if interrupted else PREEMPTED_EXIT_CODE,
                         )
             model_dir = self.run_dir / "model"
             model_uri = self._export(state, model_dir, tracker)
