@@ -498,7 +498,11 @@ class PipelineConfig(Section):
         description="Local runs: task artifacts, the task cache and a record of each run.",
     )
     parallelism: int = Field(
-        1, ge=1, description="Local runs: training tasks at once (each uses every core)."
+        1,
+        ge=1,
+        le=2,
+        description="Local runs: training tasks at once (each uses every core); kfp.local "
+        "runs at most 2.",
     )
     host: str | None = Field(None, description="Kubeflow Pipelines API, e.g. https://kfp.example")
     namespace: str | None = Field(None, description="Multi-user Kubeflow: the profile namespace.")
@@ -589,8 +593,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
-    if data is None:
-        return {}
+    if data is None:  # an empty recipe replaced the tiny one with the papers' sizes, silently
+        raise ConfigError(f"{path} is empty: a params file or recipe sets at least one key")
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping at the top level, found {type(data).__name__}"

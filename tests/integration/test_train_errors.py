@@ -89,6 +89,20 @@ def test_bad_names_and_configs_are_one_line(
             ["pipeline", "run", "--params", str(PARAMS), "--param", "nosuch=1"],
             ["no parameter nosuch (it has: config, data_config, data_revision, dataset,"],
         ),
+        # A value of the wrong type ran the pipeline; a parameter with its own option ran it
+        # with the other dataset's sources, to fail at ingest; --parallelism 5 was run as 2.
+        (
+            ["pipeline", "run", "--params", str(PARAMS), "--param", "gpu_count=abc"],
+            ["pipeline parameter gpu_count takes a whole number, got 'abc'"],
+        ),
+        (
+            ["pipeline", "run", "--params", str(PARAMS), "--param", "dataset=vctk"],
+            ["--param dataset: set it with --dataset/-d"],
+        ),
+        (
+            ["pipeline", "run", "--params", str(PARAMS), "--parallelism", "5"],
+            ["--parallelism must be 1 or 2 (kfp.local runs at most 2 tasks at once), got 5"],
+        ),
         # argparse's own mistakes: its usage and the message were 3-6 lines; an argument the
         # command does not take was named against the top level ("wavefoundry: error: ...").
         (
@@ -99,6 +113,22 @@ def test_bad_names_and_configs_are_one_line(
         (["prepare", "-d", "ljspeech", "--source", "x"], ["unrecognized arguments: --source x"]),
         (["train"], ["required: --model/-m, --dataset/-d", "(see wavefoundry train --help)"]),
         (["nosuch"], ["invalid choice: 'nosuch'", "(see wavefoundry --help)"]),
+        # Names evaluate and promote refuse: config showed them, pipeline run trained first.
+        (
+            ["config", "--params", str(PARAMS), "--set", "evaluation.judges=[pesq, bogus]"],
+            ["evaluation.judges: unknown judge bogus (known: "],
+        ),
+        (
+            [
+                "pipeline",
+                "run",
+                "--params",
+                str(PARAMS),
+                "--set",
+                "promotion.floor_metrics=[pesqq]",
+            ],
+            ["promotion.floor_metrics names unknown metric 'pesqq' (known: "],
+        ),
         # `config` printed its whole dump, then the error.
         (
             ["config", "--params", str(PARAMS), "--set", "models.tacotron2.nope=1"],
@@ -127,6 +157,7 @@ BROKEN_FILES = {
     "utf16.yaml": "training:\n  steps: 3\n".encode("utf-16"),  # Notepad's "Unicode"
     "latin1.yaml": b"training:\n  seed: 1  # caf\xe9\n",
     "broken.yaml": b"training:\n  steps: [1, 2\n",
+    "empty.yaml": b"# nothing set\n",
 }
 
 
@@ -145,6 +176,11 @@ BROKEN_FILES = {
         (["config", "--params", "utf16.yaml"], ["not UTF-8 text (byte 0xff at offset 0)"]),
         (["config", "--params", str(PARAMS), "--config", "latin1.yaml"], ["not UTF-8 text"]),
         (["config", "--params", "broken.yaml"], ["not valid YAML", "at line 3, column 1"]),
+        # An empty recipe replaced the tiny one: paper-sized models, silently.
+        (
+            ["config", "--params", str(PARAMS), "--config", "empty.yaml", "-m", "hifigan"],
+            ["empty.yaml is empty: a params file or recipe sets at least one key"],
+        ),
     ],
 )
 def test_broken_files_and_files_of_another_kind_are_one_line(

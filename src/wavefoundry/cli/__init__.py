@@ -97,8 +97,10 @@ def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
     import yaml
     from rich.table import Table
 
+    from wavefoundry.evaluation.names import check_names
     from wavefoundry.families.registry import get_family
 
+    check_names(cfg.evaluation, cfg.promotion)  # what evaluate and promote would refuse
     params = args.params if args.params.exists() else None
     sources = model_sources(params, args.config, args.overrides)
     settings = cfg.model_dump(mode="json")

@@ -149,6 +149,18 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- arguments ------------------------------------------------------------------------------
 
+# Pipeline parameters set by an option of their own (with what goes with them), not --param.
+OWN_OPTIONS = {
+    "dataset": "--dataset/-d",
+    "families": "--family/-m",
+    "source": "--source",
+    "steps": "--steps",
+    "tracking_uri": "--tracking-uri",
+    "data_revision": "--data-revision",
+    "data_config": "--set KEY=VALUE or the params file",
+    "config": "--set KEY=VALUE or the params file",
+}
+
 
 def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, Any]:
     """The pipeline's arguments from the command line and the configuration. `here`: for a
@@ -156,8 +168,10 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
     source, no GPU unless there is one)."""
     import yaml
 
+    from wavefoundry.evaluation.names import check_names
     from wavefoundry.training.trainer import resolve_family
 
+    check_names(cfg.evaluation, cfg.promotion)  # not after training every family
     dataset = args.dataset or cfg.pipeline.dataset
     families = list(dict.fromkeys(args.family or cfg.pipeline.families))
     for family in families:
@@ -184,11 +198,14 @@ def _arguments(args: argparse.Namespace, cfg: Config, here: bool) -> dict[str, A
         key, sep, value = text.partition("=")
         if not sep:
             raise UserError(f"--param {text!r}: expected KEY=VALUE")
-        given[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        key = key.strip()
+        if key in OWN_OPTIONS:  # it would leave what goes with it (sources, data config) behind
+            raise UserError(f"--param {key}: set it with {OWN_OPTIONS[key]}")
+        given[key] = yaml.safe_load(value) if value.strip() else ""
     if given and here:  # before the sample corpus is made or a run begins
         from wavefoundry.pipeline.definition import check_arguments, load_spec
 
-        check_arguments(load_spec(), given)
+        given = check_arguments(load_spec(), given)
     if here:
         arguments["source"] = _local_sources(cfg, dataset, args.source)
         arguments["tracking_uri"] = _absolute_uri(arguments["tracking_uri"])
@@ -257,8 +274,11 @@ def cmd_compile(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
-    if args.parallelism is not None and args.parallelism < 1:
-        raise UserError(f"--parallelism must be 1 or more, got {args.parallelism}")
+    if args.parallelism is not None and not 1 <= args.parallelism <= 2:
+        raise UserError(
+            f"--parallelism must be 1 or 2 (kfp.local runs at most 2 tasks at once), "
+            f"got {args.parallelism}"
+        )
     # One run at a time in a project folder: they share the sample corpus, the task cache and
     # the registry's champion. A second one says so in one line and changes nothing.
     with file_lock(
@@ -435,7 +455,7 @@ def _host(args: argparse.Namespace, cfg: Config) -> tuple[Any, Path, dict[str, A
             f"tracking URI {arguments['tracking_uri']} is a file on this machine: a run on a "
             "cluster needs a tracking server every pod reaches (--tracking-uri http://...)"
         )
-    check_arguments(load_spec(package), arguments)
+    arguments = check_arguments(load_spec(package), arguments)
     token = args.token or os.environ.get("KF_PIPELINES_TOKEN")
     host = Host(url, args.namespace or cfg.pipeline.namespace, token)
     return host, package, arguments, args.experiment or cfg.pipeline.experiment

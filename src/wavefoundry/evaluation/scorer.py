@@ -36,6 +36,7 @@ from wavefoundry.config import Config
 from wavefoundry.data.stored import split_dir, stored_dataset
 from wavefoundry.errors import UserError
 from wavefoundry.evaluation import judges, metrics
+from wavefoundry.evaluation.names import check_names
 from wavefoundry.families.base import Family
 from wavefoundry.progress import progress_bar
 
@@ -78,12 +79,7 @@ def held_out_set(
     of cutting it to `max_seconds`; `vocoder` names what voices an acoustic model's frames
     (a registered vocoder version, or "griffin-lim"). Both join the fingerprint."""
     settings = cfg.evaluation
-    missing = judges.unknown(settings.judges)
-    if missing:
-        raise UserError(
-            f"evaluation.judges: unknown judge {', '.join(missing)} (known: "
-            f"{', '.join(judges.JUDGES)})"
-        )
+    check_names(settings)
     spec, data_version = stored_dataset(cfg, dataset)
     folder = split_dir(cfg, dataset, settings.split)
     index = pd.read_parquet(folder / "index.parquet")

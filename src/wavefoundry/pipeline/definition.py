@@ -55,12 +55,37 @@ def parameters(spec: Any) -> dict[str, Any]:
     }
 
 
-def check_arguments(spec: Any, arguments: Any) -> None:
-    """UserError naming each of `arguments` (names) the pipeline has no parameter for, and the
-    parameters it has, sorted (the spec's own order changes from one load to the next)."""
+# What a value of each KFP parameter type must be (pipeline_spec ParameterType numbers).
+_PARAMETER_TYPES: dict[int, tuple[tuple[type, ...], str]] = {
+    1: ((int, float), "a number"),  # NUMBER_DOUBLE
+    2: ((int,), "a whole number"),  # NUMBER_INTEGER
+    3: ((str,), "a string"),  # STRING
+    4: ((bool,), "true or false"),  # BOOLEAN
+    5: ((list,), "a list, e.g. [a, b]"),  # LIST
+    6: ((dict,), "a mapping, e.g. {key: value}"),  # STRUCT
+}
+
+
+def check_arguments(spec: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """`arguments` as the pipeline takes them, or a UserError naming each name the pipeline has
+    no parameter for (with the parameters it has, sorted: the spec's own order changes from one
+    load to the next), or the first value of the wrong type. A number or true/false given for
+    a string parameter becomes its text (`--param gpu_type=4090`)."""
     known = parameters(spec)
     unknown = sorted(set(arguments) - set(known))
     if unknown:
         raise UserError(
             f"the pipeline has no parameter {', '.join(unknown)} (it has: {', '.join(sorted(known))})"
         )
+    checked = dict(arguments)
+    definitions = spec.root.input_definitions.parameters
+    for name, value in sorted(arguments.items()):
+        kind = definitions[name].parameter_type
+        if kind not in _PARAMETER_TYPES:
+            continue
+        types, what = _PARAMETER_TYPES[kind]
+        if str in types and isinstance(value, int | float | bool):
+            checked[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise UserError(f"pipeline parameter {name} takes {what}, got {value!r}")
+    return checked

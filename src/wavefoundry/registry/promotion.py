@@ -34,6 +34,7 @@ from typing import Any
 from wavefoundry import tracking
 from wavefoundry.config import Config, PromotionConfig
 from wavefoundry.errors import UserError
+from wavefoundry.evaluation.names import check_names
 from wavefoundry.registry import candidates
 from wavefoundry.registry.candidates import Candidate
 
@@ -144,15 +145,7 @@ def gate(
             f"no promotion rules for task '{challenger.task}' (promotion.tasks has: "
             f"{', '.join(rules.tasks)})"
         )
-    for name in (task.primary, *task.secondary):
-        if name not in METRICS:
-            raise UserError(f"{key} names unknown metric '{name}' (known: {', '.join(METRICS)})")
-    for name in rules.floor_metrics:
-        if name not in METRICS:
-            raise UserError(
-                f"promotion.floor_metrics names unknown metric '{name}' "
-                f"(known: {', '.join(METRICS)})"
-            )
+    check_names(promotion=rules)
     ours = challenger.metrics
     theirs = champion.metrics if champion else {}
     bad = sorted(name for name, value in ours.items() if not math.isfinite(value))
