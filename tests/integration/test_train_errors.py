@@ -233,3 +233,18 @@ def test_a_checkpoint_from_another_model_is_refused(stored_samples: Path, tmp_pa
     shutil.copytree(source, tmp_path / "runs" / "ljspeech-hifigan" / "checkpoints")
     done = run_train(tmp_path, stored_samples, "-m", "hifigan", "-d", "ljspeech", "--resume")
     assert_one_line_error(done, "'wavenet' model, not 'hifigan'")
+
+
+def test_a_pipeline_task_failing_on_a_user_error_says_it_once_on_stderr(tmp_path: Path) -> None:
+    from servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/LJSpeech-1.1.tar.gz"  # nothing listens there
+    done = run_cli(tmp_path, "pipeline", "run", "--params", str(PARAMS), "--source", url)
+    assert done.returncode == 1, done.stderr  # the run failed, and is recorded as FAILED
+    assert "Traceback" not in done.stderr
+    # The task's `error:` line and "pipeline failed at" said it twice (three times with the
+    # task's own line among the progress on stdout).
+    assert done.stderr.count(f"cannot reach {url}") == 1, done.stderr
+    assert f"pipeline failed at resolve-data-revision: cannot reach {url}" in done.stderr
+    assert "resolve-data-revision FAILED after" in done.stderr
+    assert "outcome recorded in MLflow run" in done.stdout + done.stderr

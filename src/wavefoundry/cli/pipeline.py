@@ -422,8 +422,11 @@ class _Labels:
             return
         name = escape(self(event.path))  # `train [hifigan]` is not markup
         if event.state == "FAILED":
-            # The task's own last lines, without kfp's bookkeeping around them.
-            err.print(event.tail, markup=False, highlight=False)
+            # The task's own last lines, without kfp's bookkeeping around them; not when they
+            # end in the one `error:` line the run's last line repeats ("pipeline failed at").
+            lines = event.tail.strip().splitlines()
+            if lines and not lines[-1].startswith("error: "):
+                err.print(event.tail, markup=False, highlight=False)
             err.print(f"[red]x {name} FAILED[/] after {event.seconds:.1f} s")
             err.print(f"  its log: {escape(event.log)}")
         elif event.state == "CACHED":
