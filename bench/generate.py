@@ -18,7 +18,11 @@ HiFi-GAN: V1, V2 and V3 generators (weight norm removed, inference mode) on a 10
 22,050 Hz, as multiples of real time, beside kan-bayashi's HiFiGANGenerator (parallel-wavegan,
 installed for the bench only) with the same weights copied in, its largest output difference
 from ours reported; one process per measurement, interleaved, median of --rounds. Targets on 2
-CPU cores: at least 2x the reference on every preset, V1 at least 5x real time.
+CPU cores: at least 2x the reference on every preset, V1 at least 5x real time. Under that
+table, the arithmetic: each preset's GFLOP per pass (torch's FLOP counter), ours in GFLOP/s,
+every convolution of the generator timed alone on its input's shape and layout (the most a
+whole pass could reach, as GFLOP/s and x real time), the fastest of them, and the GFLOP/s that
+2x the reference needs.
 
 Tacotron 2: the paper's sizes (r = 1), free-running decoder steps per second on a 40-word
 sentence's length of characters, beside torchaudio.models.Tacotron2 at the same sizes.
@@ -29,9 +33,11 @@ WaveGlow: the paper's model (12 flows,
 WN 8 x 256, 87.9 M parameters; weight norm folded) inverting sigma = 0.6 noise for a 10-second
 mel at 22,050 Hz (the paper: "more than 500 kHz" on a V100). SampleRNN: the paper's 3-tier model
 (frames of 8 and 2 samples, dim 1024), batch 1, sample by sample (each tier steps at its own
-rate). Code prior: the recipe's Transformer (12 layers, 16 heads, width 1024, 512 codes),
-batch 1, the same number of tokens generated with the cache (one new token per step) and
-without (the whole context again per step). The machine's load average is recorded before and
+rate). Code prior: the recipe's Transformer (12 layers, 16 heads, width 1024, 512 codes;
+--prior-tokens tokens) and a small one (4 layers, 4 heads, width 128; 400 tokens, where the
+cache's O(length) against O(length^2) shows on a CPU), batch 1, the same number of tokens
+generated with the cache (one new token per step) and without (the whole context again per
+step). The machine's load average is recorded before and
 after: on a shared machine the figures are lower bounds. Writes
 bench/results/generate-<device>.json.
 """

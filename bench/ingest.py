@@ -6,8 +6,9 @@
 Generates (once, cached in --work) an LJ Speech 1.1 corpus of at least --hours of audio. Then,
 one fresh process per measurement, interleaved, --repeats times each:
 
-- plain: a 2-process `multiprocessing.Pool` that reads each WAV, sha256-hashes its bytes and
-  measures duration, peak and RMS (soundfile + numpy), the least any ingest must do;
+- plain: a `multiprocessing.Pool` of --workers processes (one per core by default) that reads
+  each WAV, sha256-hashes its bytes and measures duration, peak and RMS (soundfile + numpy),
+  the least any ingest must do;
 - wavefoundry: `stages.ingest`, `stages.validate` and `stages.store` into a fresh data folder,
   each stage in its own process as `dvc repro` runs them (the three together are one
   measurement).

@@ -87,6 +87,22 @@ def test_a_download_is_used_again_only_for_the_same_source(
         fetch(elsewhere, downloads, retries=0, progress=False)
 
 
+def test_a_part_left_by_another_url_is_started_over_not_completed(
+    http_server, payload: Path, tmp_path: Path
+) -> None:
+    server = http_server(payload.parent)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    part = downloads / (payload.name + ".part")
+    part.write_bytes(b"\0" * (SIZE // 3))  # a download of the same name from elsewhere
+    (downloads / (payload.name + ".part.source")).write_text("http://elsewhere/x\n")
+
+    got = fetch(f"{server.url}/{payload.name}", downloads, progress=False)
+
+    assert got.read_bytes() == payload.read_bytes()  # it was resumed into a mixed file
+    assert [r.range for r in server.requests] == [None]
+
+
 def test_dropped_connection_resumes_with_range(http_server, payload: Path, tmp_path: Path) -> None:
     server = http_server(payload.parent)
     server.drop_after(SIZE // 3)

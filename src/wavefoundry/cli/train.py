@@ -33,11 +33,11 @@ def add_commands(commands: Any, command: Command) -> None:
         "--out", type=Path, help="also write the run (id, model folder, steps, metrics) as JSON"
     )
     sub.epilog = (
-        "Run length, batch and schedule: training.* in params.yaml, with "
-        "training.per_family.NAME overriding any of them for one family (the tiny recipe "
-        "gives vocos and tacotron2 their own); `wavefoundry config -m NAME` shows what NAME "
-        "will use. "
-        "Sizes: models.NAME in params.yaml (tiny, CPU) or a recipe, e.g. "
+        "Run length, batch and schedule: training.* in the recipe (configs/tiny.yaml, which "
+        "params.yaml names, unless --config gives another), with training.per_family.NAME "
+        "overriding any of them for one family (the tiny recipe gives vocos and tacotron2 "
+        "their own); `wavefoundry config -m NAME` shows what NAME will use. "
+        "Sizes: models.NAME in the recipe (tiny, CPU) or another, e.g. "
         "--config configs/ljspeech-hifigan-v1.yaml. Several GPUs on one node: "
         "torchrun --nproc-per-node 8 -m wavefoundry.cli train -m hifigan -d ljspeech ..."
     )

@@ -73,6 +73,7 @@ def _verify(path: Path, expected: str, source: str, *, delete: bool) -> None:
     if actual != expected:
         if delete:
             path.unlink(missing_ok=True)
+            _source_record(path).unlink(missing_ok=True)
         raise UserError(f"checksum mismatch for {source}: expected {expected}, got {actual}")
 
 
@@ -92,10 +93,21 @@ def _already_there(final: Path, sha256: str | None, source: str) -> bool:
     return record.is_file() and record.read_text(encoding="utf-8").strip() == source
 
 
+def _start_part(part: Path, source: str) -> None:
+    """A `.part` is resumed only from the source it came from (`NAME.part.source`): one left
+    by a download from another URL is started over, not completed with this one's bytes."""
+    record = _source_record(part)
+    if part.exists() and not (
+        record.is_file() and record.read_text(encoding="utf-8").strip() == source
+    ):
+        part.unlink()
+    record.write_text(source + "\n", encoding="utf-8")
+
+
 def _keep(part: Path, final: Path, source: str) -> Path:
     """The finished `.part` becomes the download, with the record of where it came from."""
     part.replace(final)
-    _source_record(final).write_text(source + "\n", encoding="utf-8")
+    _source_record(part).replace(_source_record(final))
     return final
 
 
@@ -117,7 +129,8 @@ def fetch(
     Local paths are returned as they are (checked against `sha256` when it is given and the
     path is a file). URLs and s3:// URIs are downloaded into `dest_dir`, each with a
     `NAME.source` file naming where it came from; a file already there that matches `sha256`
-    (or, when no checksum is known, that came from this same source) is not fetched again.
+    (or, when no checksum is known, that came from this same source) is not fetched again,
+    and an unfinished `NAME.part` is resumed only from the source it came from.
     """
     sha256 = _normalise_sha(sha256)
     scheme = urlparse(source).scheme.lower() if "://" in source else ""
@@ -174,6 +187,7 @@ def _fetch_http(
         return final
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
+    _start_part(part, url)
     with requests.Session() as session, byte_progress(progress) as bar:
         task = bar.add_task(final.name, total=None)
         for attempt in range(retries + 1):
@@ -285,6 +299,7 @@ def _fetch_s3(
     client = _s3_client(storage, retries)
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
+    _start_part(part, uri)
     try:
         size = _s3_head(client, bucket, key, where)["ContentLength"]
         with byte_progress(progress) as bar:
