@@ -77,14 +77,14 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         cfg.training.set_steps(args.model, args.steps)
     # On a terminal the trainer draws a bar; into a pipe or a file, lines every 10 s instead.
     total = cfg.training.for_family(args.model).steps
-    quiet = interactive() or not Distributed.from_environment().main
-    on_step = None if quiet else progress_lines(total, sys.stderr)
+    main = Distributed.from_environment().main  # only rank 0 reports, under torchrun
+    on_step = None if interactive() or not main else progress_lines(total, sys.stderr)
     try:
         result = train(cfg, args.model, args.dataset, resume=args.resume, on_step=on_step)
     except Preempted as stopped:
         err.print(str(stopped))
         return stopped.exit_code
-    if not Distributed.from_environment().main:
+    if not main:
         return 0
     if args.out:
         write_json(args.out, result.as_record())

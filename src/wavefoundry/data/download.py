@@ -82,6 +82,12 @@ def _source_record(final: Path) -> Path:
     return final.with_name(final.name + ".source")
 
 
+def _came_from(path: Path, source: str) -> bool:
+    """Whether `path`'s record names `source`."""
+    record = _source_record(path)
+    return record.is_file() and record.read_text(encoding="utf-8").strip() == source
+
+
 def _already_there(final: Path, sha256: str | None, source: str) -> bool:
     """A download to use again: it matches `sha256`, or, with no checksum known, it came from
     this same `source` (a file of the same name from another URL is fetched over)."""
@@ -89,19 +95,15 @@ def _already_there(final: Path, sha256: str | None, source: str) -> bool:
         return False
     if sha256 is not None:
         return sha256_of(final) == sha256
-    record = _source_record(final)
-    return record.is_file() and record.read_text(encoding="utf-8").strip() == source
+    return _came_from(final, source)
 
 
 def _start_part(part: Path, source: str) -> None:
     """A `.part` is resumed only from the source it came from (`NAME.part.source`): one left
     by a download from another URL is started over, not completed with this one's bytes."""
-    record = _source_record(part)
-    if part.exists() and not (
-        record.is_file() and record.read_text(encoding="utf-8").strip() == source
-    ):
+    if part.exists() and not _came_from(part, source):
         part.unlink()
-    record.write_text(source + "\n", encoding="utf-8")
+    _source_record(part).write_text(source + "\n", encoding="utf-8")
 
 
 def _keep(part: Path, final: Path, source: str) -> Path:

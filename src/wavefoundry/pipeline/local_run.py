@@ -380,7 +380,7 @@ def run(
     from wavefoundry.pipeline.steps import ERRORS_ENV
 
     spec = load_spec(package)
-    check_arguments(spec, arguments)
+    arguments = check_arguments(spec, arguments)
     for_this_machine(spec, parallelism)
     root = Path(root).resolve()
     runs, cache_root = root / "runs", root / "cache"
