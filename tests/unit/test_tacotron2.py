@@ -19,6 +19,7 @@ from wavefoundry.families.tacotron2 import Tacotron2Family
 from wavefoundry.models.tacotron2 import (
     Tacotron2,
     Tacotron2Config,
+    forward_sum_loss,
     guided_attention_loss,
     lengths_to_mask,
     tacotron2_loss,
@@ -267,13 +268,59 @@ def test_losses_fall_on_one_batch_and_the_guide_rewards_a_diagonal() -> None:
         history.append({k: v.item() for k, v in losses.items()})
     assert history[-1]["loss"] < 0.9 * history[0]["loss"], history
     assert set(history[0]) == {
-        "loss", "loss_mel", "loss_postnet", "loss_gate", "loss_guided_attention"
+        "loss", "loss_mel", "loss_postnet", "loss_gate", "loss_guided_attention",
+        "loss_forward_sum",
     }  # fmt: skip
     diagonal = torch.eye(8)[None]
     uniform = torch.full((1, 8, 8), 1 / 8)
     lengths = torch.tensor([8])
     assert guided_attention_loss(diagonal, lengths, lengths, 0.2) < 0.01
     assert guided_attention_loss(uniform, lengths, lengths, 0.2) > 0.3
+
+
+def _walk(steps_per_symbol: list[int], n_max: int, t_max: int, sharpness: float = 1.0):
+    """(t_max, n_max) attention that dwells steps_per_symbol[n] steps on symbol n; with
+    sharpness < 1 the rest of each step's weight goes to its neighbours."""
+    a = torch.zeros(t_max, n_max)
+    t = 0
+    for n, dwell in enumerate(steps_per_symbol):
+        for _ in range(dwell):
+            a[t, n] = sharpness
+            for m in (n - 1, n + 1):
+                if 0 <= m < len(steps_per_symbol):
+                    a[t, m] += (1 - sharpness) / 2
+            a[t] /= a[t].sum()
+            t += 1
+    return a
+
+
+def test_the_forward_sum_loss_rewards_a_sharp_walk_at_any_pace_and_ignores_padding() -> None:
+    """Badlani et al. 2021: ~0 for any sharp monotonic walk through every symbol (uneven
+    pace included), large when blurred, when a symbol is skipped or the walk goes back; a
+    padded batch gives each sentence's loss alone."""
+    n = torch.tensor([6])
+
+    def loss(a: torch.Tensor, steps: int) -> float:
+        return forward_sum_loss(a[None], n, torch.tensor([steps])).item()
+
+    even = loss(_walk([2] * 6, 6, 12), 12)
+    uneven = loss(_walk([1, 4, 1, 3, 2, 1], 6, 12), 12)
+    blurred = loss(_walk([2] * 6, 6, 12, sharpness=0.4), 12)
+    skipping = _walk([2] * 6, 6, 12)
+    skipping[4:6] = 0.0
+    skipping[4:6, 3] = 1.0  # symbol 2 never attended
+    backwards = _walk([2] * 6, 6, 12).flip(0)
+    assert even < 0.6 and uneven < 0.6
+    assert blurred > even + 0.5
+    assert loss(skipping, 12) > even + 2 and loss(backwards, 12) > even + 10
+    # A batch: the second sentence padded to the first's symbols and steps.
+    second = torch.zeros(12, 6)
+    second[:8, :4] = _walk([2] * 4, 4, 8)
+    second[8:, 0] = 1.0  # whatever sits on padded steps
+    batch = torch.stack((_walk([2] * 6, 6, 12), second))
+    both = forward_sum_loss(batch, torch.tensor([6, 4]), torch.tensor([12, 8])).item()
+    alone = forward_sum_loss(_walk([2] * 4, 4, 8)[None], torch.tensor([4]), torch.tensor([8]))
+    assert both == pytest.approx((even + alone.item()) / 2, rel=1e-5)
 
 
 def test_the_masked_stop_loss_counts_only_real_steps_and_weights_the_stop() -> None:

@@ -11,7 +11,9 @@ next frame(s) and a stop token ("gate"). A 5-convolution postnet adds a residual
 Two additions from later recipes: a reduction factor `n_frames_per_step` (r frames per
 decoder step, Tacotron 1; alignment forms in far fewer steps) and a speaker embedding joined
 to every encoder output for multi-speaker corpora (VCTK). The guided attention loss of
-Tachibana et al. 2017 ("Efficiently trainable text-to-speech...") is `guided_attention_loss`.
+Tachibana et al. 2017 ("Efficiently trainable text-to-speech...") is `guided_attention_loss`,
+and the forward-sum alignment loss of Badlani et al. 2021 ("One TTS Alignment To Rule Them
+All", RAD-TTS's CTC over the attention) is `forward_sum_loss`.
 
 Why not `torchaudio.models.Tacotron2`: it has no reduction factor and no speaker embedding,
 and its prenet draws dropout from the global RNG, so a served request could not be made
@@ -91,6 +93,14 @@ class Tacotron2Config:
     weight_decay: float = 1e-6
     guided_attention_sigma: float = 0.2
     guided_attention_weight: float = 1.0
+    # The forward-sum (CTC) alignment loss of Badlani et al. 2021 ("One TTS Alignment To Rule
+    # Them All", RAD-TTS's AttentionCTCLoss): minus the log of the attention's probability
+    # summed over every monotonic path that visits each symbol in order, a blank of
+    # log-probability `forward_sum_blank_logprob` (RAD-TTS's -1) taking the steps between.
+    # It rewards sharp attention that walks the text at any pace, where the guided loss above
+    # rewards the diagonal however blurred. 0 (off) in the paper; always logged.
+    forward_sum_weight: float = 0.0
+    forward_sum_blank_logprob: float = -1.0
     # The stop token's BCE over real decoder steps only (ESPnet's `use_masking`; the frame and
     # attention losses are masked always). Off in NVIDIA's code, which counts every padded
     # step as a stop target: the gate then learns to stop on the padding's input frame, which
@@ -434,6 +444,34 @@ def guided_attention_loss(
     return (off_diagonal * steps).sum() / steps.sum()
 
 
+def forward_sum_loss(
+    alignments: torch.Tensor,
+    text_lengths: torch.Tensor,
+    step_lengths: torch.Tensor,
+    blank_logprob: float = -1.0,
+) -> torch.Tensor:
+    """Badlani et al. 2021's forward-sum loss: each decoder step's attention weights A[t, n]
+    read as the probability of symbol n, a blank (log-probability `blank_logprob` before
+    renormalising) added, and CTC (torch's `ctc_loss`, mean over sentences of the loss per
+    symbol) with the target "every symbol once, in order". ~0 for a sharp walk through the
+    whole text at any pace; large for blurred attention or one that skips or goes back. A
+    sentence with fewer decoder steps than symbols cannot be walked and counts 0.
+    alignments (B, T_max, N_max), lengths (B,) in symbols and decoder steps."""
+    b, t_max, n_max = alignments.shape
+    log_weights = torch.log(alignments.float().clamp(min=1e-8))
+    blank = log_weights.new_full((b, t_max, 1), blank_logprob)
+    real = torch.cat((text_lengths.new_ones(b, 1, dtype=torch.bool),
+                      lengths_to_mask(text_lengths, n_max)), dim=1)  # fmt: skip
+    log_probs = F.log_softmax(
+        torch.cat((blank, log_weights), dim=-1).masked_fill(~real[:, None, :], -1e4), dim=-1
+    )
+    targets = torch.arange(1, n_max + 1, device=alignments.device).expand(b, -1)
+    return F.ctc_loss(
+        log_probs.transpose(0, 1), targets, step_lengths, text_lengths,
+        blank=0, reduction="mean", zero_infinity=True,
+    )  # fmt: skip
+
+
 def tacotron2_loss(
     out: Tacotron2Output,
     mels: torch.Tensor,
@@ -443,7 +481,8 @@ def tacotron2_loss(
 ) -> dict[str, torch.Tensor]:
     """MSE before and after the postnet over real frames, BCE on the gate (target 1 from the
     decoder step holding a sentence's last frame on, weighted `bce_pos_weight`; over the real
-    steps only with `use_masking`), and the guided attention loss."""
+    steps only with `use_masking`), the guided attention loss and, weighted
+    `forward_sum_weight`, the forward-sum alignment loss."""
     r = config.n_frames_per_step
     frame_mask = lengths_to_mask(mel_lengths, mels.shape[-1]).unsqueeze(1)
     count = frame_mask.sum() * mels.shape[1]
@@ -470,13 +509,21 @@ def tacotron2_loss(
     attention_loss = guided_attention_loss(
         out.alignments, text_lengths, step_lengths, config.guided_attention_sigma
     )
-    total = mel_loss + postnet_loss + gate_loss + config.guided_attention_weight * attention_loss
+    forward_sum = forward_sum_loss(
+        out.alignments, text_lengths, step_lengths, config.forward_sum_blank_logprob
+    )
+    total = (
+        mel_loss + postnet_loss + gate_loss
+        + config.guided_attention_weight * attention_loss
+        + config.forward_sum_weight * forward_sum
+    )  # fmt: skip
     return {
         "loss": total,
         "loss_mel": mel_loss,
         "loss_postnet": postnet_loss,
         "loss_gate": gate_loss,
         "loss_guided_attention": attention_loss,
+        "loss_forward_sum": forward_sum,
     }
 
 
