@@ -1,7 +1,8 @@
 """`make demo`'s run at its own settings (params.yaml, configs/tiny.yaml), in a scratch project:
 the champion it promotes beats Griffin-Lim from the same mel on the floor's metrics, on the
 same held-out clips, and its audio examples are in MLflow; the tiny Tacotron 2 becomes the
-voice champion, and the run ends with the curl that speaks a sentence through its Bento.
+voice champion, aligned on every held-out sentence (the issue's acceptance for the voice), and
+the run ends with the curl that speaks a sentence through its Bento.
 
 About 10 minutes on 2 cores (mostly Vocos's 4,000 steps; then Tacotron 2's), so it runs apart: `make test-demo`
 (.ci/run runs it after `make test`)."""
@@ -77,6 +78,18 @@ def test_the_demo_s_champion_beats_griffin_lim_on_the_floor_s_metrics(tmp_path: 
     voice = client.get_model_version_by_alias(VOICE, "champion")
     assert voice.tags["family"] == "tacotron2"
     assert f"champion: {VOICE} v{voice.version} (tacotron2, run {voice.run_id})" in done.stdout
+    # The issue's alignment acceptance, on the demo's own voice: each held-out sentence (the
+    # test split's), spoken free running when the run scored it, has attention focus >= 0.5,
+    # walks the text forwards and fires its stop token before max_decoder_steps.
+    mlflow.set_tracking_uri(client.tracking_uri)
+    sentences = mlflow.load_table("eval/clips.json", run_ids=[voice.run_id])
+    print(sentences[["clip_id", "attention_focus", "attention_monotonic", "seconds",
+                     "reference_seconds", "decoder_limit_share"]].to_string())  # fmt: skip
+    assert len(sentences) >= 3, sentences
+    assert (sentences["attention_focus"] >= 0.5).all(), sentences
+    assert sentences["attention_monotonic"].all(), sentences
+    assert (sentences["decoder_limit_share"] == 0).all(), sentences
+
     serve, try_it = serve_and_try_it(done.stdout, VOICE)
     assert f"bentoml serve {voice.tags['bento_tag']} --port " in serve
     assert "/synthesize " in try_it, try_it

@@ -367,7 +367,8 @@ def _render_sentences(
 ) -> tuple[list[dict[str, Any]], list[Rendered], Compute]:
     """Each held-out clip's transcript spoken free-running (prenet seed 0), voiced by
     `vocoder` (else the family's Griffin-Lim), judged against the recording after DTW; its
-    alignment scored for focus, diagonality and whether it hit the decoder-step limit."""
+    alignment scored for focus, diagonality, whether it walks the text forwards (a column of
+    eval/clips.json, not a metric) and whether it hit the decoder-step limit."""
     limit = family.config.max_decoder_steps
     rows, rendered, compute = [], [], Compute()
     with progress_bar(f"scoring {family.name}", len(held_out.clips)) as advance:
@@ -388,6 +389,7 @@ def _render_sentences(
                     **metrics.dtw_speech_scores(clip.audio, generated, held_out.sample_rate),
                     "attention_focus": metrics.attention_focus_rate(alignment),
                     "attention_diagonality": metrics.attention_diagonality(alignment),
+                    "attention_monotonic": metrics.attention_is_monotonic(alignment),
                     "decoder_limit_share": float(int(out.steps[0]) >= limit),
                 }
             )
