@@ -56,8 +56,8 @@ def small_project(root: Path) -> None:
     tiny["training"].update(steps=4, checkpoint_every=4, validate_every=4, log_every=2)
     tiny["training"].pop("per_family", None)  # every family this short
     # A 4-step Tacotron 2 never fires its stop token: each held-out sentence (and the voice
-    # Bento's sentence) is spoken to max_decoder_steps. 30 steps x 4 frames is 1.4 s of speech,
-    # a sentence's length, instead of the recipe's 14 s.
+    # Bento's sentence) is spoken to max_decoder_steps. 30 steps x 5 frames is 1.7 s of speech,
+    # a sentence's length, instead of the recipe's 17 s.
     tiny["models"]["tacotron2"]["max_decoder_steps"] = 30
     (root / "configs").mkdir(exist_ok=True)
     (root / "configs" / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
@@ -189,7 +189,7 @@ def test_the_voice_bento_it_built_speaks_with_both_champions(project):
         audio, rate = sf.read(io.BytesIO(answer.content), dtype="int16")
         wav = sf.info(io.BytesIO(answer.content))
         assert (wav.format, wav.subtype, rate) == ("WAV", "PCM_16", 22050)
-        assert len(audio) / rate > 0.5  # speech, not a click: 30 decoder steps give 1.4 s
+        assert len(audio) / rate > 0.5  # speech, not a click: 30 decoder steps give 1.7 s
         assert np.abs(audio).max() > 0
     finally:
         server.stop()
