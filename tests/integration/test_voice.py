@@ -51,7 +51,7 @@ def voice(stored_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "promotion.max_real_time_factor=50",
         "models.tacotron2.max_decoder_steps=30",
         # A 4-step model's stop token fires at random; this high a threshold lets it speak
-        # to the step limit, a sentence's length (30 steps x 4 frames = 1.4 s).
+        # to the step limit, a sentence's length (30 steps x 5 frames = 1.7 s).
         "models.tacotron2.gate_threshold=0.999",
         "serving.max_text_chars=300",
         "serving.max_sentence_chars=60",
@@ -99,7 +99,7 @@ def test_the_voice_speaks_what_the_library_says(voice: dict) -> None:
     assert response.status_code == 200, response.text
     served, rate = sf.read(io.BytesIO(response.content), dtype="int16")
     assert rate == 22050 and sf.info(io.BytesIO(response.content)).subtype == "PCM_16"
-    assert 1.0 < len(served) / rate < 30  # speech length: at most 30 decoder steps x 4 frames
+    assert 1.0 < len(served) / rate < 30  # speech length: at most 30 decoder steps x 5 frames
 
     family, net = load_logged_model(acoustic_uri)
     vocoder_family, vocoder = load_logged_model(voice["vocoder"][2])
