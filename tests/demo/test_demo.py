@@ -4,7 +4,7 @@ same held-out clips, and its audio examples are in MLflow; the tiny Tacotron 2 b
 voice champion, aligned on every held-out sentence (the issue's acceptance for the voice), and
 the run ends with the curl that speaks a sentence through its Bento.
 
-10-40 minutes on 2 cores, by the CPU (mostly Vocos's 8,000 steps; then Tacotron 2's), so it
+10-40 minutes on 2 cores, by the CPU (mostly Vocos's 4,000 steps; then Tacotron 2's), so it
 runs apart: `make test-demo` (.ci/run runs it after `make test`)."""
 
 from __future__ import annotations
