@@ -21,6 +21,7 @@ import yaml
 from servers import serve_and_try_it, wavefoundry
 
 from wavefoundry import tracking
+from wavefoundry.evaluation.baseline import NAME as BASELINE
 from wavefoundry.evaluation.baseline import find_baseline
 from wavefoundry.evaluation.metrics import METRICS
 from wavefoundry.tracking import registered_model_name
@@ -46,8 +47,8 @@ def test_the_demo_s_champion_beats_griffin_lim_on_the_floor_s_metrics(tmp_path: 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / '.wavefoundry' / 'mlflow.db'}")
     if "champion" not in client.get_registered_model(MODEL).aliases:
         # What the run said of each vocoder: its scores, Griffin-Lim's and the gate's verdict.
-        said = [line for line in done.stdout.splitlines() if "ljspeech-vocoder" in line or
-                "griffin_lim on the same clips" in line or "  scores: " in line]  # fmt: skip
+        said = [line for line in done.stdout.splitlines() if MODEL in line or
+                f"{BASELINE} on the same clips" in line or "  scores: " in line]  # fmt: skip
         pytest.fail(f"no {MODEL} champion after {minutes:.1f} min:\n" + "\n".join(said))
     champion = client.get_model_version_by_alias(MODEL, "champion")
     run = client.get_run(champion.run_id)
