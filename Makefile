@@ -29,7 +29,7 @@ test: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest $(PYTEST_ARGS) $(PYTEST_SELECT)
-	@echo "Run apart: make test-containers (podman, runc, mmdebstrap; README, Containers) and make test-demo (the demo's run, 10-40 minutes on 2 cores, by the CPU)."
+	@echo "Run apart: make test-containers (podman, runc, mmdebstrap; README, Containers) and make test-demo (the demo's run, 20-40 minutes on 2 cores, by the CPU)."
 
 # The component image (components/Dockerfile) with podman, on a local Debian base made when
 # missing; prints its tag. README "Containers".

@@ -4,7 +4,7 @@ metrics, on the same held-out clips, and its audio examples are in MLflow; the t
 becomes the voice champion, aligned on every held-out sentence (the issue's acceptance for the
 voice), and the run ends with the curl that speaks a sentence through its Bento.
 
-10-40 minutes on 2 cores, by the CPU (mostly Vocos's 4,000 steps; then Tacotron 2's), so it
+20-40 minutes on 2 cores, by the CPU (mostly Vocos's 4,000 steps; then Tacotron 2's), so it
 runs apart: `make test-demo` (.ci/run runs it after `make test`)."""
 
 from __future__ import annotations
