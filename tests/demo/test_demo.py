@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -26,6 +27,9 @@ from wavefoundry.evaluation.baseline import NAME as BASELINE
 from wavefoundry.evaluation.baseline import find_baseline
 from wavefoundry.evaluation.metrics import METRICS
 from wavefoundry.tracking import registered_model_name
+
+if TYPE_CHECKING:
+    import mlflow
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = registered_model_name("ljspeech", "vocoder")
@@ -58,7 +62,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     return Demo(folder, done.stdout, minutes)
 
 
-def tracking_client(demo: Demo):  # noqa: ANN201 (mlflow is imported late)
+def tracking_client(demo: Demo) -> mlflow.MlflowClient:
     import mlflow
 
     return mlflow.MlflowClient(f"sqlite:///{demo.folder / '.wavefoundry' / 'mlflow.db'}")
